@@ -1,0 +1,2132 @@
+//! Configuration: `sip-config/switchboard.yaml` → [`Config`], the only configuration type the engine sees.
+//!
+//! ## Parse, don't validate
+//! The file is read in two steps. `raw` mirrors the YAML with serde structs that deny unknown keys and
+//! fill in defaults; [`Config::from_yaml_str`] then checks every value and builds [`Config`]: addresses
+//! parsed into [`SocketAddr`], CIDR ranges into [`IpNet`], durations into [`Duration`], cross-field rules
+//! (`min_expires_s <= default_expires_s <= max_expires_s`, unique users and trunk names) enforced. Past this
+//! point nothing re-checks the configuration.
+//!
+//! ## Errors name the file, line, column and field
+//! ```text
+//! sip-config/switchboard.yaml:15:7: sip.listen[1].transport: unknown variant `sctp`, expected `udp` or `tcp`
+//! ```
+//! serde_yaml reports a position only for what fails while deserializing, and once a value is
+//! deserialized its position is gone. So the text is also scanned once by `locate::Index`, a small
+//! indentation-aware reader of block-style YAML that records where each key path (`accounts[3].password`)
+//! starts. Semantic errors take their position from it; deserialization errors use it too, so that both
+//! point at the offending key (serde_yaml places "unknown field" at the document start when the key is at
+//! the top level, and "duplicate field" at the mapping rather than the duplicate).
+//!
+//! ## Weak passwords
+//! The SIP account password policy is in [`password`]. While every SIP listener is on a loopback address a
+//! weak password is a [`ConfigWarning`] (so the shipped demo, `demo-1001`…, works at once on one
+//! machine); as soon as any listener is reachable from elsewhere it is an error.
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub mod password;
+mod raw;
+
+pub use password::{check_password, WeakPassword};
+
+use raw::{RawAccount, RawAuth, RawConfig, RawRegistrar, RawSip, RawTrunk};
+
+/// The validated configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub registrar: RegistrarConfig,
+    pub auth: AuthConfig,
+    /// SIP accounts (desk phones), in file order; user names are unique.
+    pub accounts: Vec<Account>,
+    /// SIP trunks (carriers, other PBXs), in file order; names are unique.
+    pub trunks: Vec<Trunk>,
+    pub logging: LoggingConfig,
+    /// What the file got away with: weak passwords on a loopback-only server, trusted ranges that cover
+    /// this machine. The binary logs them with [`Config::log_warnings`]; none contains a secret.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// `sip:` — listeners and protocol parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipConfig {
+    /// Never empty.
+    pub listen: Vec<Listener>,
+    /// The SIP domain this server is authoritative for (`sip:1001@<domain>`).
+    pub domain: String,
+    pub timers: SipTimers,
+    /// Larger messages are refused (RFC 3261 §18.1.1 bounds UDP; the same cap guards TCP framing).
+    pub max_message_bytes: usize,
+    /// A TCP connection with no traffic for this long is closed. Phones that send RFC 5626 CRLF
+    /// keep-alives (or re-register) more often than this stay connected.
+    pub tcp_idle_timeout: Duration,
+    /// The `User-Agent`/`Server` header value; `None` sends neither header.
+    pub user_agent: Option<String>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5060);
+        SipConfig {
+            listen: vec![
+                Listener {
+                    transport: Transport::Udp,
+                    address: loopback,
+                },
+                Listener {
+                    transport: Transport::Tcp,
+                    address: loopback,
+                },
+            ],
+            domain: "switchboard".to_owned(),
+            timers: SipTimers::default(),
+            max_message_bytes: 65_535,
+            tcp_idle_timeout: Duration::from_secs(300),
+            user_agent: Some(DEFAULT_USER_AGENT.to_owned()),
+        }
+    }
+}
+
+impl SipConfig {
+    /// True when no listener is reachable from another machine — the condition under which demo-grade
+    /// passwords are tolerated.
+    pub fn loopback_only(&self) -> bool {
+        self.listen.iter().all(|l| l.address.ip().is_loopback())
+    }
+}
+
+/// The default `User-Agent`/`Server` header value.
+pub const DEFAULT_USER_AGENT: &str = concat!("Switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// One socket to listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Listener {
+    pub transport: Transport,
+    pub address: SocketAddr,
+}
+
+/// A SIP transport; TLS and WebSocket come later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        })
+    }
+}
+
+/// RFC 3261 §17 timer base values (§A: T1 = RTT estimate, T2 = maximum non-INVITE retransmit
+/// interval, T4 = maximum time a message stays in the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipTimers {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+}
+
+impl Default for SipTimers {
+    fn default() -> Self {
+        SipTimers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_millis(4000),
+            t4: Duration::from_millis(5000),
+        }
+    }
+}
+
+/// `http:` — the API listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+/// `database:` — where registrations, CDRs and the rest of the produced data live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    /// An sqlx URL: `sqlite://…` (a relative path is relative to the working directory) or
+    /// `postgres://…`.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://data/switchboard.db".to_owned(),
+        }
+    }
+}
+
+/// `registrar:` — REGISTER handling (RFC 3261 §10.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// Shorter requested expiries get `423 Interval Too Brief` with this as `Min-Expires`.
+    pub min_expires: Duration,
+    /// Used when the request names no expiry.
+    pub default_expires: Duration,
+    /// Longer requested expiries are shortened to this.
+    pub max_expires: Duration,
+    /// Bindings per address-of-record; never 0.
+    pub max_contacts_per_aor: usize,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: Duration::from_secs(60),
+            default_expires: Duration::from_secs(3600),
+            max_expires: Duration::from_secs(7200),
+            max_contacts_per_aor: 10,
+        }
+    }
+}
+
+/// `auth:` — digest authentication (RFC 3261 §22, RFC 7616 / RFC 8760 algorithms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The digest realm; `sip.domain` unless set.
+    pub realm: String,
+    pub nonce_lifetime: Duration,
+    /// Offered in this order, one challenge header each (RFC 8760 §2.4: most preferred first). Never empty,
+    /// no duplicates.
+    pub algorithms: Vec<DigestAlgorithm>,
+    /// Accept RFC 2069-style responses without `qop` (old phones).
+    pub allow_no_qop: bool,
+    pub lockout: LockoutPolicy,
+    /// Requests from these ranges skip digest authentication altogether.
+    pub trusted: Vec<IpNet>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            realm: SipConfig::default().domain,
+            nonce_lifetime: Duration::from_secs(300),
+            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            allow_no_qop: true,
+            lockout: LockoutPolicy::default(),
+            trusted: Vec::new(),
+        }
+    }
+}
+
+/// A digest algorithm as named in the file (`sha256`, `md5`; RFC spellings `SHA-256`, `MD5` also read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum DigestAlgorithm {
+    #[serde(rename = "sha256", alias = "SHA-256")]
+    Sha256,
+    #[serde(rename = "md5", alias = "MD5")]
+    Md5,
+}
+
+impl DigestAlgorithm {
+    /// The `algorithm=` token (RFC 7616 §3.3).
+    pub fn token(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "SHA-256",
+            DigestAlgorithm::Md5 => "MD5",
+        }
+    }
+}
+
+/// Brute-force protection: after `max_failures` failed authentications from one source within `window`,
+/// that source is refused for `cooldown`. `max_failures == 0` disables it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub max_failures: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            max_failures: 5,
+            window: Duration::from_secs(60),
+            cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A SIP account (a desk phone or softphone registers with it). `Debug` never shows the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user part: letters, digits and `.-_+`.
+    pub user: String,
+    pub password: Password,
+    /// Free text without control characters; the SIP layer quotes it.
+    pub display_name: Option<String>,
+    pub enabled: bool,
+}
+
+/// A secret that prints as `<redacted>` in `Debug` and has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Password(secret.into())
+    }
+
+    /// The secret itself, for computing digests. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A SIP trunk: a carrier or another PBX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    pub name: String,
+    /// Where calls to this trunk are sent. (IP literal and port for now; DNS names come with RFC 3263.)
+    pub address: SocketAddr,
+    /// Requests from these ranges skip digest authentication and are attributed to this trunk.
+    pub trusted_sources: Vec<IpNet>,
+    pub enabled: bool,
+}
+
+/// `logging:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// A `tracing_subscriber::EnvFilter` directive: a level (`info`) optionally followed by
+    /// `target=level` pairs (`info,switchboard_engine::sip=debug`). `RUST_LOG` takes precedence.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Why a request may skip digest authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestExemption<'a> {
+    /// The source is in `auth.trusted`.
+    Trusted(&'a IpNet),
+    /// The source is in an enabled trunk's `trusted_sources`.
+    Trunk(&'a Trunk),
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Config::from_yaml_str(&text, &file)
+    }
+
+    /// Validates `text`; `file` is only used to name the source in errors and warnings.
+    pub fn from_yaml_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let ctx = Ctx {
+            file,
+            index: locate::Index::build(text),
+        };
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|err| ctx.deserialize_error(&err))?;
+        validate(raw, &ctx)
+    }
+
+    /// The account with user part `user`, enabled or not.
+    pub fn account(&self, user: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.user == user)
+    }
+
+    pub fn trunk(&self, name: &str) -> Option<&Trunk> {
+        self.trunks.iter().find(|t| t.name == name)
+    }
+
+    /// Whether a request from `source` skips digest authentication, and why: `auth.trusted` first, then
+    /// the enabled trunks in file order.
+    pub fn digest_exemption(&self, source: IpAddr) -> Option<DigestExemption<'_>> {
+        if let Some(net) = self.auth.trusted.iter().find(|n| n.contains(&source)) {
+            return Some(DigestExemption::Trusted(net));
+        }
+        self.trunks
+            .iter()
+            .filter(|t| t.enabled)
+            .find(|t| t.trusted_sources.iter().any(|n| n.contains(&source)))
+            .map(DigestExemption::Trunk)
+    }
+
+    /// Logs every warning with `tracing::warn!`.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!(target: "switchboard::config", "{warning}");
+        }
+    }
+}
+
+/// A configuration that can not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `file:line:column: field: message`. `field` is a key path such as `accounts[3].password`; it is
+    /// empty only for YAML syntax errors that no key can be blamed for.
+    #[error("{file}:{line}:{column}: {}{message}", field_prefix(.field))]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
+    #[error("{file}: cannot read the configuration: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Something the file got away with; displayed like [`ConfigError::Invalid`]. Never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}{}",
+            self.file,
+            self.line,
+            self.column,
+            field_prefix(&self.field),
+            self.message
+        )
+    }
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+/// Upper bounds that keep durations far from `Instant` overflow while allowing any sane setting.
+const MAX_TIMER_MS: u64 = 60_000;
+const DAY_S: u64 = 86_400;
+const MAX_EXPIRES_S: u64 = 7 * DAY_S;
+const MAX_NAME_LEN: usize = 64;
+
+/// Where errors are reported: the file name and the positions of its keys.
+struct Ctx<'a> {
+    file: &'a str,
+    index: locate::Index,
+}
+
+impl Ctx<'_> {
+    fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.index.nearest(field);
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line,
+            column,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn warning(&self, field: &str, message: impl Into<String>) -> ConfigWarning {
+        let (line, column) = self.index.nearest(field);
+        ConfigWarning {
+            file: self.file.to_owned(),
+            line,
+            column,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// serde_yaml renders its errors as `path: message at line L column C`; take that apart and let the
+    /// index place the error on the offending key.
+    fn deserialize_error(&self, err: &serde_yaml::Error) -> ConfigError {
+        let serde_pos = err.location().map(|l| (l.line(), l.column()));
+        let mut text = err.to_string();
+        if let Some((line, column)) = serde_pos {
+            text = text.replacen(&format!(" at line {line} column {column}"), "", 1);
+        }
+        let (path, message) = split_serde_path(&text);
+        let (field, key_pos) = if let Some(name) = backticked(message, "unknown field `") {
+            let field = locate::join(path, name);
+            let pos = self.index.occurrence(&field, 0);
+            (field, pos)
+        } else if let Some(name) = backticked(message, "duplicate field `") {
+            let field = locate::join(path, name);
+            let pos = self.index.occurrence(&field, 1);
+            (field, pos)
+        } else if !path.is_empty() {
+            // The key precedes (or shares the line of) the value serde_yaml points at.
+            let pos = self
+                .index
+                .occurrence(path, 0)
+                .filter(|&(key_line, _)| serde_pos.is_none_or(|(line, _)| key_line <= line));
+            (path.to_owned(), pos)
+        } else {
+            let field = serde_pos
+                .and_then(|(line, column)| self.index.field_at(line, column))
+                .unwrap_or_default()
+                .to_owned();
+            (field, None)
+        };
+        let (line, column) = key_pos.or(serde_pos).unwrap_or((1, 1));
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line,
+            column,
+            field,
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// Splits `sip.listen[1].transport: unknown variant …` into path and message; messages about the
+/// document root come without a path.
+fn split_serde_path(text: &str) -> (&str, &str) {
+    if let Some((path, message)) = text.split_once(": ") {
+        let is_path = !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c));
+        if is_path {
+            return (path, message);
+        }
+    }
+    ("", text)
+}
+
+/// The name in `` unknown field `name`, expected … ``.
+fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split_once('`').map(|(name, _)| name)
+}
+
+fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
+    let mut warnings = Vec::new();
+    let sip = validate_sip(raw.sip, ctx)?;
+    let http = HttpConfig {
+        listen: socket_addr(ctx, "http.listen", &raw.http.listen)?,
+    };
+    let database = DatabaseConfig {
+        url: database_url(ctx, raw.database.url)?,
+    };
+    let registrar = validate_registrar(&raw.registrar, ctx)?;
+    let auth = validate_auth(raw.auth, &sip.domain, ctx)?;
+    let accounts = validate_accounts(raw.accounts, sip.loopback_only(), ctx, &mut warnings)?;
+    let trunks = validate_trunks(raw.trunks, ctx)?;
+    let logging = LoggingConfig {
+        level: log_level(ctx, raw.logging.level)?,
+    };
+    let mut config = Config {
+        sip,
+        http,
+        database,
+        registrar,
+        auth,
+        accounts,
+        trunks,
+        logging,
+        warnings,
+    };
+    config
+        .warnings
+        .extend(trusted_loopback_warnings(&config, ctx));
+    Ok(config)
+}
+
+fn validate_sip(raw: RawSip, ctx: &Ctx<'_>) -> Result<SipConfig, ConfigError> {
+    if raw.listen.is_empty() {
+        return Err(ctx.error("sip.listen", "at least one listener is required"));
+    }
+    let mut listen: Vec<Listener> = Vec::with_capacity(raw.listen.len());
+    for (i, l) in raw.listen.iter().enumerate() {
+        let listener = Listener {
+            transport: l.transport,
+            address: socket_addr(ctx, &format!("sip.listen[{i}].address"), &l.address)?,
+        };
+        if let Some(first) = listen.iter().position(|x| *x == listener) {
+            return Err(ctx.error(
+                &format!("sip.listen[{i}]"),
+                format!(
+                    "{} {} is already listed as sip.listen[{first}]",
+                    listener.transport, listener.address
+                ),
+            ));
+        }
+        listen.push(listener);
+    }
+    if !is_host(&raw.domain) {
+        return Err(ctx.error(
+            "sip.domain",
+            format!("expected a host name or IP address such as `switchboard` or `pbx.example.com`, got {:?}", raw.domain),
+        ));
+    }
+    let timer = |key: &str, ms: u64| -> Result<Duration, ConfigError> {
+        if ms == 0 || ms > MAX_TIMER_MS {
+            return Err(ctx.error(
+                &format!("sip.timers.{key}"),
+                format!("must be between 1 and {MAX_TIMER_MS} milliseconds, got {ms}"),
+            ));
+        }
+        Ok(Duration::from_millis(ms))
+    };
+    let timers = SipTimers {
+        t1: timer("t1_ms", raw.timers.t1_ms)?,
+        t2: timer("t2_ms", raw.timers.t2_ms)?,
+        t4: timer("t4_ms", raw.timers.t4_ms)?,
+    };
+    if timers.t2 < timers.t1 {
+        return Err(ctx.error(
+            "sip.timers.t2_ms",
+            format!(
+                "T2 ({} ms) must not be shorter than T1 ({} ms)",
+                raw.timers.t2_ms, raw.timers.t1_ms
+            ),
+        ));
+    }
+    const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+    if !(1024..=MAX_MESSAGE).contains(&raw.max_message_bytes) {
+        return Err(ctx.error(
+            "sip.max_message_bytes",
+            format!(
+                "must be between 1024 and {MAX_MESSAGE}, got {}",
+                raw.max_message_bytes
+            ),
+        ));
+    }
+    let tcp_idle_timeout = seconds(
+        ctx,
+        "sip.tcp_idle_timeout_s",
+        raw.tcp_idle_timeout_s,
+        1,
+        DAY_S,
+    )?;
+    let user_agent = match raw.user_agent {
+        None => Some(DEFAULT_USER_AGENT.to_owned()),
+        Some(ua) if ua.is_empty() => None,
+        Some(ua) => {
+            if ua.chars().any(char::is_control) || ua.len() > 256 {
+                return Err(ctx.error(
+                    "sip.user_agent",
+                    "must be at most 256 characters without control characters",
+                ));
+            }
+            Some(ua)
+        }
+    };
+    Ok(SipConfig {
+        listen,
+        domain: raw.domain,
+        timers,
+        max_message_bytes: raw.max_message_bytes,
+        tcp_idle_timeout,
+        user_agent,
+    })
+}
+
+fn validate_registrar(raw: &RawRegistrar, ctx: &Ctx<'_>) -> Result<RegistrarConfig, ConfigError> {
+    let min = seconds(
+        ctx,
+        "registrar.min_expires_s",
+        raw.min_expires_s,
+        1,
+        MAX_EXPIRES_S,
+    )?;
+    let default = seconds(
+        ctx,
+        "registrar.default_expires_s",
+        raw.default_expires_s,
+        1,
+        MAX_EXPIRES_S,
+    )?;
+    let max = seconds(
+        ctx,
+        "registrar.max_expires_s",
+        raw.max_expires_s,
+        1,
+        MAX_EXPIRES_S,
+    )?;
+    if min > max {
+        return Err(ctx.error(
+            "registrar.min_expires_s",
+            format!(
+                "min_expires_s ({}) must not exceed max_expires_s ({})",
+                raw.min_expires_s, raw.max_expires_s
+            ),
+        ));
+    }
+    if default < min || default > max {
+        return Err(ctx.error(
+            "registrar.default_expires_s",
+            format!(
+                "default_expires_s ({}) must lie between min_expires_s ({}) and max_expires_s ({})",
+                raw.default_expires_s, raw.min_expires_s, raw.max_expires_s
+            ),
+        ));
+    }
+    if !(1..=1000).contains(&raw.max_contacts_per_aor) {
+        return Err(ctx.error(
+            "registrar.max_contacts_per_aor",
+            format!(
+                "must be between 1 and 1000, got {}",
+                raw.max_contacts_per_aor
+            ),
+        ));
+    }
+    Ok(RegistrarConfig {
+        min_expires: min,
+        default_expires: default,
+        max_expires: max,
+        max_contacts_per_aor: raw.max_contacts_per_aor,
+    })
+}
+
+fn validate_auth(raw: RawAuth, domain: &str, ctx: &Ctx<'_>) -> Result<AuthConfig, ConfigError> {
+    let realm = match raw.realm {
+        None => domain.to_owned(),
+        Some(realm) => {
+            // The realm is sent as a quoted-string (RFC 3261 §25.1); keep it free of what needs escaping.
+            if realm.is_empty()
+                || realm
+                    .chars()
+                    .any(|c| c.is_control() || c == '"' || c == '\\')
+            {
+                return Err(ctx.error(
+                    "auth.realm",
+                    "must be non-empty, without quotes, backslashes or control characters",
+                ));
+            }
+            realm
+        }
+    };
+    let nonce_lifetime = seconds(ctx, "auth.nonce_lifetime_s", raw.nonce_lifetime_s, 1, DAY_S)?;
+    if raw.algorithms.is_empty() {
+        return Err(ctx.error(
+            "auth.algorithms",
+            "at least one algorithm is required (sha256, md5)",
+        ));
+    }
+    for (i, alg) in raw.algorithms.iter().enumerate() {
+        if raw.algorithms[..i].contains(alg) {
+            return Err(ctx.error(
+                &format!("auth.algorithms[{i}]"),
+                format!("{} is listed twice", alg.token()),
+            ));
+        }
+    }
+    let lockout = if raw.lockout.max_failures == 0 {
+        LockoutPolicy {
+            max_failures: 0,
+            window: Duration::from_secs(raw.lockout.window_s.min(DAY_S)),
+            cooldown: Duration::from_secs(raw.lockout.cooldown_s.min(DAY_S)),
+        }
+    } else {
+        LockoutPolicy {
+            max_failures: raw.lockout.max_failures,
+            window: seconds(ctx, "auth.lockout.window_s", raw.lockout.window_s, 1, DAY_S)?,
+            cooldown: seconds(
+                ctx,
+                "auth.lockout.cooldown_s",
+                raw.lockout.cooldown_s,
+                1,
+                DAY_S,
+            )?,
+        }
+    };
+    let trusted = ip_nets(ctx, "auth.trusted", &raw.trusted)?;
+    Ok(AuthConfig {
+        realm,
+        nonce_lifetime,
+        algorithms: raw.algorithms,
+        allow_no_qop: raw.allow_no_qop,
+        lockout,
+        trusted,
+    })
+}
+
+fn validate_accounts(
+    raw: Vec<RawAccount>,
+    loopback_only: bool,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<Vec<Account>, ConfigError> {
+    let mut accounts: Vec<Account> = Vec::with_capacity(raw.len());
+    for (i, a) in raw.into_iter().enumerate() {
+        let user_field = format!("accounts[{i}].user");
+        if !is_user_part(&a.user) {
+            return Err(ctx.error(
+                &user_field,
+                format!(
+                    "a user must be 1 to {MAX_NAME_LEN} letters, digits or `.-_+`, got {:?}",
+                    a.user
+                ),
+            ));
+        }
+        if let Some(first) = accounts.iter().position(|x| x.user == a.user) {
+            let (line, _) = ctx.index.nearest(&format!("accounts[{first}].user"));
+            return Err(ctx.error(
+                &user_field,
+                format!(
+                    "user {} is already defined (accounts[{first}], line {line})",
+                    a.user
+                ),
+            ));
+        }
+        let password_field = format!("accounts[{i}].password");
+        if a.password.is_empty() || a.password.chars().any(char::is_control) {
+            return Err(ctx.error(
+                &password_field,
+                "a password must be non-empty and free of control characters",
+            ));
+        }
+        if let Err(weak) = check_password(&a.user, &a.password) {
+            if loopback_only {
+                warnings.push(ctx.warning(
+                    &password_field,
+                    format!(
+                        "weak password for user {}: {weak}; accepted only because every SIP listener is on loopback",
+                        a.user
+                    ),
+                ));
+            } else {
+                return Err(ctx.error(
+                    &password_field,
+                    format!(
+                        "weak password for user {}: {weak}; weak passwords are accepted only while every SIP listener is on a loopback address",
+                        a.user
+                    ),
+                ));
+            }
+        }
+        if let Some(name) = &a.display_name {
+            if name.chars().any(char::is_control) {
+                return Err(ctx.error(
+                    &format!("accounts[{i}].display_name"),
+                    "must not contain control characters",
+                ));
+            }
+        }
+        accounts.push(Account {
+            user: a.user,
+            password: Password(a.password),
+            display_name: a.display_name,
+            enabled: a.enabled,
+        });
+    }
+    Ok(accounts)
+}
+
+fn validate_trunks(raw: Vec<RawTrunk>, ctx: &Ctx<'_>) -> Result<Vec<Trunk>, ConfigError> {
+    let mut trunks: Vec<Trunk> = Vec::with_capacity(raw.len());
+    for (i, t) in raw.into_iter().enumerate() {
+        let name_field = format!("trunks[{i}].name");
+        let name_ok = !t.name.is_empty()
+            && t.name.len() <= MAX_NAME_LEN
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
+            return Err(ctx.error(
+                &name_field,
+                format!(
+                    "a trunk name must be 1 to {MAX_NAME_LEN} letters, digits or `-_.`, got {:?}",
+                    t.name
+                ),
+            ));
+        }
+        if let Some(first) = trunks.iter().position(|x| x.name == t.name) {
+            let (line, _) = ctx.index.nearest(&format!("trunks[{first}].name"));
+            return Err(ctx.error(
+                &name_field,
+                format!(
+                    "trunk {} is already defined (trunks[{first}], line {line})",
+                    t.name
+                ),
+            ));
+        }
+        trunks.push(Trunk {
+            address: socket_addr(ctx, &format!("trunks[{i}].address"), &t.address)?,
+            trusted_sources: ip_nets(
+                ctx,
+                &format!("trunks[{i}].trusted_sources"),
+                &t.trusted_sources,
+            )?,
+            name: t.name,
+            enabled: t.enabled,
+        });
+    }
+    Ok(trunks)
+}
+
+/// A trusted range that covers a loopback address lets every phone on this machine skip digest; that is
+/// sometimes intended (a local SBC) but never by accident.
+fn trusted_loopback_warnings(config: &Config, ctx: &Ctx<'_>) -> Vec<ConfigWarning> {
+    let covers_loopback = |net: &IpNet| match net {
+        IpNet::V4(n) => n.contains(&Ipv4Addr::LOCALHOST),
+        IpNet::V6(n) => n.contains(&std::net::Ipv6Addr::LOCALHOST),
+    };
+    let message = |net: &IpNet| {
+        format!("{net} covers this machine's loopback address: every local phone and tool skips digest authentication")
+    };
+    let mut warnings = Vec::new();
+    for (i, net) in config.auth.trusted.iter().enumerate() {
+        if covers_loopback(net) {
+            warnings.push(ctx.warning(&format!("auth.trusted[{i}]"), message(net)));
+        }
+    }
+    for (t, trunk) in config.trunks.iter().enumerate().filter(|(_, t)| t.enabled) {
+        for (i, net) in trunk.trusted_sources.iter().enumerate() {
+            if covers_loopback(net) {
+                warnings
+                    .push(ctx.warning(&format!("trunks[{t}].trusted_sources[{i}]"), message(net)));
+            }
+        }
+    }
+    warnings
+}
+
+fn seconds(
+    ctx: &Ctx<'_>,
+    field: &str,
+    value: u64,
+    min: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    if value < min || value > max {
+        return Err(ctx.error(
+            field,
+            format!("must be between {min} and {max} seconds, got {value}"),
+        ));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+fn socket_addr(ctx: &Ctx<'_>, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        ctx.error(
+            field,
+            format!("expected an IP address and port such as `127.0.0.1:5060` or `[::1]:5060`, got {text:?}"),
+        )
+    })
+}
+
+fn ip_nets(ctx: &Ctx<'_>, field: &str, texts: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| ip_net(ctx, &format!("{field}[{i}]"), text))
+        .collect()
+}
+
+/// A CIDR range; a bare address means just that host (`/32`, `/128`). Host bits must be clear, so that
+/// `192.168.1.10/24` (which trusts the whole /24) is not mistaken for one host.
+fn ip_net(ctx: &Ctx<'_>, field: &str, text: &str) -> Result<IpNet, ConfigError> {
+    let text = text.trim();
+    let net = if text.contains('/') {
+        text.parse::<IpNet>().map_err(|_| {
+            ctx.error(
+                field,
+                format!(
+                    "expected a CIDR range such as `203.0.113.0/24` or an address, got {text:?}"
+                ),
+            )
+        })?
+    } else {
+        let addr = text.parse::<IpAddr>().map_err(|_| {
+            ctx.error(
+                field,
+                format!(
+                    "expected a CIDR range such as `203.0.113.0/24` or an address, got {text:?}"
+                ),
+            )
+        })?;
+        IpNet::from(addr)
+    };
+    if net.trunc() != net {
+        return Err(ctx.error(
+            field,
+            format!(
+                "{text} has host bits set; write the range as {} or the single host as {}",
+                net.trunc(),
+                net.addr()
+            ),
+        ));
+    }
+    if net.prefix_len() == 0 {
+        return Err(ctx.error(
+            field,
+            format!("{text} trusts every address, which turns authentication off"),
+        ));
+    }
+    Ok(net)
+}
+
+fn database_url(ctx: &Ctx<'_>, url: String) -> Result<String, ConfigError> {
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if !known.iter().any(|scheme| url.starts_with(scheme)) {
+        return Err(ctx.error(
+            "database.url",
+            format!("expected an sqlite: or postgres:// URL such as `sqlite://data/switchboard.db`, got {url:?}"),
+        ));
+    }
+    Ok(url)
+}
+
+/// Accepts what `EnvFilter` accepts for the usual cases, but insists on explicit levels: a lone word that
+/// is not a level would be read by `EnvFilter` as a target name and silently log nothing.
+fn log_level(ctx: &Ctx<'_>, level: String) -> Result<String, ConfigError> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let ok = !level.trim().is_empty()
+        && level.split(',').map(str::trim).all(|directive| {
+            let lvl = directive
+                .rsplit_once('=')
+                .map_or(
+                    directive,
+                    |(target, lvl)| {
+                        if target.is_empty() {
+                            ""
+                        } else {
+                            lvl
+                        }
+                    },
+                );
+            LEVELS.contains(&lvl.to_ascii_lowercase().as_str())
+        });
+    if !ok {
+        return Err(ctx.error(
+            "logging.level",
+            format!("expected a level (trace, debug, info, warn, error, off), optionally followed by `,target=level` pairs, got {level:?}"),
+        ));
+    }
+    Ok(level)
+}
+
+fn is_user_part(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= MAX_NAME_LEN
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_+".contains(c))
+}
+
+fn is_host(host: &str) -> bool {
+    if host.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Where each key path of a block-style YAML document starts.
+///
+/// serde_yaml keeps no positions past deserialization, so this reads the text a second time, just far
+/// enough to know the structure: indentation, `key:` lines, `- ` items and one-line flow collections
+/// (`[a, b]`, `{k: v}`). Block scalars (`|`, `>`) and multi-line plain scalars are skipped. It never fails:
+/// on input it does not understand it records less, and positions fall back to the nearest known parent.
+mod locate {
+    /// One recorded node: a mapping key or a sequence item.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(super) struct Entry {
+        /// `sip.listen[1].transport`; items are `[n]`, keys are joined with `.`.
+        pub path: String,
+        /// 1-based, like serde_yaml's.
+        pub line: usize,
+        /// 1-based, in characters.
+        pub column: usize,
+        pub kind: Kind,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Kind {
+        /// `first_on_line`: nothing but indentation precedes the key (no `- `);
+        /// `inline_value`: the value starts on the key's line.
+        Key {
+            first_on_line: bool,
+            inline_value: bool,
+        },
+        Item,
+    }
+
+    #[derive(Debug, Default)]
+    pub(super) struct Index {
+        /// In document order.
+        pub entries: Vec<Entry>,
+    }
+
+    impl Index {
+        pub fn build(text: &str) -> Index {
+            let mut builder = Builder::default();
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            for (n, line) in text.lines().enumerate() {
+                builder.line(n + 1, line);
+            }
+            Index {
+                entries: builder.entries,
+            }
+        }
+
+        /// The position of the `n`-th (0-based) occurrence of `path`; a second occurrence is a duplicate key.
+        pub fn occurrence(&self, path: &str, n: usize) -> Option<(usize, usize)> {
+            self.entries
+                .iter()
+                .filter(|e| e.path == path)
+                .nth(n)
+                .map(|e| (e.line, e.column))
+        }
+
+        /// The position of `path`, or of its nearest recorded parent (a field left at its default has no
+        /// line of its own), or the start of the document.
+        pub fn nearest(&self, path: &str) -> (usize, usize) {
+            let mut path = path;
+            loop {
+                if let Some(pos) = self.occurrence(path, 0) {
+                    return pos;
+                }
+                match parent(path) {
+                    Some(p) => path = p,
+                    None => return (1, 1),
+                }
+            }
+        }
+
+        /// The innermost entry on `line` that starts at or before `column`.
+        pub fn field_at(&self, line: usize, column: usize) -> Option<&str> {
+            let on_line = self.entries.iter().filter(|e| e.line == line);
+            on_line
+                .clone()
+                .filter(|e| e.column <= column)
+                .max_by_key(|e| e.column)
+                .or_else(|| on_line.min_by_key(|e| e.column))
+                .map(|e| e.path.as_str())
+        }
+    }
+
+    pub(super) fn join(parent: &str, key: &str) -> String {
+        if parent.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{parent}.{key}")
+        }
+    }
+
+    pub(super) fn parent(path: &str) -> Option<&str> {
+        if path.is_empty() {
+            return None;
+        }
+        if path.ends_with(']') {
+            if let Some(i) = path.rfind('[') {
+                return Some(&path[..i]);
+            }
+        }
+        Some(path.rfind('.').map_or("", |i| &path[..i]))
+    }
+
+    const MAX_DEPTH: usize = 64;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum FrameKind {
+        Map,
+        Seq,
+    }
+
+    /// An open block collection: its indentation (column of its keys or dashes, 0-based) and path.
+    #[derive(Debug)]
+    struct Frame {
+        indent: usize,
+        kind: FrameKind,
+        path: String,
+        next_item: usize,
+    }
+
+    impl Frame {
+        fn new(indent: usize, kind: FrameKind, path: String) -> Frame {
+            Frame {
+                indent,
+                kind,
+                path,
+                next_item: 0,
+            }
+        }
+    }
+
+    #[derive(Debug, Default)]
+    struct Builder {
+        entries: Vec<Entry>,
+        stack: Vec<Frame>,
+        /// A key or item with nothing after it: its block value follows on the next lines.
+        /// (path, column of the key or dash)
+        pending: Option<(String, usize)>,
+        /// Inside a block scalar owned by a node at this column: skip lines indented deeper.
+        block_scalar: Option<usize>,
+    }
+
+    impl Builder {
+        fn line(&mut self, line_no: usize, line: &str) {
+            let code = strip_comment(line).trim_end();
+            let indent = code.len() - code.trim_start_matches(' ').len();
+            let body = &code[indent..];
+            if let Some(owner) = self.block_scalar {
+                if body.is_empty() || indent > owner {
+                    return;
+                }
+                self.block_scalar = None;
+            }
+            if body.is_empty() {
+                return;
+            }
+            if indent == 0
+                && (body == "---"
+                    || body.starts_with("--- ")
+                    || body == "..."
+                    || body.starts_with('%'))
+            {
+                self.stack.clear();
+                self.pending = None;
+                return;
+            }
+            let item = is_item(body);
+            if let Some((path, owner)) = self.pending.take() {
+                if item && indent >= owner {
+                    self.stack.push(Frame::new(indent, FrameKind::Seq, path));
+                } else if !item && indent > owner {
+                    self.stack.push(Frame::new(indent, FrameKind::Map, path));
+                }
+            }
+            while let Some(top) = self.stack.last() {
+                let closes = top.indent > indent
+                    || (top.indent == indent && top.kind == FrameKind::Seq && !item);
+                if !closes {
+                    break;
+                }
+                self.stack.pop();
+            }
+            if self.stack.is_empty() {
+                let kind = if item { FrameKind::Seq } else { FrameKind::Map };
+                self.stack.push(Frame::new(indent, kind, String::new()));
+            }
+            // Deeper than the innermost open collection: a continued multi-line scalar.
+            if self.stack.last().map(|f| f.indent) != Some(indent) {
+                return;
+            }
+            self.node(line_no, code, indent, 0);
+        }
+
+        /// The node starting at byte `col` of `code` (a comment-free line); the innermost frame is at `col`.
+        /// `depth` counts the `- ` before it on this line.
+        fn node(&mut self, line_no: usize, code: &str, col: usize, depth: usize) {
+            if depth > MAX_DEPTH {
+                return;
+            }
+            let first_on_line = depth == 0;
+            let body = &code[col..];
+            let Some(top) = self.stack.last_mut() else {
+                return;
+            };
+            if is_item(body) {
+                if top.kind != FrameKind::Seq {
+                    return;
+                }
+                let path = format!("{}[{}]", top.path, top.next_item);
+                top.next_item += 1;
+                self.push(path.clone(), line_no, code, col, Kind::Item);
+                let after_dash = &body[1..];
+                let rest = after_dash.trim_start();
+                let rest_col = col + 1 + (after_dash.len() - rest.len());
+                if rest.is_empty() {
+                    self.pending = Some((path, col));
+                } else if is_item(rest) {
+                    self.stack.push(Frame::new(rest_col, FrameKind::Seq, path));
+                    self.node(line_no, code, rest_col, depth + 1);
+                } else if split_key(rest).is_some() {
+                    self.stack.push(Frame::new(rest_col, FrameKind::Map, path));
+                    self.node(line_no, code, rest_col, depth + 1);
+                } else {
+                    self.value(line_no, code, rest_col, &path);
+                }
+                return;
+            }
+            if top.kind != FrameKind::Map {
+                return;
+            }
+            let Some((key, after_colon)) = split_key(body) else {
+                return;
+            };
+            let path = join(&top.path, &key);
+            let value = body[after_colon..].trim_start();
+            let value_col = col + after_colon + (body[after_colon..].len() - value.len());
+            let kind = Kind::Key {
+                first_on_line,
+                inline_value: !value.is_empty(),
+            };
+            self.push(path.clone(), line_no, code, col, kind);
+            if value.is_empty() {
+                self.pending = Some((path, col));
+            } else if value.starts_with('|') || value.starts_with('>') {
+                self.block_scalar = Some(col);
+            } else {
+                self.value(line_no, code, value_col, &path);
+            }
+        }
+
+        /// An inline value at byte `col`; only flow collections contain further nodes.
+        fn value(&mut self, line_no: usize, code: &str, col: usize, path: &str) {
+            if matches!(code.as_bytes().get(col), Some(b'[' | b'{')) {
+                self.flow(line_no, code, col, path, 0);
+            }
+        }
+
+        /// A flow collection opening at byte `pos`; returns the byte after it (or the end of the line).
+        fn flow(
+            &mut self,
+            line_no: usize,
+            code: &str,
+            mut pos: usize,
+            path: &str,
+            depth: usize,
+        ) -> usize {
+            let b = code.as_bytes();
+            // serde_yaml refuses deeper nesting anyway; this only keeps the stack bounded.
+            if depth > MAX_DEPTH {
+                return b.len();
+            }
+            let is_seq = b[pos] == b'[';
+            pos += 1;
+            let mut index = 0;
+            loop {
+                pos = skip_spaces(b, pos);
+                let start = pos;
+                match b.get(pos) {
+                    None => return pos,
+                    // Either bracket ends the collection: mismatched input must not stall the scan.
+                    Some(b']' | b'}') => return pos + 1,
+                    Some(b',') => {
+                        pos += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+                let child = if is_seq {
+                    let child = format!("{path}[{index}]");
+                    index += 1;
+                    self.push(child.clone(), line_no, code, pos, Kind::Item);
+                    child
+                } else {
+                    let key_end = scalar_end(b, pos, true);
+                    let key = unquote(&code[pos..key_end]);
+                    let child = join(path, &key);
+                    let kind = Kind::Key {
+                        first_on_line: false,
+                        inline_value: true,
+                    };
+                    self.push(child.clone(), line_no, code, pos, kind);
+                    pos = skip_spaces(b, key_end);
+                    if b.get(pos) != Some(&b':') {
+                        pos = pos.max(start + 1);
+                        continue;
+                    }
+                    pos = skip_spaces(b, pos + 1);
+                    child
+                };
+                pos = match b.get(pos) {
+                    Some(b'[' | b'{') => self.flow(line_no, code, pos, &child, depth + 1),
+                    _ => scalar_end(b, pos, false),
+                };
+                if pos >= b.len() {
+                    return b.len();
+                }
+                pos = pos.max(start + 1);
+            }
+        }
+
+        fn push(&mut self, path: String, line: usize, code: &str, byte_col: usize, kind: Kind) {
+            let column = code[..byte_col].chars().count() + 1;
+            self.entries.push(Entry {
+                path,
+                line,
+                column,
+                kind,
+            });
+        }
+    }
+
+    fn is_item(body: &str) -> bool {
+        body == "-" || body.starts_with("- ")
+    }
+
+    /// `key: value` → (key, byte offset after the colon). Quoted keys are unquoted.
+    fn split_key(body: &str) -> Option<(String, usize)> {
+        let b = body.as_bytes();
+        let key_end = match b.first()? {
+            b'"' | b'\'' => quoted_end(b, 0),
+            b'[' | b'{' | b'!' | b'&' | b'*' | b'?' | b'|' | b'>' | b'%' | b'@' | b'`' => {
+                return None
+            }
+            _ => {
+                let colon = (0..b.len())
+                    .find(|&i| b[i] == b':' && matches!(b.get(i + 1), None | Some(b' ')))?;
+                return Some((body[..colon].trim_end().to_owned(), colon + 1));
+            }
+        };
+        let colon = skip_spaces(b, key_end);
+        if b.get(colon) == Some(&b':') && matches!(b.get(colon + 1), None | Some(b' ')) {
+            Some((unquote(&body[..key_end]), colon + 1))
+        } else {
+            None
+        }
+    }
+
+    /// The byte after a scalar starting at `pos` inside a flow collection.
+    fn scalar_end(b: &[u8], pos: usize, is_key: bool) -> usize {
+        if matches!(b.get(pos), Some(b'"' | b'\'')) {
+            return quoted_end(b, pos);
+        }
+        let mut i = pos;
+        while i < b.len() {
+            match b[i] {
+                b',' | b']' | b'}' => break,
+                b':' if is_key
+                    && matches!(b.get(i + 1), None | Some(b' ' | b',' | b'}' | b']')) =>
+                {
+                    break
+                }
+                _ => i += 1,
+            }
+        }
+        // Trailing spaces are not part of the scalar.
+        while i > pos && b[i - 1] == b' ' {
+            i -= 1;
+        }
+        i
+    }
+
+    /// The byte after the quoted scalar opening at `pos` (or the end of the line if it does not close).
+    fn quoted_end(b: &[u8], pos: usize) -> usize {
+        let quote = b[pos];
+        let mut i = pos + 1;
+        while i < b.len() {
+            if quote == b'"' && b[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            if b[i] == quote {
+                if quote == b'\'' && b.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                    continue;
+                }
+                return i + 1;
+            }
+            i += 1;
+        }
+        b.len()
+    }
+
+    fn unquote(s: &str) -> String {
+        let s = s.trim();
+        if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
+            let mut out = String::new();
+            let mut chars = s[1..s.len() - 1].chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    if let Some(next) = chars.next() {
+                        out.push(next);
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        } else if s.len() >= 2 && s.starts_with('\'') && s.ends_with('\'') {
+            s[1..s.len() - 1].replace("''", "'")
+        } else {
+            s.to_owned()
+        }
+    }
+
+    fn skip_spaces(b: &[u8], mut pos: usize) -> usize {
+        while b.get(pos) == Some(&b' ') {
+            pos += 1;
+        }
+        pos
+    }
+
+    /// The line without its comment. A `#` starts a comment at the start of the line or after
+    /// whitespace, outside quotes; a quote opens a quoted scalar only where a token starts.
+    fn strip_comment(line: &str) -> &str {
+        let b = line.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let token_start = i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'[' | b'{' | b',');
+            match b[i] {
+                b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t') => return &line[..i],
+                b'"' | b'\'' if token_start => i = quoted_end(b, i),
+                _ => i += 1,
+            }
+        }
+        line
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn pos(index: &Index, path: &str) -> (usize, usize) {
+            index
+                .occurrence(path, 0)
+                .unwrap_or_else(|| panic!("{path} not found in {:#?}", index.entries))
+        }
+
+        #[test]
+        fn nested_maps_sequences_and_flow_lists() {
+            let text = "\
+# comment: not a key
+sip:
+  listen:
+    - transport: udp   # trailing
+      address: \"127.0.0.1:5060\"
+    - transport: tcp
+      address: '127.0.0.1:5060'
+  domain: switchboard
+auth:
+  trusted: [10.0.0.0/8, \"192.168.0.0/16\"]
+  lockout: {max_failures: 5, window_s: 60}
+accounts:
+- user: \"1001\"
+  password: 'it''s # not a comment'
+- user: '1002'
+  \"display_name\": Desk # two
+trunks: []
+";
+            let index = Index::build(text);
+            assert_eq!(pos(&index, "sip"), (2, 1));
+            assert_eq!(pos(&index, "sip.listen"), (3, 3));
+            assert_eq!(pos(&index, "sip.listen[0]"), (4, 5));
+            assert_eq!(pos(&index, "sip.listen[0].transport"), (4, 7));
+            assert_eq!(pos(&index, "sip.listen[0].address"), (5, 7));
+            assert_eq!(pos(&index, "sip.listen[1].transport"), (6, 7));
+            assert_eq!(pos(&index, "sip.listen[1].address"), (7, 7));
+            assert_eq!(pos(&index, "sip.domain"), (8, 3));
+            assert_eq!(pos(&index, "auth.trusted[0]"), (10, 13));
+            assert_eq!(pos(&index, "auth.trusted[1]"), (10, 25));
+            assert_eq!(pos(&index, "auth.lockout.max_failures"), (11, 13));
+            assert_eq!(pos(&index, "auth.lockout.window_s"), (11, 30));
+            assert_eq!(pos(&index, "accounts[0]"), (13, 1));
+            assert_eq!(pos(&index, "accounts[0].user"), (13, 3));
+            assert_eq!(pos(&index, "accounts[0].password"), (14, 3));
+            assert_eq!(pos(&index, "accounts[1].user"), (15, 3));
+            assert_eq!(pos(&index, "accounts[1].display_name"), (16, 3));
+            assert_eq!(pos(&index, "trunks"), (17, 1));
+            assert_eq!(
+                index
+                    .entries
+                    .iter()
+                    .filter(|e| e.path.contains("comment"))
+                    .count(),
+                0
+            );
+        }
+
+        #[test]
+        fn block_scalars_and_continuations_are_skipped() {
+            let text =
+                "a:\n  note: |\n    x: 1\n    - y\n  b: 2\nc: plain\n  continued: no\nd: 3\n";
+            let index = Index::build(text);
+            let paths: Vec<&str> = index.entries.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths, ["a", "a.note", "a.b", "c", "d"]);
+        }
+
+        #[test]
+        fn nearest_falls_back_to_parents() {
+            let index = Index::build("registrar:\n  max_expires_s: 10\n");
+            assert_eq!(index.nearest("registrar.min_expires_s"), (1, 1));
+            assert_eq!(index.nearest("registrar.max_expires_s"), (2, 3));
+            assert_eq!(index.nearest("accounts[3].user"), (1, 1));
+        }
+
+        #[test]
+        fn duplicates_are_recorded_in_order() {
+            let index = Index::build("sip:\n  domain: a\n  domain: b\n");
+            assert_eq!(index.occurrence("sip.domain", 1), Some((3, 3)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED_PATH: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sip-config/switchboard.yaml"
+    );
+    const SHIPPED: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../sip-config/switchboard.yaml"
+    ));
+    const FILE: &str = "sip-config/switchboard.yaml";
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_str(text, "t.yaml")
+    }
+
+    /// The error's Display, after checking it is an `Invalid` at `line` naming `field`.
+    fn rejected(text: &str, line: usize, field: &str) -> String {
+        let err = load(text).expect_err("config should be rejected");
+        let shown = err.to_string();
+        match &err {
+            ConfigError::Invalid {
+                line: l, field: f, ..
+            } => {
+                assert_eq!((*l, f.as_str()), (line, field), "{shown}");
+            }
+            ConfigError::Io { .. } => panic!("{shown}"),
+        }
+        assert!(shown.starts_with(&format!("t.yaml:{line}:")), "{shown}");
+        assert!(shown.contains(&format!(": {field}: ")), "{shown}");
+        shown
+    }
+
+    /// 1-based number of the first line of `text` containing `needle`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in text"))
+            + 1
+    }
+
+    #[test]
+    fn shipped_file_loads_with_the_demo_numbering_plan() {
+        let config = Config::load(SHIPPED_PATH).expect("the shipped configuration must load");
+        let loopback = "127.0.0.1:5060".parse().unwrap();
+        assert_eq!(
+            config.sip.listen,
+            [
+                Listener {
+                    transport: Transport::Udp,
+                    address: loopback
+                },
+                Listener {
+                    transport: Transport::Tcp,
+                    address: loopback
+                },
+            ]
+        );
+        assert!(config.sip.loopback_only());
+        assert_eq!(config.sip.domain, "switchboard");
+        assert_eq!(config.auth.realm, "switchboard");
+        assert_eq!(config.http.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.database.url, "sqlite://data/switchboard.db");
+        let users: Vec<&str> = config.accounts.iter().map(|a| a.user.as_str()).collect();
+        let expected: Vec<String> = (1001..=1020).map(|n| n.to_string()).collect();
+        assert_eq!(users, expected);
+        for account in &config.accounts {
+            assert_eq!(account.password.expose(), format!("demo-{}", account.user));
+            assert!(account.enabled);
+        }
+        assert_eq!(config.trunks.len(), 1);
+        let carrier = config.trunk("carrier").unwrap();
+        assert_eq!(carrier.address, "127.0.0.1:5080".parse().unwrap());
+        assert!(carrier.enabled);
+        // The demo trunk must not let loopback phones skip digest.
+        assert!(carrier.trusted_sources.is_empty());
+        assert_eq!(config.digest_exemption("127.0.0.1".parse().unwrap()), None);
+        // The shipped values are the defaults: a minimal file behaves like the demo minus its accounts
+        // and trunk.
+        let minimal = load("").unwrap();
+        assert_eq!(
+            Config {
+                accounts: Vec::new(),
+                trunks: Vec::new(),
+                warnings: Vec::new(),
+                ..config
+            },
+            minimal
+        );
+        assert_eq!(minimal, Config::default());
+    }
+
+    #[test]
+    fn shipped_demo_passwords_warn_once_per_account_on_its_line() {
+        let config = Config::from_yaml_str(SHIPPED, FILE).unwrap();
+        assert_eq!(config.warnings.len(), 20, "{:#?}", config.warnings);
+        for (i, (warning, account)) in config.warnings.iter().zip(&config.accounts).enumerate() {
+            let secret = account.password.expose();
+            let line = line_of(SHIPPED, &format!("password: \"{secret}\""));
+            assert_eq!(warning.field, format!("accounts[{i}].password"));
+            assert_eq!(
+                (warning.file.as_str(), warning.line, warning.column),
+                (FILE, line, 5)
+            );
+            let shown = warning.to_string();
+            assert!(
+                shown.starts_with(&format!(
+                    "{FILE}:{line}:5: accounts[{i}].password: weak password"
+                )),
+                "{shown}"
+            );
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn demo_passwords_are_rejected_on_a_reachable_listener() {
+        let exposed = SHIPPED.replacen(
+            "address: \"127.0.0.1:5060\"",
+            "address: \"0.0.0.0:5060\"",
+            1,
+        );
+        let err = Config::from_yaml_str(&exposed, FILE)
+            .unwrap_err()
+            .to_string();
+        let line = line_of(&exposed, "password: \"demo-1001\"");
+        assert!(
+            err.starts_with(&format!(
+                "{FILE}:{line}:5: accounts[0].password: weak password for user 1001"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("demo-1001"), "{err}");
+    }
+
+    #[test]
+    fn strong_passwords_pass_on_a_reachable_listener() {
+        let text = "\
+sip:
+  listen:
+    - transport: udp
+      address: \"0.0.0.0:5060\"
+accounts:
+  - user: \"1001\"
+    password: \"Vr7-tkq9-LmZp\"
+";
+        let config = load(text).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(!config.sip.loopback_only());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("Vr7-tkq9-LmZp"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+    }
+
+    /// Every mapping of the shipped file, in turn, gets a key nobody knows; each must be refused on that key's line.
+    /// (hickory-dns does the same to its fixtures: a misspelt key must never fall back to a default.)
+    #[test]
+    fn a_bogus_key_in_any_mapping_of_the_shipped_file_is_rejected() {
+        const BOGUS: &str = "bogus_key_for_test";
+        let index = locate::Index::build(SHIPPED);
+        let mut mappings: Vec<&str> = Vec::new();
+        for entry in &index.entries {
+            if let locate::Kind::Key { .. } = entry.kind {
+                let parent = locate::parent(&entry.path).unwrap();
+                if !mappings.contains(&parent) {
+                    mappings.push(parent);
+                }
+            }
+        }
+        // The root, sip, two listeners, timers, http, database, registrar, auth, lockout, 20 accounts,
+        // one trunk, logging.
+        assert_eq!(mappings.len(), 32, "{mappings:?}");
+        let lines: Vec<&str> = SHIPPED.lines().collect();
+        for mapping in mappings {
+            let keys: Vec<&locate::Entry> = index
+                .entries
+                .iter()
+                .filter(|e| matches!(e.kind, locate::Kind::Key { .. }))
+                .filter(|e| locate::parent(&e.path) == Some(mapping))
+                .collect();
+            // Before a key that opens its line, or after a one-line key that follows `- `.
+            let (insert_at, column) = if let Some(k) = keys.iter().find(|k| {
+                matches!(
+                    k.kind,
+                    locate::Kind::Key {
+                        first_on_line: true,
+                        ..
+                    }
+                )
+            }) {
+                (k.line - 1, k.column)
+            } else {
+                let k = keys
+                    .iter()
+                    .find(|k| {
+                        matches!(
+                            k.kind,
+                            locate::Kind::Key {
+                                inline_value: true,
+                                ..
+                            }
+                        )
+                    })
+                    .unwrap_or_else(|| panic!("{mapping}: write it in block style"));
+                (k.line, k.column)
+            };
+            let mut mutated: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+            mutated.insert(insert_at, format!("{}{BOGUS}: 1", " ".repeat(column - 1)));
+            let text = mutated.join("\n");
+            let err = Config::from_yaml_str(&text, FILE)
+                .expect_err(mapping)
+                .to_string();
+            let field = locate::join(mapping, BOGUS);
+            let expected = format!(
+                "{FILE}:{}:{column}: {field}: unknown field `{BOGUS}`",
+                insert_at + 1
+            );
+            assert!(
+                err.starts_with(&expected),
+                "expected {expected}\n     got {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let shown = rejected("sip:\n  timers:\n    t1_ms: fast\n", 3, "sip.timers.t1_ms");
+        assert!(
+            shown.contains("invalid type: string \"fast\", expected u64"),
+            "{shown}"
+        );
+        rejected(
+            "registrar:\n  max_contacts_per_aor: -1\n",
+            2,
+            "registrar.max_contacts_per_aor",
+        );
+        let shown = rejected("sip: [udp]\n", 1, "sip");
+        assert!(
+            shown.ends_with("sip: invalid type: sequence, expected a mapping"),
+            "{shown}"
+        );
+        rejected("auth:\n  allow_no_qop: maybe\n", 2, "auth.allow_no_qop");
+        rejected(
+            "accounts:\n  - user: \"1001\"\n    password: [a, b]\n",
+            3,
+            "accounts[0].password",
+        );
+    }
+
+    #[test]
+    fn unknown_enum_variants_name_the_key() {
+        let text = "\
+sip:
+  listen:
+    - transport: udp
+      address: \"127.0.0.1:5060\"
+    - transport: sctp
+      address: \"127.0.0.1:5061\"
+";
+        let shown = rejected(text, 5, "sip.listen[1].transport");
+        assert!(shown.starts_with("t.yaml:5:7: sip.listen[1].transport: unknown variant `sctp`, expected `udp` or `tcp`"), "{shown}");
+        let shown = rejected(
+            "auth:\n  algorithms: [sha256, sha512]\n",
+            2,
+            "auth.algorithms[1]",
+        );
+        assert!(shown.starts_with("t.yaml:2:24: "), "{shown}");
+    }
+
+    #[test]
+    fn structural_errors_name_the_key() {
+        let shown = rejected("logging:\n  level: info\nbogus: 1\n", 3, "bogus");
+        assert!(
+            shown.starts_with("t.yaml:3:1: bogus: unknown field `bogus`"),
+            "{shown}"
+        );
+        let shown = rejected("sip:\n  domain: a\n  domain: b\n", 3, "sip.domain");
+        assert!(shown.contains("duplicate field `domain`"), "{shown}");
+        let shown = rejected("accounts:\n  - password: \"x\"\n", 2, "accounts[0]");
+        assert!(shown.contains("missing field `user`"), "{shown}");
+        let err = load("sip:\n  domain: a\n bad: 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.yaml:3:"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_users_are_refused_on_the_second_occurrence() {
+        let text = "\
+accounts:
+  - user: \"1001\"
+    password: \"demo-1001\"
+  - user: \"1002\"
+    password: \"demo-1002\"
+  - user: \"1001\"
+    password: \"demo-1001\"
+";
+        let shown = rejected(text, 6, "accounts[2].user");
+        assert!(
+            shown.ends_with("user 1001 is already defined (accounts[0], line 2)"),
+            "{shown}"
+        );
+        rejected(
+            "accounts:\n  - user: \"10 01\"\n    password: \"x\"\n",
+            2,
+            "accounts[0].user",
+        );
+        rejected(
+            "accounts:\n  - user: \"1001\"\n    password: \"\"\n",
+            3,
+            "accounts[0].password",
+        );
+    }
+
+    #[test]
+    fn expiry_bounds_must_be_ordered() {
+        let shown = rejected(
+            "registrar:\n  min_expires_s: 600\n  max_expires_s: 300\n",
+            2,
+            "registrar.min_expires_s",
+        );
+        assert!(
+            shown.contains("must not exceed max_expires_s (300)"),
+            "{shown}"
+        );
+        // A default that was not written is blamed on its section.
+        let shown = rejected(
+            "registrar:\n  max_expires_s: 1800\n",
+            1,
+            "registrar.default_expires_s",
+        );
+        assert!(shown.starts_with("t.yaml:1:1: "), "{shown}");
+        rejected(
+            "registrar:\n  default_expires_s: 30\n",
+            2,
+            "registrar.default_expires_s",
+        );
+        rejected(
+            "registrar:\n  min_expires_s: 0\n",
+            2,
+            "registrar.min_expires_s",
+        );
+        rejected(
+            "registrar:\n  max_contacts_per_aor: 0\n",
+            2,
+            "registrar.max_contacts_per_aor",
+        );
+    }
+
+    #[test]
+    fn cidr_ranges_are_checked() {
+        let shown = rejected(
+            "auth:\n  trusted:\n    - \"10.0.0.0/33\"\n",
+            3,
+            "auth.trusted[0]",
+        );
+        assert!(
+            shown.starts_with("t.yaml:3:5: auth.trusted[0]: expected a CIDR range"),
+            "{shown}"
+        );
+        rejected(
+            "auth:\n  trusted: [10.0.0.0/8, nonsense]\n",
+            2,
+            "auth.trusted[1]",
+        );
+        let text = "\
+trunks:
+  - name: carrier
+    address: \"127.0.0.1:5080\"
+    trusted_sources: [\"192.168.1.10/24\"]
+";
+        let shown = rejected(text, 4, "trunks[0].trusted_sources[0]");
+        assert!(
+            shown.contains("write the range as 192.168.1.0/24 or the single host as 192.168.1.10"),
+            "{shown}"
+        );
+        rejected("auth:\n  trusted: [\"0.0.0.0/0\"]\n", 2, "auth.trusted[0]");
+        let config = load("auth:\n  trusted: [203.0.113.7, \"2001:db8::/32\"]\n").unwrap();
+        assert_eq!(
+            config.auth.trusted,
+            [
+                "203.0.113.7/32".parse::<IpNet>().unwrap(),
+                "2001:db8::/32".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn other_semantic_errors_name_the_key() {
+        rejected("http:\n  listen: \"localhost:8080\"\n", 2, "http.listen");
+        rejected("sip:\n  listen: []\n", 2, "sip.listen");
+        rejected("sip:\n  domain: \"bad domain\"\n", 2, "sip.domain");
+        rejected(
+            "sip:\n  timers:\n    t1_ms: 500\n    t2_ms: 100\n",
+            4,
+            "sip.timers.t2_ms",
+        );
+        rejected(
+            "sip:\n  max_message_bytes: 10\n",
+            2,
+            "sip.max_message_bytes",
+        );
+        rejected(
+            "sip:\n  user_agent: \"a\\r\\nVia: x\"\n",
+            2,
+            "sip.user_agent",
+        );
+        let text = "\
+sip:
+  listen:
+    - transport: udp
+      address: \"127.0.0.1:5060\"
+    - transport: udp
+      address: \"127.0.0.1:5060\"
+";
+        rejected(text, 5, "sip.listen[1]");
+        rejected("database:\n  url: \"mysql://x\"\n", 2, "database.url");
+        rejected("auth:\n  algorithms: []\n", 2, "auth.algorithms");
+        rejected("auth:\n  algorithms: [md5, MD5]\n", 2, "auth.algorithms[1]");
+        rejected("auth:\n  nonce_lifetime_s: 0\n", 2, "auth.nonce_lifetime_s");
+        rejected(
+            "auth:\n  lockout:\n    window_s: 0\n",
+            3,
+            "auth.lockout.window_s",
+        );
+        rejected("logging:\n  level: verbose\n", 2, "logging.level");
+        let text = "\
+trunks:
+  - name: carrier
+    address: \"127.0.0.1:5080\"
+  - name: carrier
+    address: \"127.0.0.1:5081\"
+";
+        rejected(text, 4, "trunks[1].name");
+    }
+
+    #[test]
+    fn optional_values_resolve() {
+        let config = load(
+            "sip:\n  domain: pbx.example.com\n  user_agent: \"\"\nauth:\n  realm: Example\n  algorithms: [MD5]\n  lockout:\n    max_failures: 0\nlogging:\n  level: \"warn,switchboard_engine::sip=debug\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.sip.user_agent, None);
+        assert_eq!(config.auth.realm, "Example");
+        assert_eq!(config.auth.algorithms, [DigestAlgorithm::Md5]);
+        assert_eq!(config.auth.lockout.max_failures, 0);
+        assert_eq!(config.logging.level, "warn,switchboard_engine::sip=debug");
+        let config = load("sip:\n  domain: pbx.example.com\n").unwrap();
+        assert_eq!(config.auth.realm, "pbx.example.com");
+        assert_eq!(config.sip.user_agent.as_deref(), Some(DEFAULT_USER_AGENT));
+    }
+
+    #[test]
+    fn trusted_sources_skip_digest_and_loopback_ranges_warn() {
+        let text = "\
+auth:
+  trusted: [\"127.0.0.0/8\"]
+trunks:
+  - name: carrier
+    address: \"203.0.113.5:5060\"
+    trusted_sources: [\"203.0.113.0/24\"]
+  - name: old
+    address: \"198.51.100.5:5060\"
+    trusted_sources: [\"198.51.100.0/24\"]
+    enabled: false
+";
+        let config = load(text).unwrap();
+        assert_eq!(config.warnings.len(), 1);
+        assert_eq!(
+            (config.warnings[0].line, config.warnings[0].field.as_str()),
+            (2, "auth.trusted[0]")
+        );
+        assert!(matches!(
+            config.digest_exemption("127.0.0.1".parse().unwrap()),
+            Some(DigestExemption::Trusted(_))
+        ));
+        assert!(matches!(
+            config.digest_exemption("203.0.113.9".parse().unwrap()),
+            Some(DigestExemption::Trunk(t)) if t.name == "carrier"
+        ));
+        assert_eq!(
+            config.digest_exemption("198.51.100.9".parse().unwrap()),
+            None
+        );
+    }
+
+    /// "A malformed input never panics": truncations of the shipped file and stray YAML punctuation on
+    /// every line must each give `Ok` or `Err`, never a panic or a hang.
+    #[test]
+    fn mangled_input_never_panics() {
+        for cut in (0..SHIPPED.len()).step_by(7) {
+            let _ = load(&SHIPPED[..cut]);
+        }
+        let lines: Vec<&str> = SHIPPED.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            for junk in [
+                "[", "{", "]", "}", "\"", "'", "- ", ": ", "#", "|", "\t", "[{]", "ü",
+            ] {
+                for at in [0, line.len() / 2, line.len()] {
+                    if !line.is_char_boundary(at) {
+                        continue;
+                    }
+                    let mut mutated = lines.clone();
+                    let changed = format!("{}{junk}{}", &line[..at], &line[at..]);
+                    mutated[n] = &changed;
+                    let _ = load(&mutated.join("\n"));
+                }
+            }
+        }
+        for deep in [
+            "[".repeat(1000),
+            "- ".repeat(1000),
+            "{a: ".repeat(1000),
+            "a:\n ".repeat(1000),
+        ] {
+            assert!(load(&deep).is_err());
+        }
+    }
+
+    #[test]
+    fn a_missing_file_names_the_file() {
+        let err = Config::load("/nonexistent/switchboard.yaml").unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }));
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/switchboard.yaml: cannot read"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! The file format: serde structs that mirror `switchboard.yaml` key for key.
+//!
+//! Nothing here is seen by the engine. Every struct denies unknown keys (a typo must not silently fall
+//! back to a default) and takes its defaults from the typed sections in [`super`], so the two can not
+//! drift apart. Addresses and CIDR ranges stay strings here: [`super`] parses them, so that their errors
+//! carry the same file/line/field wording as every other semantic check.
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::{
+    AuthConfig, DatabaseConfig, DigestAlgorithm, HttpConfig, Listener, LockoutPolicy,
+    LoggingConfig, RegistrarConfig, SipConfig, SipTimers, Transport,
+};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawConfig {
+    pub sip: RawSip,
+    pub http: RawHttp,
+    pub database: RawDatabase,
+    pub registrar: RawRegistrar,
+    pub auth: RawAuth,
+    pub accounts: Vec<RawAccount>,
+    pub trunks: Vec<RawTrunk>,
+    pub logging: RawLogging,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawSip {
+    pub listen: Vec<RawListener>,
+    pub domain: String,
+    pub timers: RawTimers,
+    pub max_message_bytes: usize,
+    pub tcp_idle_timeout_s: u64,
+    /// Absent: `Switchboard/<version>`; empty: send no `User-Agent`/`Server` header.
+    pub user_agent: Option<String>,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        let d = SipConfig::default();
+        RawSip {
+            listen: d.listen.iter().map(RawListener::from).collect(),
+            domain: d.domain,
+            timers: RawTimers::default(),
+            max_message_bytes: d.max_message_bytes,
+            tcp_idle_timeout_s: d.tcp_idle_timeout.as_secs(),
+            user_agent: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub(super) struct RawListener {
+    pub transport: Transport,
+    pub address: String,
+}
+
+impl From<&Listener> for RawListener {
+    fn from(l: &Listener) -> Self {
+        RawListener {
+            transport: l.transport,
+            address: l.address.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawTimers {
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+}
+
+impl Default for RawTimers {
+    fn default() -> Self {
+        let d = SipTimers::default();
+        RawTimers {
+            t1_ms: millis(d.t1),
+            t2_ms: millis(d.t2),
+            t4_ms: millis(d.t4),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawHttp {
+    pub listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: HttpConfig::default().listen.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawDatabase {
+    pub url: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            url: DatabaseConfig::default().url,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawRegistrar {
+    pub min_expires_s: u64,
+    pub default_expires_s: u64,
+    pub max_expires_s: u64,
+    pub max_contacts_per_aor: usize,
+}
+
+impl Default for RawRegistrar {
+    fn default() -> Self {
+        let d = RegistrarConfig::default();
+        RawRegistrar {
+            min_expires_s: d.min_expires.as_secs(),
+            default_expires_s: d.default_expires.as_secs(),
+            max_expires_s: d.max_expires.as_secs(),
+            max_contacts_per_aor: d.max_contacts_per_aor,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawAuth {
+    /// Absent: the same as `sip.domain`.
+    pub realm: Option<String>,
+    pub nonce_lifetime_s: u64,
+    pub algorithms: Vec<DigestAlgorithm>,
+    pub allow_no_qop: bool,
+    pub lockout: RawLockout,
+    pub trusted: Vec<String>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        let d = AuthConfig::default();
+        RawAuth {
+            realm: None,
+            nonce_lifetime_s: d.nonce_lifetime.as_secs(),
+            algorithms: d.algorithms,
+            allow_no_qop: d.allow_no_qop,
+            lockout: RawLockout::default(),
+            trusted: d.trusted.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawLockout {
+    pub max_failures: u32,
+    pub window_s: u64,
+    pub cooldown_s: u64,
+}
+
+impl Default for RawLockout {
+    fn default() -> Self {
+        let d = LockoutPolicy::default();
+        RawLockout {
+            max_failures: d.max_failures,
+            window_s: d.window.as_secs(),
+            cooldown_s: d.cooldown.as_secs(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub(super) struct RawAccount {
+    pub user: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+/// Written by hand so that a password never reaches a log line or a panic message.
+impl fmt::Debug for RawAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawAccount")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("display_name", &self.display_name)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub(super) struct RawTrunk {
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub trusted_sources: Vec<String>,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawLogging {
+    pub level: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            level: LoggingConfig::default().level,
+        }
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,824 @@
+//! The SIP endpoint: the sans-IO core that turns received bytes into answers.
+//!
+//! It owns the transaction layer, the registrar, the digest verifier and the lock-out table,
+//! and decides what every request gets (RFC 3261 §8.2 order: method → URI scheme → Require →
+//! content → authentication → the method's own processing). It never touches a socket or a
+//! clock: the shell passes `now` (monotonic, for transaction timers and lock-out windows) and
+//! `unix` (wall-clock seconds, for nonces and binding expiry) with every input.
+//!
+//! ```text
+//! shell                              Endpoint
+//!   handle_message(now, unix, from, bytes) ─▶ parse → stamp Via → transactions → decide
+//!   handle_persisted(now, token, ok)       ─▶ the 200 OK of a REGISTER leaves only now
+//!   handle_timeout(now, unix)              ─▶ timers A…K, expiry, pruning
+//!   poll_transmit() ◀─ bytes for a socket     poll_event() ◀─ Persist { token, changes }
+//!   poll_timeout()  ◀─ next wake-up
+//! ```
+use crate::auth::{
+    AccountSecret, Admission, Credentials, DigestConfig, Lockout, LockoutConfig, ParseError,
+    ServerSecret, Verdict, Verifier,
+};
+use crate::registrar::{Binding, Change, RegisterError, Registrar, RegistrarConfig, Source};
+use crate::sip::msg::{
+    self, Framing, HeaderName, Headers, Message, Method, Request, Response, Scheme,
+};
+use crate::sip::transaction::{Incoming, ServerTxId, TimerConfig, TransactionLayer, TxEvent};
+use crate::sip::transport::{ConnId, Target, Transmit, Transport};
+use bytes::Bytes;
+use ipnet::IpNet;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The methods Switchboard answers. Later capabilities add to it.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+/// Option tags we support (none yet: an unknown `Require` gets 420).
+const SUPPORTED: &[&str] = &[];
+/// How often expired bindings, nonces and lock-out entries are swept.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// Everything the endpoint needs, already validated (the shell builds it from `Config`).
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    pub user_agent: String,
+    pub timers: TimerConfig,
+    pub registrar: RegistrarConfig,
+    pub digest: DigestConfig,
+    pub lockout: LockoutConfig,
+    /// Sources that skip digest authentication (trunks).
+    pub trusted: Vec<IpNet>,
+    /// SIP accounts: user → digest secret.
+    pub accounts: Vec<(String, AccountSecret)>,
+}
+
+/// How a message reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub transport: Transport,
+    /// The listener it arrived on.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub conn: Option<ConnId>,
+}
+
+/// Something the shell must do for the core.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    /// Make these registrar changes durable, then call [`Endpoint::handle_persisted`].
+    Persist {
+        token: PersistToken,
+        changes: Vec<Change>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PersistToken(u64);
+
+pub struct Endpoint {
+    user_agent: Bytes,
+    trusted: Vec<IpNet>,
+    accounts: HashMap<String, AccountSecret>,
+    tx: TransactionLayer,
+    registrar: Registrar,
+    verifier: Verifier,
+    lockout: Lockout,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    pending: HashMap<PersistToken, (ServerTxId, Response)>,
+    next_token: u64,
+    next_housekeeping: Option<Instant>,
+    tags: TagSource,
+    metrics: Gauges,
+}
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig, secret: ServerSecret, tag_seed: u64) -> Endpoint {
+        Endpoint {
+            user_agent: Bytes::from(config.user_agent),
+            trusted: config.trusted,
+            accounts: config.accounts.into_iter().collect(),
+            tx: TransactionLayer::new(config.timers),
+            registrar: Registrar::new(config.registrar),
+            verifier: Verifier::new(config.digest, secret),
+            lockout: Lockout::new(config.lockout),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pending: HashMap::new(),
+            next_token: 0,
+            next_housekeeping: None,
+            tags: TagSource(tag_seed | 1),
+            metrics: Gauges::new(),
+        }
+    }
+
+    /// Bindings loaded from the store at start-up.
+    pub fn restore_bindings(&mut self, bindings: Vec<Binding>, unix: u64) {
+        self.registrar.restore(bindings, unix);
+        self.metrics.update(&self.registrar, &self.tx);
+    }
+
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    pub fn transactions(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// One datagram (UDP) or one frame cut by [`crate::sip::framing`] (TCP).
+    pub fn handle_message(&mut self, now: Instant, unix: u64, from: Received, data: Bytes) {
+        self.arm_housekeeping(now);
+        let framing = match from.transport {
+            Transport::Udp => Framing::Datagram,
+            Transport::Tcp => Framing::Stream,
+        };
+        match msg::parse(data, framing) {
+            Ok(Message::Request(req)) => {
+                metrics::counter!("sip_requests_received_total", "method" => method_label(&req.method))
+                    .increment(1);
+                self.on_request(now, unix, from, req);
+            }
+            Ok(Message::Response(resp)) => {
+                metrics::counter!("sip_responses_received_total", "status" => status_label(resp.code))
+                    .increment(1);
+                if !self.tx.handle_response(now, resp) {
+                    metrics::counter!("sip_messages_dropped_total", "reason" => "stray_response")
+                        .increment(1);
+                }
+            }
+            Err(e) => self.on_parse_error(from, e),
+        }
+        self.drain_tx_events();
+        self.metrics.update(&self.registrar, &self.tx);
+    }
+
+    /// The store finished (or failed) making a REGISTER's changes durable.
+    pub fn handle_persisted(&mut self, now: Instant, token: PersistToken, ok: bool) {
+        let Some((id, resp)) = self.pending.remove(&token) else {
+            return;
+        };
+        let resp = if ok {
+            resp
+        } else {
+            tracing::error!("registration could not be stored; answering 500");
+            let mut r = Response::from_headers(&resp.headers, 500);
+            r.headers.push(HeaderName::RetryAfter, "5");
+            r
+        };
+        self.respond(now, id, resp);
+        self.drain_tx_events();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, unix: u64) {
+        self.tx.handle_timeout(now);
+        if self.next_housekeeping.is_some_and(|t| t <= now) {
+            self.next_housekeeping = Some(now + HOUSEKEEPING);
+            self.registrar.expire(unix);
+            self.verifier.prune(unix);
+            self.lockout.prune(now);
+        }
+        self.drain_tx_events();
+        self.metrics.update(&self.registrar, &self.tx);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self
+            .transmits
+            .pop_front()
+            .or_else(|| self.tx.poll_transmit())?;
+        count_sent(&t.payload);
+        Some(t)
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.tx.poll_timeout(), self.next_housekeeping) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn arm_housekeeping(&mut self, now: Instant) {
+        if self.next_housekeeping.is_none() {
+            self.next_housekeeping = Some(now + HOUSEKEEPING);
+        }
+    }
+
+    fn drain_tx_events(&mut self) {
+        while let Some(ev) = self.tx.poll_event() {
+            match ev {
+                TxEvent::AckTimeout { id } => {
+                    tracing::debug!(?id, "no ACK for a final response (Timer H)");
+                }
+                TxEvent::ClientTimeout { id } => {
+                    tracing::debug!(?id, "client transaction timed out");
+                }
+                TxEvent::Response { .. } | TxEvent::Terminated(_) => {}
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Requests
+    // -----------------------------------------------------------------------------------------
+
+    fn on_parse_error(&mut self, from: Received, e: msg::ParseError) {
+        metrics::counter!("sip_parse_errors_total").increment(1);
+        let Some(a) = e.answerable else {
+            tracing::debug!(remote = %from.remote, error = %e.kind, "dropped unparseable message");
+            metrics::counter!("sip_messages_dropped_total", "reason" => "unparseable").increment(1);
+            return;
+        };
+        // Never answer an ACK (RFC 3261 §17.1.1.3).
+        if a.method == Some(Method::Ack) {
+            return;
+        }
+        tracing::debug!(remote = %from.remote, error = %e.kind, code = a.code, "rejected malformed request");
+        let mut headers = a.headers;
+        let target = stamp_via(&mut headers, from);
+        let mut resp = Response::from_headers(&headers, a.code).with_reason(a.reason);
+        self.decorate(&mut resp);
+        if let Some(target) = target {
+            self.transmits.push_back(Transmit {
+                target,
+                payload: resp.encode(),
+            });
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, unix: u64, from: Received, mut req: Request) {
+        let Some(reply_to) = stamp_via(&mut req.headers, from) else {
+            metrics::counter!("sip_messages_dropped_total", "reason" => "unroutable").increment(1);
+            return;
+        };
+        match self.tx.handle_request(now, req, reply_to) {
+            Incoming::Request { id, request } => self.dispatch(now, unix, from, id, request),
+            Incoming::Ack2xx { .. } | Incoming::Absorbed => {}
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, unix: u64, from: Received, id: ServerTxId, req: Request) {
+        // RFC 3261 §8.2.1: methods first.
+        match &req.method {
+            Method::Extension(_) => return self.reply_allow(now, id, &req, 501),
+            Method::Info
+            | Method::Update
+            | Method::Prack
+            | Method::Subscribe
+            | Method::Notify
+            | Method::Refer
+            | Method::Message
+            | Method::Publish => return self.reply_allow(now, id, &req, 405),
+            _ => {}
+        }
+        // §8.2.2.1: a Request-URI scheme we do not serve.
+        if !matches!(req.uri.scheme, Scheme::Sip | Scheme::Sips | Scheme::Tel) {
+            return self.reply(now, id, &req, 416);
+        }
+        // §8.2.2.3: extensions the client requires that we do not support.
+        if !matches!(req.method, Method::Cancel | Method::Ack) {
+            let unsupported: Vec<&str> = req
+                .headers
+                .tokens(&HeaderName::Require)
+                .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+                .collect();
+            if !unsupported.is_empty() {
+                let mut resp = self.response(&req, 420);
+                resp.headers
+                    .push(HeaderName::Unsupported, unsupported.join(", "));
+                return self.respond(now, id, resp);
+            }
+        }
+        match req.method {
+            Method::Options => self.on_options(now, id, &req),
+            Method::Register => self.on_register(now, unix, from, id, &req),
+            Method::Invite => self.on_invite(now, unix, from, id, &req),
+            Method::Cancel => self.on_cancel(now, id, &req),
+            // No dialogs exist yet, so an in-dialog BYE matches nothing (§15.1.2).
+            _ => self.reply(now, id, &req, 481),
+        }
+    }
+
+    fn on_options(&mut self, now: Instant, id: ServerTxId, req: &Request) {
+        // Answered without authentication: it is how trunks and monitors probe liveness
+        // (RFC 3261 §11), and it reveals nothing about accounts.
+        let mut resp = self.response(req, 200);
+        resp.headers.push(HeaderName::Allow, ALLOW);
+        resp.headers.push(HeaderName::Accept, "application/sdp");
+        resp.headers.push(HeaderName::AcceptEncoding, "identity");
+        resp.headers.push(HeaderName::AcceptLanguage, "en");
+        resp.headers
+            .push(HeaderName::Supported, SUPPORTED.join(", "));
+        self.respond(now, id, resp);
+    }
+
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        from: Received,
+        id: ServerTxId,
+        req: &Request,
+    ) {
+        if let Some(code) = content_check(req) {
+            let mut resp = self.response(req, code);
+            resp.headers.push(HeaderName::Accept, "application/sdp");
+            return self.respond(now, id, resp);
+        }
+        if req.headers.to().is_ok_and(|t| t.tag().is_some()) {
+            // A re-INVITE for a dialog we do not have.
+            return self.reply(now, id, req, 481);
+        }
+        // A B2BUA re-originates calls, so a request that has run out of hops stops here
+        // (loop protection); OPTIONS and REGISTER are served locally and ignore it (RFC 4475 zeromf).
+        if req.headers.max_forwards().ok().flatten() == Some(0) {
+            return self.reply(now, id, req, 483);
+        }
+        if self
+            .authenticate(now, unix, from, id, req, Challenge::Proxy)
+            .is_none()
+        {
+            return;
+        }
+        // Calls arrive with the next capability; until then no number has a route.
+        self.reply(now, id, req, 404);
+    }
+
+    fn on_cancel(&mut self, now: Instant, id: ServerTxId, req: &Request) {
+        // RFC 3261 §9.2: 200 to the CANCEL, 487 to the INVITE it matches.
+        match self.tx.cancel_target(req) {
+            Some(invite) => {
+                self.reply(now, id, req, 200);
+                if let Some(inv) = self.tx.request_of(invite).cloned() {
+                    self.reply(now, invite, &inv, 487);
+                }
+            }
+            None => self.reply(now, id, req, 481),
+        }
+    }
+
+    fn on_register(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        from: Received,
+        id: ServerTxId,
+        req: &Request,
+    ) {
+        let to = match req.headers.to() {
+            Ok(to) if to.uri.is_sip() => to,
+            // An AOR must be a SIP or SIPS URI (RFC 3261 §10.2; RFC 4475 unksm2).
+            _ => return self.reply(now, id, req, 416),
+        };
+        let Some(aor) = to
+            .uri
+            .user_decoded()
+            .and_then(|u| String::from_utf8(u).ok())
+        else {
+            return self.reply(now, id, req, 404);
+        };
+        // A Contact list we cannot read is a syntax error, answered before authentication
+        // (it says nothing about accounts; RFC 4475 regbadct).
+        if req.headers.contacts().is_err() || req.headers.expires().is_err() {
+            let resp = self
+                .response(req, 400)
+                .with_reason("Bad Request (malformed Contact or Expires)");
+            return self.respond(now, id, resp);
+        }
+        let identity = match self.authenticate(now, unix, from, id, req, Challenge::Www) {
+            None => return,
+            Some(identity) => identity,
+        };
+        match identity {
+            Identity::Account(user) if user != aor => {
+                // Authenticated, but as someone else: one account may not register another.
+                let resp = self
+                    .response(req, 403)
+                    .with_reason("Forbidden (identity mismatch)");
+                return self.respond(now, id, resp);
+            }
+            Identity::Trusted if !self.accounts.contains_key(&aor) => {
+                return self.reply(now, id, req, 404);
+            }
+            _ => {}
+        }
+        let source = Source {
+            transport: from.transport,
+            addr: from.remote,
+            local: from.local,
+            conn: from.conn,
+        };
+        match self.registrar.register(&aor, req, source, unix) {
+            Ok(outcome) => {
+                let mut resp = self.response(req, 200);
+                for b in &outcome.bindings {
+                    resp.headers.push(
+                        HeaderName::Contact,
+                        format!("<{}>;expires={}", b.contact, b.remaining(unix)),
+                    );
+                }
+                resp.headers.push(HeaderName::Date, http_date(unix));
+                if outcome.changes.is_empty() {
+                    self.respond(now, id, resp);
+                } else {
+                    let token = PersistToken(self.next_token);
+                    self.next_token += 1;
+                    self.pending.insert(token, (id, resp));
+                    self.events.push_back(Event::Persist {
+                        token,
+                        changes: outcome.changes,
+                    });
+                }
+            }
+            Err(e) => {
+                let (code, reason) = e.status();
+                let mut resp = self.response(req, code).with_reason(reason);
+                if let RegisterError::IntervalTooBrief { min } = e {
+                    resp.headers.push(HeaderName::MinExpires, min.to_string());
+                }
+                self.respond(now, id, resp);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Authentication (RFC 3261 §22, RFC 7616, RFC 8760)
+    // -----------------------------------------------------------------------------------------
+
+    /// `Some` when the request may proceed; `None` when it has been answered (challenge,
+    /// lock-out or error).
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        from: Received,
+        id: ServerTxId,
+        req: &Request,
+        kind: Challenge,
+    ) -> Option<Identity> {
+        let ip = from.remote.ip();
+        if self.trusted.iter().any(|net| net.contains(&ip)) {
+            return Some(Identity::Trusted);
+        }
+        let realm = self.verifier.config().realm.clone();
+        // Of several credentials, the ones for our realm count (§22.4).
+        let mut parsed: Option<Result<Credentials, ParseError>> = None;
+        for raw in req.headers.get_all(&kind.credentials_header()) {
+            let c = Credentials::parse(&String::from_utf8_lossy(raw));
+            let ours = matches!(&c, Ok(c) if c.realm == realm);
+            if ours || parsed.is_none() {
+                parsed = Some(c);
+            }
+            if ours {
+                break;
+            }
+        }
+        let username = match &parsed {
+            Some(Ok(c)) => Some(c.username.as_str()),
+            _ => None,
+        };
+        if let Admission::Locked { .. } = self.lockout.check(now, ip, username) {
+            metrics::counter!("sip_auth_rejected_locked_total").increment(1);
+            self.reply(now, id, req, 403);
+            return None;
+        }
+        let creds = match parsed {
+            None | Some(Err(ParseError::UnsupportedScheme { .. })) => {
+                self.challenge(now, unix, id, req, kind, false);
+                return None;
+            }
+            Some(Err(_)) => {
+                let resp = self
+                    .response(req, 400)
+                    .with_reason("Bad Request (malformed credentials)");
+                self.respond(now, id, resp);
+                return None;
+            }
+            Some(Ok(c)) => c,
+        };
+        // §22.4: the digest-uri must be the Request-URI the client signed.
+        let uri_ok = creds.uri == req.uri.to_string()
+            || msg::Uri::parse(&creds.uri).is_ok_and(|u| u == req.uri);
+        if !uri_ok {
+            let resp = self
+                .response(req, 400)
+                .with_reason("Bad Request (digest uri does not match Request-URI)");
+            self.respond(now, id, resp);
+            return None;
+        }
+        let secret = self.accounts.get(&creds.username);
+        match self
+            .verifier
+            .verify(req.method.as_str(), &creds, secret, unix)
+        {
+            Verdict::Ok => {
+                self.lockout.record_success(&creds.username);
+                Some(Identity::Account(creds.username))
+            }
+            Verdict::Stale => {
+                self.challenge(now, unix, id, req, kind, true);
+                None
+            }
+            Verdict::Fail(reason) => {
+                metrics::counter!("sip_auth_failures_total").increment(1);
+                if reason.counts_as_failure() {
+                    for ev in self.lockout.record_failure(now, ip, Some(&creds.username)) {
+                        // Logged once per lock; the name is what the client sent, never a secret.
+                        tracing::warn!(key = %ev.key, failures = ev.failures, "authentication locked out after repeated failures");
+                        metrics::counter!("sip_auth_lockouts_total", "key" => match ev.key {
+                            crate::auth::LockKey::Ip(_) => "source",
+                            crate::auth::LockKey::Account(_) => "account",
+                        })
+                        .increment(1);
+                    }
+                }
+                self.challenge(now, unix, id, req, kind, false);
+                None
+            }
+        }
+    }
+
+    fn challenge(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        id: ServerTxId,
+        req: &Request,
+        kind: Challenge,
+        stale: bool,
+    ) {
+        let mut resp = self.response(req, kind.status());
+        for c in self.verifier.challenges(unix, stale) {
+            resp.headers.push(kind.challenge_header(), c);
+        }
+        self.respond(now, id, resp);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Responses
+    // -----------------------------------------------------------------------------------------
+
+    fn response(&mut self, req: &Request, code: u16) -> Response {
+        let mut resp = Response::for_request(req, code);
+        self.decorate(&mut resp);
+        resp
+    }
+
+    /// To tag (RFC 3261 §8.2.6.2, on everything but 100) and Server header.
+    fn decorate(&mut self, resp: &mut Response) {
+        if resp.code > 100 {
+            let tag = self.tags.next();
+            resp.ensure_to_tag(&tag);
+        }
+        resp.headers
+            .push(HeaderName::Server, self.user_agent.clone());
+    }
+
+    fn reply(&mut self, now: Instant, id: ServerTxId, req: &Request, code: u16) {
+        let resp = self.response(req, code);
+        self.respond(now, id, resp);
+    }
+
+    fn reply_allow(&mut self, now: Instant, id: ServerTxId, req: &Request, code: u16) {
+        let mut resp = self.response(req, code);
+        resp.headers.push(HeaderName::Allow, ALLOW);
+        self.respond(now, id, resp);
+    }
+
+    fn respond(&mut self, now: Instant, id: ServerTxId, resp: Response) {
+        self.tx.respond(now, id, resp);
+    }
+}
+
+enum Identity {
+    Account(String),
+    Trusted,
+}
+
+#[derive(Clone, Copy)]
+enum Challenge {
+    /// REGISTER: 401 with WWW-Authenticate (a registrar is a UAS).
+    Www,
+    /// Everything else: 407 with Proxy-Authenticate (we act for the whole domain).
+    Proxy,
+}
+
+impl Challenge {
+    fn status(self) -> u16 {
+        match self {
+            Challenge::Www => 401,
+            Challenge::Proxy => 407,
+        }
+    }
+    fn challenge_header(self) -> HeaderName {
+        match self {
+            Challenge::Www => HeaderName::WwwAuthenticate,
+            Challenge::Proxy => HeaderName::ProxyAuthenticate,
+        }
+    }
+    fn credentials_header(self) -> HeaderName {
+        match self {
+            Challenge::Www => HeaderName::Authorization,
+            Challenge::Proxy => HeaderName::ProxyAuthorization,
+        }
+    }
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581: record where a request really came from in its top Via
+/// (`received`, `rport`), and work out where its responses go (§18.2.2). `None` when there
+/// is nowhere safe to answer (a broadcast or multicast source, port 0).
+fn stamp_via(headers: &mut Headers, from: Received) -> Option<Target> {
+    let src = from.remote;
+    if !is_unicast(src) {
+        return None;
+    }
+    let mut port = src.port();
+    if let Ok(mut via) = headers.top_via() {
+        let mut changed = false;
+        let rport_requested = via.rport() == Some(None);
+        if via.host.ip() != Some(src.ip()) || rport_requested {
+            via.params.set("received", Some(src.ip().to_string()));
+            changed = true;
+        }
+        if rport_requested {
+            via.params.set("rport", Some(src.port().to_string()));
+            changed = true;
+        }
+        if changed {
+            headers.set_top_via(&via);
+        }
+        // Without rport, an unreliable response goes to the source address and the Via port.
+        if from.transport == Transport::Udp && !rport_requested {
+            port = via.port.unwrap_or(5060);
+        }
+    }
+    Some(Target {
+        transport: from.transport,
+        addr: SocketAddr::new(src.ip(), port),
+        conn: from.conn,
+        local: from.local,
+    })
+}
+
+fn is_unicast(addr: SocketAddr) -> bool {
+    addr.port() != 0
+        && match addr.ip() {
+            IpAddr::V4(a) => !(a.is_broadcast() || a.is_multicast() || a.is_unspecified()),
+            IpAddr::V6(a) => !(a.is_multicast() || a.is_unspecified()),
+        }
+}
+
+/// RFC 3261 §8.2.3 for an INVITE: 415 for a body we cannot read, 406 when the client accepts
+/// nothing we could answer with.
+fn content_check(req: &Request) -> Option<u16> {
+    if !req.body.is_empty() {
+        let ct = req.headers.get_str(&HeaderName::ContentType).unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/sdp")
+            && !mime.eq_ignore_ascii_case("multipart/mixed")
+        {
+            return Some(415);
+        }
+    }
+    if req.headers.contains(&HeaderName::Accept) {
+        let ok = req.headers.list(&HeaderName::Accept).any(|a| {
+            let m = a.split(';').next().unwrap_or("").trim();
+            m.eq_ignore_ascii_case("application/sdp")
+                || m.eq_ignore_ascii_case("application/*")
+                || m == "*/*"
+        });
+        if !ok {
+            return Some(406);
+        }
+    }
+    None
+}
+
+/// Unique, unguessable To tags (RFC 3261 §19.3: at least 32 random bits): a xorshift stream
+/// seeded from the shell's randomness.
+struct TagSource(u64);
+
+impl TagSource {
+    fn next(&mut self) -> String {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        format!("{x:016x}")
+    }
+}
+
+/// RFC 3261 §20.17 / RFC 7231 IMF-fixdate from Unix seconds.
+pub fn http_date(unix: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+struct Gauges {
+    transactions: metrics::Gauge,
+    bindings: metrics::Gauge,
+    accounts: metrics::Gauge,
+}
+
+impl Gauges {
+    fn new() -> Gauges {
+        Gauges {
+            transactions: metrics::gauge!("sip_transactions_alive"),
+            bindings: metrics::gauge!("sip_registrations"),
+            accounts: metrics::gauge!("sip_registered_accounts"),
+        }
+    }
+
+    fn update(&self, registrar: &Registrar, tx: &TransactionLayer) {
+        self.transactions.set(tx.len() as f64);
+        self.bindings.set(registrar.len() as f64);
+        self.accounts.set(registrar.aor_count() as f64);
+    }
+}
+
+/// A bounded label set: extension methods are one label, so a peer cannot grow the metric
+/// registry without end.
+fn method_label(m: &Method) -> &'static str {
+    match m {
+        Method::Extension(_) => "OTHER",
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Register => "REGISTER",
+        Method::Options => "OPTIONS",
+        Method::Info => "INFO",
+        Method::Update => "UPDATE",
+        Method::Prack => "PRACK",
+        Method::Subscribe => "SUBSCRIBE",
+        Method::Notify => "NOTIFY",
+        Method::Refer => "REFER",
+        Method::Message => "MESSAGE",
+        Method::Publish => "PUBLISH",
+    }
+}
+
+fn status_label(code: u16) -> &'static str {
+    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        (100..700u16)
+            .map(|c| &*Box::leak(c.to_string().into_boxed_str()))
+            .collect()
+    });
+    code.checked_sub(100)
+        .and_then(|i| labels.get(usize::from(i)))
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Count an outgoing message by its start line, retransmissions included.
+fn count_sent(payload: &[u8]) {
+    if let Some(rest) = payload.strip_prefix(b"SIP/2.0 ") {
+        let code = rest
+            .get(..3)
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        metrics::counter!("sip_responses_sent_total", "status" => status_label(code)).increment(1);
+    } else {
+        let token = payload.split(|&c| c == b' ').next().unwrap_or_default();
+        let label = Method::parse(token).map_or("OTHER", |m| method_label(&m));
+        metrics::counter!("sip_requests_sent_total", "method" => label).increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests;

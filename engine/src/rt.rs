@@ -1,0 +1,603 @@
+//! The tokio shell around [`Endpoint`]: sockets, the clock, the store, and nothing else.
+//!
+//! Tasks:
+//! - one reader per UDP socket and one task per TCP connection, which frame messages
+//!   ([`framing::check`]) and send them to the engine task;
+//! - the **engine task**, sole owner of the [`Endpoint`]: feeds it inputs with the current
+//!   time, sleeps until [`Endpoint::poll_timeout`], writes what [`Endpoint::poll_transmit`]
+//!   returns, and hands [`Event::Persist`] to the writer;
+//! - the **writer task**, which commits registrar changes in batches (group commit) and reports
+//!   back, so a REGISTER is answered 200 only once its binding is on disk;
+//! - a sweeper that deletes expired bindings from the store.
+#![allow(clippy::disallowed_methods)] // the shell is where clocks are read
+
+use crate::auth::{AccountSecret, DigestConfig, LockoutConfig, ServerSecret};
+use crate::config::{self, Config};
+use crate::endpoint::{Endpoint, EndpointConfig, Event, PersistToken, Received};
+use crate::registrar::{Change, RegistrarConfig};
+use crate::sip::framing::{self, Frame, FrameError};
+use crate::sip::transaction::TimerConfig;
+use crate::sip::transport::{ConnId, Transmit, Transport};
+use crate::store::{Store, StoreError};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {transport} {addr}: {}", describe_bind(.source))]
+    Bind {
+        transport: Transport,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn describe_bind(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            "address already in use (is another SIP server running?)".into()
+        }
+        io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// What reaches the engine task.
+enum Input {
+    Message { from: Received, data: Bytes },
+    ConnOpened { id: ConnId, tx: mpsc::Sender<Bytes> },
+    ConnClosed { id: ConnId },
+    Persisted { tokens: Vec<PersistToken>, ok: bool },
+}
+
+/// A running SIP service.
+pub struct Running {
+    /// The sockets actually bound (port 0 in the config becomes a real port here).
+    pub listeners: Vec<(Transport, SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stop accepting, let the writer commit what it holds, and wait for every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The endpoint settings derived from the validated file configuration.
+pub fn endpoint_config(config: &Config) -> EndpointConfig {
+    let realm = config.auth.realm.clone();
+    EndpointConfig {
+        user_agent: config
+            .sip
+            .user_agent
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_USER_AGENT.to_owned()),
+        timers: TimerConfig {
+            t1: config.sip.timers.t1,
+            t2: config.sip.timers.t2,
+            t4: config.sip.timers.t4,
+        },
+        registrar: RegistrarConfig {
+            min_expires: config.registrar.min_expires.as_secs() as u32,
+            default_expires: config.registrar.default_expires.as_secs() as u32,
+            max_expires: config.registrar.max_expires.as_secs() as u32,
+            max_contacts: config.registrar.max_contacts_per_aor,
+        },
+        digest: DigestConfig {
+            realm: realm.clone(),
+            nonce_lifetime: config.auth.nonce_lifetime,
+            allow_no_qop: config.auth.allow_no_qop,
+            ..DigestConfig::default()
+        },
+        lockout: LockoutConfig {
+            max_failures: config.auth.lockout.max_failures,
+            window: config.auth.lockout.window,
+            cooldown: config.auth.lockout.cooldown,
+            ..LockoutConfig::default()
+        },
+        trusted: config
+            .auth
+            .trusted
+            .iter()
+            .chain(
+                config
+                    .trunks
+                    .iter()
+                    .filter(|t| t.enabled)
+                    .flat_map(|t| t.trusted_sources.iter()),
+            )
+            .copied()
+            .collect(),
+        accounts: config
+            .accounts
+            .iter()
+            .filter(|a| a.enabled)
+            .map(|a| {
+                (
+                    a.user.clone(),
+                    AccountSecret::from_password(&a.user, &realm, a.password.expose()),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Bind every listener, open the store, restore registrations and start the tasks.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    let mut listeners = Vec::new();
+    for l in config
+        .sip
+        .listen
+        .iter()
+        .filter(|l| l.transport == config::Transport::Udp)
+    {
+        let sock = UdpSocket::bind(l.address)
+            .await
+            .map_err(|source| bind_error(Transport::Udp, l.address, source))?;
+        let addr = sock
+            .local_addr()
+            .map_err(|source| bind_error(Transport::Udp, l.address, source))?;
+        listeners.push((Transport::Udp, addr));
+        udp.push((addr, Arc::new(sock)));
+    }
+    for l in config
+        .sip
+        .listen
+        .iter()
+        .filter(|l| l.transport == config::Transport::Tcp)
+    {
+        let listener = bind_tcp(l.address, &listeners).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| bind_error(Transport::Tcp, l.address, source))?;
+        listeners.push((Transport::Tcp, addr));
+        tcp.push((addr, listener));
+    }
+
+    let store = Store::open(&config.database.url).await?;
+    let unix = unix_now();
+    let bindings = store.load_bindings(unix).await?;
+    let restored = bindings.len();
+    let mut endpoint = Endpoint::new(
+        endpoint_config(config),
+        ServerSecret::random(),
+        rand::random(),
+    );
+    endpoint.restore_bindings(bindings, unix);
+    tracing::info!(restored, "registrations restored from the store");
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (input_tx, input_rx) = mpsc::channel::<Input>(16_384);
+    let (persist_tx, persist_rx) = mpsc::channel::<(PersistToken, Vec<Change>)>(16_384);
+    let mut tasks = JoinSet::new();
+    let max = config.sip.max_message_bytes;
+
+    for (addr, sock) in &udp {
+        tasks.spawn(udp_reader(
+            *addr,
+            sock.clone(),
+            max,
+            input_tx.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    for (addr, listener) in tcp {
+        tasks.spawn(tcp_acceptor(
+            addr,
+            listener,
+            TcpSettings {
+                max,
+                idle: config.sip.tcp_idle_timeout,
+            },
+            next_conn.clone(),
+            input_tx.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    tasks.spawn(writer(store.clone(), persist_rx, input_tx.clone()));
+    tasks.spawn(sweeper(store, shutdown_rx.clone()));
+    let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = udp.into_iter().collect();
+    tasks.spawn(engine_task(
+        endpoint,
+        sockets,
+        input_rx,
+        persist_tx,
+        shutdown_rx,
+    ));
+    for (t, a) in &listeners {
+        tracing::info!(transport = %t, address = %a, "SIP listening");
+    }
+    Ok(Running {
+        listeners,
+        shutdown,
+        tasks,
+    })
+}
+
+fn bind_error(transport: Transport, addr: SocketAddr, source: io::Error) -> StartError {
+    StartError::Bind {
+        transport,
+        addr,
+        source,
+    }
+}
+
+/// Bind a TCP listener; with port 0, prefer the port a UDP listener on the same address got,
+/// so a phone finds both transports on one port.
+async fn bind_tcp(
+    addr: SocketAddr,
+    bound: &[(Transport, SocketAddr)],
+) -> Result<TcpListener, StartError> {
+    if addr.port() == 0 {
+        if let Some((_, u)) = bound
+            .iter()
+            .find(|(t, a)| *t == Transport::Udp && a.ip() == addr.ip())
+        {
+            if let Ok(l) = TcpListener::bind(*u).await {
+                return Ok(l);
+            }
+        }
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| bind_error(Transport::Tcp, addr, source))
+}
+
+async fn udp_reader(
+    local: SocketAddr,
+    sock: Arc<UdpSocket>,
+    max: usize,
+    input: mpsc::Sender<Input>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        buf.reserve(max + 1);
+        let r = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = sock.recv_buf_from(&mut buf) => r,
+        };
+        match r {
+            Ok((n, remote)) => {
+                if n > max {
+                    metrics::counter!("sip_messages_dropped_total", "reason" => "too_large")
+                        .increment(1);
+                    continue;
+                }
+                let data = buf.split().freeze();
+                let from = Received {
+                    transport: Transport::Udp,
+                    local,
+                    remote,
+                    conn: None,
+                };
+                if input.send(Input::Message { from, data }).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP errors surface as recv errors on some platforms: not fatal for a server.
+            Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TcpSettings {
+    max: usize,
+    idle: Duration,
+}
+
+async fn tcp_acceptor(
+    local: SocketAddr,
+    listener: TcpListener,
+    settings: TcpSettings,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
+    input: mpsc::Sender<Input>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = listener.accept() => r,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let id = ConnId(next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+                let _ = stream.set_nodelay(true);
+                conns.spawn(tcp_connection(
+                    id,
+                    local,
+                    remote,
+                    stream,
+                    settings,
+                    input.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                // Back off briefly so a persistent error (e.g. out of descriptors) cannot spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    conns.abort_all();
+}
+
+async fn tcp_connection(
+    id: ConnId,
+    local: SocketAddr,
+    remote: SocketAddr,
+    stream: TcpStream,
+    settings: TcpSettings,
+    input: mpsc::Sender<Input>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+    if input
+        .send(Input::ConnOpened { id, tx: tx.clone() })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    metrics::gauge!("sip_tcp_connections").increment(1.0);
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let from = Received {
+        transport: Transport::Tcp,
+        local,
+        remote,
+        conn: Some(id),
+    };
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    'conn: loop {
+        // Hand over every whole frame already buffered.
+        loop {
+            match framing::check(&buf, settings.max) {
+                Ok(Frame::Message(n)) => {
+                    let data = buf.split_to(n).freeze();
+                    if input.send(Input::Message { from, data }).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Ok(Frame::Ping(n)) => {
+                    let _ = buf.split_to(n);
+                    let _ = tx.send(Bytes::from_static(b"\r\n")).await;
+                }
+                Ok(Frame::Skip(n)) => {
+                    let _ = buf.split_to(n);
+                }
+                Err(FrameError::Incomplete) => break,
+                Err(e) => {
+                    // The stream cannot be resynchronised: close it (RFC 3261 §18.3).
+                    tracing::debug!(%remote, error = %e, "closing TCP connection");
+                    metrics::counter!("sip_messages_dropped_total", "reason" => "unframeable")
+                        .increment(1);
+                    break 'conn;
+                }
+            }
+        }
+        let read = tokio::select! {
+            _ = shutdown.changed() => break,
+            r = tokio::time::timeout(settings.idle, rd.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::debug!(%remote, "closing idle TCP connection");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = input.send(Input::ConnClosed { id }).await;
+    metrics::gauge!("sip_tcp_connections").decrement(1.0);
+    // Let queued responses go out before the socket closes.
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+async fn engine_task(
+    mut endpoint: Endpoint,
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    mut input: mpsc::Receiver<Input>,
+    persist: mpsc::Sender<(PersistToken, Vec<Change>)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
+    loop {
+        let deadline = endpoint.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            msg = input.recv() => {
+                let Some(msg) = msg else { break };
+                handle_input(&mut endpoint, &mut conns, msg);
+                // Drain what is already queued before looking at timers and output again:
+                // batching keeps the per-message cost flat under load.
+                for _ in 0..64 {
+                    match input.try_recv() {
+                        Ok(msg) => handle_input(&mut endpoint, &mut conns, msg),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => endpoint.handle_timeout(now(), unix_now()),
+        }
+        while let Some(t) = endpoint.poll_transmit() {
+            send(&sockets, &conns, t).await;
+        }
+        while let Some(ev) = endpoint.poll_event() {
+            match ev {
+                Event::Persist { token, changes } => {
+                    if persist.send((token, changes)).await.is_err() {
+                        endpoint.handle_persisted(now(), token, false);
+                    }
+                }
+            }
+        }
+    }
+    // Closing the persist channel lets the writer commit what it holds and stop.
+    drop(persist);
+}
+
+fn handle_input(
+    endpoint: &mut Endpoint,
+    conns: &mut HashMap<ConnId, mpsc::Sender<Bytes>>,
+    msg: Input,
+) {
+    match msg {
+        Input::Message { from, data } => endpoint.handle_message(now(), unix_now(), from, data),
+        Input::ConnOpened { id, tx } => {
+            conns.insert(id, tx);
+        }
+        Input::ConnClosed { id } => {
+            conns.remove(&id);
+        }
+        Input::Persisted { tokens, ok } => {
+            let t = now();
+            for token in tokens {
+                endpoint.handle_persisted(t, token, ok);
+            }
+        }
+    }
+}
+
+async fn send(
+    sockets: &HashMap<SocketAddr, Arc<UdpSocket>>,
+    conns: &HashMap<ConnId, mpsc::Sender<Bytes>>,
+    t: Transmit,
+) {
+    match t.target.transport {
+        Transport::Udp => {
+            let sock = sockets
+                .get(&t.target.local)
+                .or_else(|| sockets.values().next());
+            let Some(sock) = sock else { return };
+            match sock.try_send_to(&t.payload, t.target.addr) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let _ = sock.send_to(&t.payload, t.target.addr).await;
+                }
+                Err(e) => tracing::debug!(error = %e, to = %t.target.addr, "UDP send failed"),
+            }
+        }
+        Transport::Tcp => {
+            let conn = t.target.conn.and_then(|c| conns.get(&c));
+            match conn {
+                Some(c) => {
+                    if c.try_send(t.payload).is_err() {
+                        metrics::counter!("sip_messages_dropped_total", "reason" => "tcp_backlog")
+                            .increment(1);
+                    }
+                }
+                None => {
+                    // Connection-less TCP sends (RFC 3261 §18.2.2: open a new connection to the
+                    // Via address) arrive with outbound calls; a response whose connection is
+                    // gone is dropped, and the client's transaction times out as it would.
+                    metrics::counter!("sip_messages_dropped_total", "reason" => "tcp_closed")
+                        .increment(1);
+                }
+            }
+        }
+    }
+}
+
+/// Commit registrar changes in batches: whatever queued up while the last commit ran goes
+/// into the next transaction. The engine answers each REGISTER when its batch is durable.
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<(PersistToken, Vec<Change>)>,
+    input: mpsc::Sender<Input>,
+) {
+    const MAX_BATCH: usize = 1024;
+    let mut tokens = Vec::with_capacity(MAX_BATCH);
+    let mut changes = Vec::with_capacity(MAX_BATCH);
+    while let Some((token, c)) = rx.recv().await {
+        tokens.push(token);
+        changes.extend(c);
+        while tokens.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok((token, c)) => {
+                    tokens.push(token);
+                    changes.extend(c);
+                }
+                Err(_) => break,
+            }
+        }
+        let ok = match store.apply(&changes).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "storing registrations failed");
+                false
+            }
+        };
+        metrics::counter!("store_registration_batches_total").increment(1);
+        changes.clear();
+        let done = Input::Persisted {
+            tokens: std::mem::take(&mut tokens),
+            ok,
+        };
+        // At shutdown the engine may be gone; the data is committed either way.
+        let _ = input.send(done).await;
+    }
+}
+
+async fn sweeper(store: Store, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = every.tick() => {
+                match store.delete_expired(unix_now()).await {
+                    Ok(n) if n > 0 => tracing::debug!(removed = n, "expired registrations removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "removing expired registrations failed"),
+                }
+            }
+        }
+    }
+}

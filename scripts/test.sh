@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need that a fresh machine lacks, then runs every
+# test of the workspace (unit, vector, scenario and end-to-end tests against SIPp and baresip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# End-to-end tests start their own servers on ports the system picks; they run in parallel.
+cargo test --workspace --all-targets --locked "$@"

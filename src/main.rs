@@ -1,0 +1,197 @@
+//! The `switchboard` binary: wires the engine and the HTTP API together, and the CLI.
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use switchboard_engine::config::Config;
+use switchboard_engine::rt;
+use tracing_subscriber::EnvFilter;
+
+/// The demo configuration, compiled in so that `cargo run` works from any directory.
+const EMBEDDED_CONFIG: &str = include_str!("../sip-config/switchboard.yaml");
+const DEFAULT_CONFIG: &str = "sip-config/switchboard.yaml";
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: a telephony-first contact-center engine"
+)]
+struct Cli {
+    /// Configuration file. Without it, `sip-config/switchboard.yaml` is used when present,
+    /// else the demo configuration built into the binary.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log level or filter (`info`, `debug`, `info,switchboard_engine=debug`). Overrides the
+    /// file's `logging.level`; `RUST_LOG` overrides both.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Once every listener is up, write the bound addresses here as JSON (for supervisors and
+    /// tests that let the system pick ports with port 0).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Run,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and exit: 0 when it loads, non-zero with file, line and
+    /// field of every problem otherwise.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (config, source) = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(cli.log_level.as_deref().unwrap_or(&config.logging.level));
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            for w in &config.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "{source}: OK ({} listeners, {} accounts, {} trunks)",
+                config.sip.listen.len(),
+                config.accounts.len(),
+                config.trunks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            config.log_warnings();
+            tracing::info!(config = %source, "starting Switchboard {}", env!("CARGO_PKG_VERSION"));
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(config, cli.ready_file)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
+    match path {
+        Some(p) => Ok((Config::load(p)?, p.display().to_string())),
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            Ok((Config::load(DEFAULT_CONFIG)?, DEFAULT_CONFIG.to_owned()))
+        }
+        None => Ok((
+            Config::from_yaml_str(EMBEDDED_CONFIG, "<built-in demo configuration>")?,
+            "<built-in demo configuration>".to_owned(),
+        )),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    // HTTP is bound first: if its port is taken, nothing else has started yet.
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on http {}: {}",
+                config.http.listen,
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    "address already in use".to_owned()
+                } else {
+                    e.to_string()
+                }
+            )
+        })?;
+    let http_addr = http.local_addr()?;
+    let running = rt::start(&config).await?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(switchboard_api::serve(
+        http,
+        switchboard_api::AppState { metrics },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    if let Some(path) = ready_file {
+        let sip: Vec<serde_json::Value> = running
+            .listeners
+            .iter()
+            .map(|(t, a)| serde_json::json!({ "transport": t.as_str().to_ascii_lowercase(), "address": a.to_string() }))
+            .collect();
+        let doc = serde_json::json!({ "sip": sip, "http": http_addr.to_string(), "pid": std::process::id() });
+        // Write then rename, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, doc.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+    }
+    tracing::info!("Switchboard is ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    running.shutdown().await;
+    let _ = http_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
