@@ -41,7 +41,8 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Everything the endpoint needs, already validated (the shell builds it from `Config`).
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
-    pub user_agent: String,
+    /// The `Server` header value; `None` sends none.
+    pub user_agent: Option<String>,
     pub timers: TimerConfig,
     pub registrar: RegistrarConfig,
     pub digest: DigestConfig,
@@ -76,7 +77,7 @@ pub enum Event {
 pub struct PersistToken(u64);
 
 pub struct Endpoint {
-    user_agent: Bytes,
+    user_agent: Option<Bytes>,
     trusted: Vec<IpNet>,
     accounts: HashMap<String, AccountSecret>,
     tx: TransactionLayer,
@@ -95,7 +96,7 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(config: EndpointConfig, secret: ServerSecret, tag_seed: u64) -> Endpoint {
         Endpoint {
-            user_agent: Bytes::from(config.user_agent),
+            user_agent: config.user_agent.map(Bytes::from),
             trusted: config.trusted,
             accounts: config.accounts.into_iter().collect(),
             tx: TransactionLayer::new(config.timers),
@@ -574,8 +575,9 @@ impl Endpoint {
             let tag = self.tags.next();
             resp.ensure_to_tag(&tag);
         }
-        resp.headers
-            .push(HeaderName::Server, self.user_agent.clone());
+        if let Some(ua) = &self.user_agent {
+            resp.headers.push(HeaderName::Server, ua.clone());
+        }
     }
 
     fn reply(&mut self, now: Instant, id: ServerTxId, req: &Request, code: u16) {

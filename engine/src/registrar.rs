@@ -150,7 +150,7 @@ impl Registrar {
             .get(aor)
             .map(|bs| bs.iter().filter(|b| b.expires_at > now_unix).collect())
             .unwrap_or_default();
-        v.sort_by(|a, b| b.q.cmp(&a.q));
+        v.sort_by_key(|b| std::cmp::Reverse(b.q));
         v
     }
 
@@ -426,7 +426,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out.bindings[0].expires_at, NOW + 7200);
-        assert!(r.is_empty() == false);
+        assert!(!r.is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - a sweeper that deletes expired bindings from the store.
 #![allow(clippy::disallowed_methods)] // the shell is where clocks are read
 
-use crate::auth::{AccountSecret, DigestConfig, LockoutConfig, ServerSecret};
+use crate::auth::{AccountSecret, Algorithm, DigestConfig, LockoutConfig, ServerSecret};
 use crate::config::{self, Config};
 use crate::endpoint::{Endpoint, EndpointConfig, Event, PersistToken, Received};
 use crate::registrar::{Change, RegistrarConfig};
@@ -91,11 +91,7 @@ fn now() -> std::time::Instant {
 pub fn endpoint_config(config: &Config) -> EndpointConfig {
     let realm = config.auth.realm.clone();
     EndpointConfig {
-        user_agent: config
-            .sip
-            .user_agent
-            .clone()
-            .unwrap_or_else(|| config::DEFAULT_USER_AGENT.to_owned()),
+        user_agent: config.sip.user_agent.clone(),
         timers: TimerConfig {
             t1: config.sip.timers.t1,
             t2: config.sip.timers.t2,
@@ -111,13 +107,35 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
             realm: realm.clone(),
             nonce_lifetime: config.auth.nonce_lifetime,
             allow_no_qop: config.auth.allow_no_qop,
+            algorithms: config
+                .auth
+                .algorithms
+                .iter()
+                .map(|a| match a {
+                    config::DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                    config::DigestAlgorithm::Md5 => Algorithm::Md5,
+                })
+                .collect(),
             ..DigestConfig::default()
         },
-        lockout: LockoutConfig {
-            max_failures: config.auth.lockout.max_failures,
-            window: config.auth.lockout.window,
-            cooldown: config.auth.lockout.cooldown,
-            ..LockoutConfig::default()
+        lockout: match config.auth.lockout.max_failures {
+            // `max_failures: 0` turns lock-out off.
+            0 => LockoutConfig {
+                max_failures: u32::MAX,
+                ip_max_failures: u32::MAX,
+                ..LockoutConfig::default()
+            },
+            n => LockoutConfig {
+                max_failures: n,
+                // One address may carry many phones (an office behind NAT): it locks at four
+                // times the per-account threshold, and never below the default.
+                ip_max_failures: n
+                    .saturating_mul(4)
+                    .max(LockoutConfig::default().ip_max_failures),
+                window: config.auth.lockout.window,
+                cooldown: config.auth.lockout.cooldown,
+                ..LockoutConfig::default()
+            },
         },
         trusted: config
             .auth

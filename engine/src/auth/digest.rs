@@ -712,6 +712,9 @@ pub struct DigestConfig {
     pub allow_no_qop: bool,
     /// Bound on the nonce-count table (entries are a few dozen bytes).
     pub max_tracked_nonces: usize,
+    /// The algorithms offered, one challenge each, most preferred first (RFC 8760 §2.4).
+    /// Credentials computed with an algorithm not listed here are refused.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for DigestConfig {
@@ -721,6 +724,7 @@ impl Default for DigestConfig {
             nonce_lifetime: Duration::from_secs(300),
             allow_no_qop: true,
             max_tracked_nonces: 100_000,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 }
@@ -768,6 +772,8 @@ pub enum FailReason {
     QopRequired,
     /// `qop=auth-int`, which we never offer.
     UnsupportedQop,
+    /// An algorithm that is not in [`DigestConfig::algorithms`].
+    AlgorithmNotOffered,
     /// A correct response whose `nc` is not above the last accepted one for this nonce.
     Replay,
 }
@@ -974,13 +980,15 @@ impl Verifier {
         out
     }
 
-    /// The challenges to send, one header each: SHA-256 first, then MD5 (RFC 8760 §2.4: the
-    /// preferred algorithm first; clients that only know MD5 skip the SHA-256 one).
+    /// The challenges to send, one header each, in the configured order (by default SHA-256
+    /// first, then MD5: RFC 8760 §2.4 puts the preferred algorithm first, and clients that only
+    /// know MD5 are to skip the SHA-256 one).
     pub fn challenges(&mut self, unix_secs: u64, stale: bool) -> Vec<String> {
-        vec![
-            self.challenge(unix_secs, Algorithm::Sha256, stale),
-            self.challenge(unix_secs, Algorithm::Md5, stale),
-        ]
+        let algorithms = self.config.algorithms.clone();
+        algorithms
+            .into_iter()
+            .map(|a| self.challenge(unix_secs, a, stale))
+            .collect()
     }
 
     /// Verifies `creds` for a request with `method`. `lookup` is the account's secret, or `None`
@@ -1001,6 +1009,9 @@ impl Verifier {
     ) -> Verdict {
         if creds.realm != self.config.realm {
             return Verdict::Fail(FailReason::RealmMismatch);
+        }
+        if !self.config.algorithms.contains(&creds.algorithm) {
+            return Verdict::Fail(FailReason::AlgorithmNotOffered);
         }
         match creds.qop {
             Some(Qop::AuthInt) => return Verdict::Fail(FailReason::UnsupportedQop),

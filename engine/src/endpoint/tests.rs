@@ -21,7 +21,7 @@ struct Harness {
 
 fn config(trusted: &[&str], accounts: &[(&str, &str)]) -> EndpointConfig {
     EndpointConfig {
-        user_agent: "Switchboard-test".into(),
+        user_agent: Some("Switchboard-test".into()),
         timers: TimerConfig::default(),
         registrar: RegistrarConfig::default(),
         digest: DigestConfig::default(),
