@@ -3,7 +3,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use switchboard_engine::config::Config;
+use switchboard_engine::config::{Config, ConfigError};
 use switchboard_engine::rt;
 use tracing_subscriber::EnvFilter;
 
@@ -47,8 +47,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate the configuration and exit: 0 when it loads, non-zero with file, line and
-    /// field of every problem otherwise.
+    /// Validate the configuration and exit: 0 when it loads; otherwise non-zero, naming the
+    /// file, line, column and field of the first problem found.
     Check,
 }
 
@@ -57,7 +57,8 @@ fn main() -> ExitCode {
     let (config, source) = match load_config(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The error already names file, line, column and field (or the I/O cause).
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
                 println!("warning: {w}");
             }
             println!(
-                "{source}: OK ({} listeners, {} accounts, {} trunks)",
+                "{source}: OK (listeners: {}, accounts: {}, trunks: {})",
                 config.sip.listen.len(),
                 config.accounts.len(),
                 config.trunks.len()
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
+fn load_config(path: Option<&Path>) -> Result<(Config, String), ConfigError> {
     match path {
         Some(p) => Ok((Config::load(p)?, p.display().to_string())),
         None if Path::new(DEFAULT_CONFIG).exists() => {
@@ -116,9 +117,13 @@ fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Logs go to stderr (stdout stays free for command output), coloured only on a terminal.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

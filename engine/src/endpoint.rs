@@ -774,23 +774,7 @@ impl Gauges {
 /// A bounded label set: extension methods are one label, so a peer cannot grow the metric
 /// registry without end.
 fn method_label(m: &Method) -> &'static str {
-    match m {
-        Method::Extension(_) => "OTHER",
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Register => "REGISTER",
-        Method::Options => "OPTIONS",
-        Method::Info => "INFO",
-        Method::Update => "UPDATE",
-        Method::Prack => "PRACK",
-        Method::Subscribe => "SUBSCRIBE",
-        Method::Notify => "NOTIFY",
-        Method::Refer => "REFER",
-        Method::Message => "MESSAGE",
-        Method::Publish => "PUBLISH",
-    }
+    m.known_name().unwrap_or("OTHER")
 }
 
 fn status_label(code: u16) -> &'static str {

@@ -446,11 +446,24 @@ async fn tcp_connection(
         }
     }
     drop(tx);
+    // The peer is done sending (or we gave up reading), but answers to what it sent may still
+    // be on their way — a REGISTER's 200 waits for the store. Keep the connection writable a
+    // moment (a half-closed peer still reads) before the engine forgets it; a peer that reset
+    // the connection ends the writer, and the wait, at once.
+    let mut writer = writer;
+    tokio::select! {
+        _ = shutdown.changed() => {}
+        _ = tokio::time::sleep(TCP_LINGER) => {}
+        _ = &mut writer => {}
+    }
     let _ = input.send(Input::ConnClosed { id }).await;
     metrics::gauge!("sip_tcp_connections").decrement(1.0);
     // Let queued responses go out before the socket closes.
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
 }
+
+/// How long a connection stays writable after its peer stopped sending.
+const TCP_LINGER: Duration = Duration::from_millis(500);
 
 async fn engine_task(
     mut endpoint: Endpoint,
@@ -474,32 +487,53 @@ async fn engine_task(
             msg = input.recv() => {
                 let Some(msg) = msg else { break };
                 handle_input(&mut endpoint, &mut conns, msg);
-                // Drain what is already queued before looking at timers and output again:
-                // batching keeps the per-message cost flat under load.
+                flush(&mut endpoint, &sockets, &conns, &persist).await;
+                // Take what is already queued before looking at timers again: batching keeps
+                // the per-message cost flat under load. Output is flushed after each input, so
+                // an answer always leaves before a later input (a closed connection) is seen.
                 for _ in 0..64 {
                     match input.try_recv() {
-                        Ok(msg) => handle_input(&mut endpoint, &mut conns, msg),
+                        Ok(msg) => {
+                            handle_input(&mut endpoint, &mut conns, msg);
+                            flush(&mut endpoint, &sockets, &conns, &persist).await;
+                        }
                         Err(_) => break,
                     }
                 }
             }
-            _ = sleep => endpoint.handle_timeout(now(), unix_now()),
-        }
-        while let Some(t) = endpoint.poll_transmit() {
-            send(&sockets, &conns, t).await;
-        }
-        while let Some(ev) = endpoint.poll_event() {
-            match ev {
-                Event::Persist { token, changes } => {
-                    if persist.send((token, changes)).await.is_err() {
-                        endpoint.handle_persisted(now(), token, false);
-                    }
-                }
+            _ = sleep => {
+                endpoint.handle_timeout(now(), unix_now());
+                flush(&mut endpoint, &sockets, &conns, &persist).await;
             }
         }
     }
     // Closing the persist channel lets the writer commit what it holds and stop.
     drop(persist);
+}
+
+/// Write what the endpoint wants sent, and hand store work to the writer.
+async fn flush(
+    endpoint: &mut Endpoint,
+    sockets: &HashMap<SocketAddr, Arc<UdpSocket>>,
+    conns: &HashMap<ConnId, mpsc::Sender<Bytes>>,
+    persist: &mpsc::Sender<(PersistToken, Vec<Change>)>,
+) {
+    loop {
+        while let Some(t) = endpoint.poll_transmit() {
+            send(sockets, conns, t).await;
+        }
+        let Some(ev) = endpoint.poll_event() else {
+            return;
+        };
+        match ev {
+            Event::Persist { token, changes } => {
+                if persist.send((token, changes)).await.is_err() {
+                    // The writer is gone (shutting down): answer 500 now, sent on the next turn.
+                    endpoint.handle_persisted(now(), token, false);
+                }
+            }
+        }
+    }
 }
 
 fn handle_input(

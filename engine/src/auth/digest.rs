@@ -724,7 +724,7 @@ impl Default for DigestConfig {
             nonce_lifetime: Duration::from_secs(300),
             allow_no_qop: true,
             max_tracked_nonces: 100_000,
-            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            algorithms: vec![Algorithm::Md5],
         }
     }
 }
@@ -1069,8 +1069,16 @@ mod tests {
 
     const T0: u64 = 1_700_000_000;
 
+    /// Both algorithms offered, SHA-256 first (RFC 8760), so both paths are tested.
+    fn both() -> DigestConfig {
+        DigestConfig {
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            ..DigestConfig::default()
+        }
+    }
+
     fn verifier() -> Verifier {
-        Verifier::new(DigestConfig::default(), ServerSecret::from_bytes([7; 32]))
+        Verifier::new(both(), ServerSecret::from_bytes([7; 32]))
     }
 
     /// Builds what a phone would send for `challenge` (the value of one WWW-Authenticate).
@@ -1332,12 +1340,12 @@ mod tests {
             );
         }
         // Another secret, or another realm with the same secret: not ours either.
-        let other = Verifier::new(DigestConfig::default(), ServerSecret::from_bytes([8; 32]));
+        let other = Verifier::new(both(), ServerSecret::from_bytes([8; 32]));
         assert_eq!(other.check_nonce(&good.nonce, T0), NonceStatus::Invalid);
         let realm2 = Verifier::new(
             DigestConfig {
                 realm: "other".into(),
-                ..DigestConfig::default()
+                ..both()
             },
             ServerSecret::from_bytes([7; 32]),
         );
@@ -1388,7 +1396,7 @@ mod tests {
         let mut v = Verifier::new(
             DigestConfig {
                 max_tracked_nonces: 3,
-                ..DigestConfig::default()
+                ..both()
             },
             ServerSecret::from_bytes([7; 32]),
         );
@@ -1419,7 +1427,7 @@ mod tests {
         let mut v = Verifier::new(
             DigestConfig {
                 allow_no_qop: false,
-                ..DigestConfig::default()
+                ..both()
             },
             ServerSecret::from_bytes([7; 32]),
         );
@@ -1696,5 +1704,29 @@ mod tests {
             }
             let _ = Credentials::parse(&String::from_utf8_lossy(&buf));
         }
+    }
+
+    #[test]
+    fn default_offers_md5_only_and_refuses_algorithms_not_offered() {
+        let mut md5_only =
+            Verifier::new(DigestConfig::default(), ServerSecret::from_bytes([7; 32]));
+        let ch = md5_only.challenges(T0, false);
+        assert_eq!(ch.len(), 1);
+        assert!(ch[0].contains("algorithm=MD5"));
+        // Credentials computed with SHA-256 against a nonce this server issued: refused, and not
+        // counted as a password failure (the client chose an algorithm it was not offered).
+        let sha = verifier().challenge(T0, Algorithm::Sha256, false);
+        let s = AccountSecret::from_password("1001", "switchboard", "demo-1001");
+        let c = answer(
+            &sha,
+            "1001",
+            "demo-1001",
+            "REGISTER",
+            "sip:127.0.0.1",
+            Some(1),
+        );
+        let v = md5_only.verify("REGISTER", &c, Some(&s), T0 + 1);
+        assert_eq!(v, Verdict::Fail(FailReason::AlgorithmNotOffered));
+        assert!(!FailReason::AlgorithmNotOffered.counts_as_failure());
     }
 }

@@ -224,7 +224,10 @@ impl Default for AuthConfig {
         AuthConfig {
             realm: SipConfig::default().domain,
             nonce_lifetime: Duration::from_secs(300),
-            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            // MD5 alone by default: SHA-256 (RFC 8760) is supported, but common phones and test
+            // tools (baresip 1.0, SIPp 3.6) fail as soon as any challenge names it. See
+            // sip-config/README.md.
+            algorithms: vec![DigestAlgorithm::Md5],
             allow_no_qop: true,
             lockout: LockoutPolicy::default(),
             trusted: Vec::new(),

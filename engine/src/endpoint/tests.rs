@@ -24,7 +24,11 @@ fn config(trusted: &[&str], accounts: &[(&str, &str)]) -> EndpointConfig {
         user_agent: Some("Switchboard-test".into()),
         timers: TimerConfig::default(),
         registrar: RegistrarConfig::default(),
-        digest: DigestConfig::default(),
+        // Both algorithms, SHA-256 first (RFC 8760), so both paths are exercised.
+        digest: DigestConfig {
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            ..DigestConfig::default()
+        },
         lockout: LockoutConfig::default(),
         trusted: trusted.iter().map(|t| t.parse().unwrap()).collect(),
         accounts: accounts

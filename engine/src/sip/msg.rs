@@ -66,6 +66,15 @@ impl Method {
 
     pub fn as_str(&self) -> &str {
         match self {
+            Method::Extension(s) => s,
+            known => known.known_name().unwrap_or_default(),
+        }
+    }
+
+    /// The name of a method RFC 3261 or its extensions define; `None` for an extension
+    /// method. Static, so it can label metrics without allocating.
+    pub fn known_name(&self) -> Option<&'static str> {
+        Some(match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
             Method::Bye => "BYE",
@@ -80,8 +89,8 @@ impl Method {
             Method::Refer => "REFER",
             Method::Message => "MESSAGE",
             Method::Publish => "PUBLISH",
-            Method::Extension(s) => s,
-        }
+            Method::Extension(_) => return None,
+        })
     }
 }
 

@@ -1,0 +1,1079 @@
+//! End-to-end harness: the real `switchboard` binary against real peers (SIPp, baresip, raw
+//! sockets) on loopback.
+//!
+//! Every test owns everything it touches: a temporary directory (config, SQLite database, ready
+//! file, logs, SIPp traces), a server on ports the system picked (`127.0.0.1:0`, never 5060 or
+//! 8080) and its own peers. Nothing waits for wall-clock time and hopes: every wait is for an
+//! observable event (a ready file, a metric value, a process exit, a line of output) with a
+//! deadline, and every child process is killed when its guard drops, also when a test panics.
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+// Deadlines for real processes and sockets are wall-clock time; the clippy.toml ban on
+// `Instant::now` is for the sans-IO core. Test files use [`Deadline`] instead.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The binary under test, built by Cargo for integration tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(20);
+/// How long a server may take to write its ready file.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// The default bound for waiting on a metric or a line of output.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// `tests/sipp/<name>`.
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+/// `tests/vectors/<rel>`.
+pub fn vectors(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(rel)
+}
+
+/// A unique number within this test process (file names of successive runs in one directory).
+fn next_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A point in time a wait gives up at.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline(Instant::now() + limit)
+    }
+
+    pub fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
+
+    /// Sleep one polling interval (async).
+    pub async fn tick(self) {
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Poll `f` every 20 ms until it returns `Some`, for at most `limit`.
+pub fn poll_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped when the guard drops, also while a test
+/// panics: no test leaves a process behind.
+pub struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    pub fn spawn(cmd: &mut Command) -> io::Result<ChildGuard> {
+        cmd.spawn().map(|c| ChildGuard(Some(c)))
+    }
+
+    pub fn id(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
+    /// The exit status if it has exited (it is then reaped).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let status = self.0.as_mut()?.try_wait().ok().flatten()?;
+        self.0 = None;
+        Some(status)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.0.is_some() && self.try_wait().is_none()
+    }
+
+    /// Wait for it to exit, for at most `limit`; kill it if it does not (`None`).
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.0.as_ref()?;
+        let status = poll_until(limit, || self.try_wait());
+        if status.is_none() {
+            self.kill();
+        }
+        status
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last `n` lines of a file, for failure messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports and randomness
+// ---------------------------------------------------------------------------------------------
+
+/// A loopback port free for both UDP and TCP, for peers that cannot take port 0.
+///
+/// SIPp reads `-p 0` as "the default", not "any": it takes 5060, shared (four SIPps started at
+/// once all bound it), and answers land in the wrong process. So the port is picked here by binding
+/// `127.0.0.1:0` and releasing it. Between the release and the peer's own bind another process
+/// could take it (a tiny race: the kernel hands out ephemeral ports at random); within this test
+/// process no port is handed out twice.
+pub fn free_port() -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    for _ in 0..1000 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on loopback");
+        let port = udp.local_addr().expect("local address").port();
+        let Ok(_tcp) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// xorshift64: reproducible randomness for passwords and fuzz input.
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform enough in `0..n` for tests.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts and configuration
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub user: String,
+    pub password: String,
+}
+
+impl Account {
+    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Account {
+        Account {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
+    /// The demo's `1001`…: password `demo-<n>` (weak, accepted because every listener is on
+    /// loopback).
+    pub fn demo(n: u32) -> Account {
+        Account::new(n.to_string(), format!("demo-{n}"))
+    }
+
+    /// The SIPp keyword that answers a challenge with this account's credentials.
+    pub fn sipp_auth(&self) -> String {
+        format!(
+            "[authentication username={} password={}]",
+            self.user, self.password
+        )
+    }
+}
+
+/// `count` accounts numbered from `first`, with strong random passwords (16 characters of
+/// letters and digits behind a fixed prefix: no dictionary word, run, repetition or user name).
+pub fn strong_accounts(first: u32, count: u32, seed: u64) -> Vec<Account> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = Xorshift::new(seed);
+    (first..first + count)
+        .map(|n| {
+            let body: String = (0..16)
+                .map(|_| char::from(ALPHABET[rng.below(ALPHABET.len())]))
+                .collect();
+            Account::new(n.to_string(), format!("Sb-{body}"))
+        })
+        .collect()
+}
+
+/// An `-inf` file for the REGISTER scenarios: `user;[authentication ...]`, in order.
+pub fn sipp_csv<'a>(rows: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    let mut out = String::from("SEQUENTIAL\n");
+    for (user, auth) in rows {
+        let _ = writeln!(out, "{user};{auth}");
+    }
+    out
+}
+
+/// The YAML a test server runs with. Listeners and HTTP on `127.0.0.1:0`; the database in the
+/// test's directory.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub accounts: Vec<Account>,
+    /// `None`: the server's default (`[md5]`).
+    pub algorithms: Option<Vec<&'static str>>,
+    pub lockout_max_failures: Option<u32>,
+    pub trusted: Vec<String>,
+    pub tcp_idle_timeout_s: Option<u64>,
+    pub udp_listen: Option<String>,
+    pub tcp_listen: Option<String>,
+    pub http_listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            accounts: Vec::new(),
+            algorithms: None,
+            lockout_max_failures: None,
+            trusted: Vec::new(),
+            tcp_idle_timeout_s: None,
+            udp_listen: Some("127.0.0.1:0".into()),
+            tcp_listen: Some("127.0.0.1:0".into()),
+            http_listen: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn with_accounts(accounts: impl IntoIterator<Item = Account>) -> ServerConfig {
+        ServerConfig {
+            accounts: accounts.into_iter().collect(),
+            ..ServerConfig::default()
+        }
+    }
+
+    /// For servers SIPp authenticates against: SIPp 3.6.1 reads only the first challenge and
+    /// computes only MD5. Pinned here, so these tests do not depend on the default.
+    pub fn md5_only(mut self) -> ServerConfig {
+        self.algorithms = Some(vec!["md5"]);
+        self
+    }
+
+    pub fn lockout(mut self, max_failures: u32) -> ServerConfig {
+        self.lockout_max_failures = Some(max_failures);
+        self
+    }
+
+    pub fn trust(mut self, range: &str) -> ServerConfig {
+        self.trusted.push(range.into());
+        self
+    }
+
+    pub fn tcp_idle_timeout_s(mut self, s: u64) -> ServerConfig {
+        self.tcp_idle_timeout_s = Some(s);
+        self
+    }
+
+    pub fn yaml(&self, db_url: &str) -> String {
+        let mut y = String::from("sip:\n  listen:\n");
+        for (transport, addr) in [("udp", &self.udp_listen), ("tcp", &self.tcp_listen)] {
+            if let Some(a) = addr {
+                let _ = writeln!(y, "    - transport: {transport}\n      address: \"{a}\"");
+            }
+        }
+        if let Some(s) = self.tcp_idle_timeout_s {
+            let _ = writeln!(y, "  tcp_idle_timeout_s: {s}");
+        }
+        let _ = writeln!(y, "http:\n  listen: \"{}\"", self.http_listen);
+        let _ = writeln!(y, "database:\n  url: \"{db_url}\"");
+        y.push_str("auth:\n");
+        if let Some(algs) = &self.algorithms {
+            let _ = writeln!(y, "  algorithms: [{}]", algs.join(", "));
+        }
+        if let Some(n) = self.lockout_max_failures {
+            let _ = writeln!(
+                y,
+                "  lockout:\n    max_failures: {n}\n    window_s: 60\n    cooldown_s: 300"
+            );
+        }
+        let trusted: Vec<String> = self.trusted.iter().map(|t| format!("\"{t}\"")).collect();
+        let _ = writeln!(y, "  trusted: [{}]", trusted.join(", "));
+        if self.accounts.is_empty() {
+            y.push_str("accounts: []\n");
+        } else {
+            y.push_str("accounts:\n");
+            for a in &self.accounts {
+                let _ = writeln!(
+                    y,
+                    "  - user: \"{}\"\n    password: \"{}\"",
+                    a.user, a.password
+                );
+            }
+        }
+        y.push_str("logging:\n  level: info\n");
+        y
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+// ---------------------------------------------------------------------------------------------
+
+/// A running `switchboard`: killed (SIGKILL) and reaped on drop. When the test is panicking, the
+/// tail of its log goes to stderr first.
+pub struct Server {
+    dir: Arc<TempDir>,
+    child: ChildGuard,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+    pub pid: u32,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    http_client: reqwest::Client,
+}
+
+impl Server {
+    /// Start a server in a fresh temporary directory.
+    pub fn start(config: &ServerConfig) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("create a temporary directory"));
+        Server::start_in(dir, config)
+    }
+
+    /// Start a server in `dir`; its database is `dir/switchboard.db`, so a second server in the
+    /// same directory finds what the first one stored.
+    pub fn start_in(dir: Arc<TempDir>, config: &ServerConfig) -> Server {
+        let n = next_id();
+        let path = dir.path();
+        let config_path = path.join(format!("switchboard-{n}.yaml"));
+        fs::write(&config_path, config.yaml(&db_url(path))).expect("write the config");
+        let ready = path.join(format!("ready-{n}.json"));
+        let stdout = path.join(format!("server-{n}.stdout.log"));
+        let stderr = path.join(format!("server-{n}.stderr.log"));
+        let mut child = ChildGuard::spawn(
+            Command::new(BIN)
+                .arg("--config")
+                .arg(&config_path)
+                .arg("--ready-file")
+                .arg(&ready)
+                .env_remove("RUST_LOG")
+                .env_remove("SWITCHBOARD_CONFIG")
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(&stdout).expect("create the stdout log"))
+                .stderr(fs::File::create(&stderr).expect("create the stderr log")),
+        )
+        .expect("start switchboard");
+        // The ready file appears (written then renamed, so never half) once every listener is up.
+        let doc = poll_until(READY_TIMEOUT, || {
+            if let Some(status) = child.try_wait() {
+                return Some(Err(status));
+            }
+            let text = fs::read_to_string(&ready).ok()?;
+            Some(Ok(
+                serde_json::from_str::<serde_json::Value>(&text).expect("ready file is JSON")
+            ))
+        });
+        let doc = match doc {
+            Some(Ok(doc)) => doc,
+            Some(Err(status)) => panic!(
+                "switchboard exited before it was ready ({status}):\n{}\n{}",
+                tail(&stdout, 30),
+                tail(&stderr, 30)
+            ),
+            None => {
+                child.kill();
+                panic!(
+                    "switchboard was not ready within {READY_TIMEOUT:?}:\n{}",
+                    tail(&stdout, 30)
+                )
+            }
+        };
+        let listener = |transport: &str| -> SocketAddr {
+            doc["sip"]
+                .as_array()
+                .and_then(|l| l.iter().find(|l| l["transport"] == transport))
+                .and_then(|l| l["address"].as_str())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {transport} listener in the ready file: {doc}"))
+        };
+        let udp = listener("udp");
+        let tcp = listener("tcp");
+        let http: SocketAddr = doc["http"].as_str().unwrap().parse().unwrap();
+        let pid = doc["pid"].as_u64().unwrap() as u32;
+        assert_eq!(Some(pid), child.id(), "the ready file names the process");
+        Server {
+            dir,
+            child,
+            udp,
+            tcp,
+            http,
+            pid,
+            stdout,
+            stderr,
+            // A fresh connection per request: nothing pooled can go stale while a test drives
+            // other processes, or across a server's restart.
+            http_client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The directory, to start a successor in (it outlives this server).
+    pub fn dir_handle(&self) -> Arc<TempDir> {
+        self.dir.clone()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("switchboard.db")
+    }
+
+    /// What the server logged so far (the tracing output goes to stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// No task panicked. tokio catches a panic in a spawned task (a connection's reader, say)
+    /// and the server stays up, so liveness alone would hide it; the panic message is on stderr.
+    #[track_caller]
+    pub fn assert_no_panic(&self) {
+        let stderr = self.stderr();
+        assert!(!stderr.contains("panicked"), "a task panicked:\n{stderr}");
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// SIGTERM, as a service manager stops it; the exit status, or `None` when it was still
+    /// running after `limit` (it is then killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let pid = self.child.id()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        self.child.wait(limit)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http_client
+            .get(format!("http://{}{path}", self.http))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub async fn healthz(&self) -> u16 {
+        self.get("/healthz").await.status().as_u16()
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        let resp = self.get("/metrics").await;
+        assert_eq!(resp.status().as_u16(), 200, "GET /metrics");
+        Metrics::parse(&resp.text().await.expect("metrics body"))
+    }
+
+    /// Poll `/metrics` until `series` (a name, or `name{label="v"}`) satisfies `ok`; the value.
+    pub async fn wait_metric(&self, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let m = self.metrics().await;
+            let v = m.value(series);
+            if ok(v) {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{series} is {v} after {WAIT:?}, not the value awaited\n{}",
+                    m.text
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A read-only connection to the server's SQLite database.
+    pub async fn db(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.db_path())
+            .read_only(true);
+        sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("open the server's database")
+    }
+
+    /// `(aor, transport, user_agent)` of every row in `registrations`.
+    pub async fn stored_registrations(&self) -> Vec<(String, String, Option<String>)> {
+        let mut db = self.db().await;
+        sqlx::query_as("SELECT aor, transport, user_agent FROM registrations ORDER BY aor")
+            .fetch_all(&mut db)
+            .await
+            .expect("query registrations")
+    }
+
+    /// A SIPp run against this server over UDP (`.tcp()` for TCP).
+    pub fn sipp(&self) -> Sipp {
+        Sipp::new(self.dir(), self.udp, self.tcp)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- switchboard (pid {}) log tail, {} ---\n{}\n--- stderr ---\n{}",
+                self.pid,
+                self.dir.path().display(),
+                tail(&self.stdout, 40),
+                tail(&self.stderr, 20)
+            );
+        }
+        self.kill();
+    }
+}
+
+pub fn db_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("switchboard.db").display())
+}
+
+/// Run `switchboard` with `args` to completion (at most `limit`): exit status, stdout, stderr.
+pub fn run_switchboard(dir: &Path, args: &[&std::ffi::OsStr], limit: Duration) -> Finished {
+    let n = next_id();
+    let out = dir.join(format!("run-{n}.stdout"));
+    let err = dir.join(format!("run-{n}.stderr"));
+    let mut child = ChildGuard::spawn(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("SWITCHBOARD_CONFIG")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out).unwrap())
+            .stderr(fs::File::create(&err).unwrap()),
+    )
+    .expect("start switchboard");
+    let status = child
+        .wait(limit)
+        .unwrap_or_else(|| panic!("switchboard {args:?} still running after {limit:?}"));
+    Finished {
+        status,
+        stdout: fs::read_to_string(&out).unwrap_or_default(),
+        stderr: fs::read_to_string(&err).unwrap_or_default(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+/// A Prometheus text exposition, parsed into `(series, value)`; `series` is the name with its
+/// labels as printed (`sip_responses_sent_total{status="404"}`).
+pub struct Metrics {
+    pub text: String,
+    samples: Vec<(String, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.trim().to_owned(), value.trim().parse().ok()?))
+            })
+            .collect();
+        Metrics {
+            text: text.to_owned(),
+            samples,
+        }
+    }
+
+    /// The value of one series (exactly as printed); 0 when absent (a counter never incremented
+    /// is not exported).
+    pub fn value(&self, series: &str) -> f64 {
+        self.samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map_or(0.0, |(_, v)| *v)
+    }
+
+    /// The sum over every label set of `name`.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(s, _)| s == name || s.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIPp
+// ---------------------------------------------------------------------------------------------
+
+/// One SIPp run: a builder, then [`Sipp::run`]. Traces go to the test's directory under names of
+/// their own; the run is bounded by SIPp's `-timeout` (with `-timeout_error`, so reaching it is
+/// a failure) and, should SIPp itself hang, by a wall-clock limit after which it is killed.
+pub struct Sipp {
+    dir: PathBuf,
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    transport_tcp: bool,
+    scenario: Option<PathBuf>,
+    builtin: Option<&'static str>,
+    csv: Option<String>,
+    calls: u32,
+    rate: u32,
+    timeout_s: u32,
+    trace_msg: bool,
+    extra: Vec<OsString>,
+}
+
+impl Sipp {
+    fn new(dir: &Path, udp: SocketAddr, tcp: SocketAddr) -> Sipp {
+        Sipp {
+            dir: dir.to_owned(),
+            udp,
+            tcp,
+            transport_tcp: false,
+            scenario: None,
+            builtin: None,
+            csv: None,
+            calls: 1,
+            rate: 10,
+            timeout_s: 20,
+            trace_msg: false,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A scenario file under `tests/sipp/`.
+    pub fn scenario(mut self, name: &str) -> Sipp {
+        self.scenario = Some(scenario(name));
+        self
+    }
+
+    /// One of SIPp's built-in scenarios (`uac`, …).
+    pub fn builtin(mut self, name: &'static str) -> Sipp {
+        self.builtin = Some(name);
+        self
+    }
+
+    /// The `-inf` injection file's content.
+    pub fn csv(mut self, content: String) -> Sipp {
+        self.csv = Some(content);
+        self
+    }
+
+    pub fn calls(mut self, m: u32) -> Sipp {
+        self.calls = m;
+        self
+    }
+
+    pub fn rate(mut self, r: u32) -> Sipp {
+        self.rate = r;
+        self
+    }
+
+    /// TCP, one connection for all calls (`-t t1`).
+    pub fn tcp(mut self) -> Sipp {
+        self.transport_tcp = true;
+        self
+    }
+
+    /// Keep every message sent and received (`-trace_msg`), see [`SippRun::received`].
+    pub fn trace_msg(mut self) -> Sipp {
+        self.trace_msg = true;
+        self
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Sipp {
+        self.extra.push(a.into());
+        self
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        if self.transport_tcp {
+            self.tcp
+        } else {
+            self.udp
+        }
+    }
+
+    pub async fn run(self) -> SippRun {
+        tokio::task::spawn_blocking(move || self.run_blocking())
+            .await
+            .expect("the SIPp runner panicked")
+    }
+
+    pub fn run_blocking(self) -> SippRun {
+        let n = next_id();
+        let name = format!("sipp-{n}");
+        let file = |suffix: &str| self.dir.join(format!("{name}.{suffix}"));
+        let (stat, errors, screen, messages, stdout) = (
+            file("stat.csv"),
+            file("errors.log"),
+            file("screen.log"),
+            file("messages.log"),
+            file("stdout.log"),
+        );
+        let port = free_port();
+        let mut cmd = Command::new("sipp");
+        cmd.arg(self.remote().to_string());
+        match (&self.scenario, self.builtin) {
+            (Some(sf), _) => cmd.arg("-sf").arg(sf),
+            (None, Some(sn)) => cmd.arg("-sn").arg(sn),
+            (None, None) => panic!("a SIPp run needs a scenario"),
+        };
+        if let Some(csv) = &self.csv {
+            let path = file("inf.csv");
+            fs::write(&path, csv).unwrap();
+            cmd.arg("-inf").arg(path);
+        }
+        if self.transport_tcp {
+            cmd.args(["-t", "t1"]);
+        }
+        cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()])
+            .arg("-nostdin")
+            .args([
+                "-timeout",
+                &format!("{}s", self.timeout_s),
+                "-timeout_error",
+            ])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(&errors)
+            .arg("-trace_stat")
+            .arg("-stf")
+            .arg(&stat)
+            .arg("-trace_screen")
+            .arg("-screen_file")
+            .arg(&screen);
+        if self.trace_msg {
+            cmd.arg("-trace_msg").arg("-message_file").arg(&messages);
+        }
+        let out = fs::File::create(&stdout).unwrap();
+        cmd.args(&self.extra)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stderr(out.try_clone().unwrap())
+            .stdout(out);
+        let command = format!("{cmd:?}");
+        let mut child =
+            ChildGuard::spawn(&mut cmd).expect("start sipp (Debian package sip-tester)");
+        let status = child.wait(Duration::from_secs(u64::from(self.timeout_s) + 10));
+        let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+        let (successful, failed) = parse_stat(&read(&stat));
+        SippRun {
+            command,
+            code: status.and_then(|s| s.code()),
+            successful,
+            failed,
+            screen: read(&screen),
+            errors: read(&errors),
+            messages: read(&messages),
+            stdout: read(&stdout),
+        }
+    }
+}
+
+/// Cumulative successful and failed calls from the last row of a `-trace_stat` file.
+fn parse_stat(csv: &str) -> (u64, u64) {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return (0, 0);
+    };
+    let Some(last) = lines.next_back() else {
+        return (0, 0);
+    };
+    let header: Vec<&str> = header.split(';').collect();
+    let row: Vec<&str> = last.split(';').collect();
+    let column = |name: &str| -> u64 {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| row.get(i))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (column("SuccessfulCall(C)"), column("FailedCall(C)"))
+}
+
+/// What a SIPp run left behind.
+pub struct SippRun {
+    pub command: String,
+    /// SIPp's exit code: 0 every call succeeded, 1 at least one failed, 97/99 stopped without
+    /// completing, 255/254 fatal (bad arguments, cannot bind); `None`: killed at the wall-clock
+    /// limit.
+    pub code: Option<i32>,
+    pub successful: u64,
+    pub failed: u64,
+    pub screen: String,
+    pub errors: String,
+    pub messages: String,
+    pub stdout: String,
+}
+
+impl SippRun {
+    /// Everything about the run, for a failure message.
+    pub fn report(&self) -> String {
+        format!(
+            "{}\nexit code {:?}, {} successful, {} failed\n--- screen ---\n{}\n--- errors ---\n{}\n--- output ---\n{}",
+            self.command,
+            self.code,
+            self.successful,
+            self.failed,
+            self.screen,
+            self.errors,
+            self.stdout
+        )
+    }
+
+    /// Exit code 0 and exactly `calls` successful calls, none failed.
+    #[track_caller]
+    pub fn assert_all_successful(&self, calls: u64) {
+        assert!(
+            self.code == Some(0) && self.successful == calls && self.failed == 0,
+            "expected {calls} successful SIPp calls and none failed\n{}",
+            self.report()
+        );
+    }
+
+    /// Every message SIPp received, in order (needs [`Sipp::trace_msg`]).
+    pub fn received(&self) -> Vec<String> {
+        self.messages
+            .split("\n-----------------------------------------------")
+            .filter(|block| block.contains(" message received "))
+            .filter_map(|block| {
+                let start = block.find("SIP/2.0 ")?;
+                Some(block[start..].trim_end().to_owned())
+            })
+            .collect()
+    }
+}
+
+/// The shape of a SIP message, without the values that differ per transaction: the start line
+/// and the header names in order.
+pub fn message_shape(msg: &str) -> (String, Vec<String>) {
+    let mut lines = msg.lines().map(|l| l.trim_end_matches('\r'));
+    let start = lines.next().unwrap_or_default().to_owned();
+    let names = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, _)| n.trim().to_ascii_lowercase())
+        })
+        .collect();
+    (start, names)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw SIP over sockets
+// ---------------------------------------------------------------------------------------------
+
+/// Send an OPTIONS over UDP from a fresh socket and wait for its final response (retransmitted
+/// every 500 ms like Timer E, for at most `limit`). The response's text, or `None`.
+pub fn udp_options(server: SocketAddr, limit: Duration) -> Option<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    let local = sock.local_addr().ok()?;
+    let id = next_id();
+    let call_id = format!("probe-{id}-{}@127.0.0.1", std::process::id());
+    let msg = format!(
+        "OPTIONS sip:{server} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-probe-{id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@127.0.0.1>;tag=probe{id}\r\n\
+         To: <sip:{server}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let deadline = Instant::now() + limit;
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        sock.send_to(msg.as_bytes(), server).ok()?;
+        let retransmit = (Instant::now() + Duration::from_millis(500)).min(deadline);
+        loop {
+            let left = retransmit.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            sock.set_read_timeout(Some(left)).ok()?;
+            match sock.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    // A final answer to this request; provisional ones and strays are skipped.
+                    if text.contains(&call_id) && !text.starts_with("SIP/2.0 1") {
+                        return Some(text);
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+    None
+}
+
+/// Read from `stream` until EOF, an error, or `limit`; what arrived.
+pub fn read_to_end_within(stream: &mut std::net::TcpStream, limit: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return out;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// baresip
+// ---------------------------------------------------------------------------------------------
+
+/// A headless baresip with its own config directory: no audio or video modules, only the
+/// `account` module that reads the accounts file, and SIP tracing (`-s`) into its output file.
+/// Killed on drop.
+pub struct Baresip {
+    child: ChildGuard,
+    pub output: PathBuf,
+}
+
+/// Where Debian's package puts the modules (`dpkg -L baresip`).
+pub const BARESIP_MODULES: &str = "/usr/lib/baresip/modules";
+
+impl Baresip {
+    /// Register `account` at `server` over UDP (`regint` 600 s). baresip quits by itself after
+    /// 60 s should the test not get to kill it.
+    pub fn register(dir: &Path, server: SocketAddr, account: &Account) -> Baresip {
+        let n = next_id();
+        let conf = dir.join(format!("baresip-{n}"));
+        fs::create_dir_all(&conf).unwrap();
+        fs::write(
+            conf.join("config"),
+            format!(
+                "sip_listen\t\t127.0.0.1:0\n\
+                 module_path\t\t{BARESIP_MODULES}\n\
+                 module_app\t\taccount.so\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            conf.join("accounts"),
+            format!(
+                "<sip:{}@{server};transport=udp>;auth_pass={};regint=600\n",
+                account.user, account.password
+            ),
+        )
+        .unwrap();
+        let output = dir.join(format!("baresip-{n}.log"));
+        let out = fs::File::create(&output).unwrap();
+        let child = ChildGuard::spawn(
+            Command::new("baresip")
+                .arg("-f")
+                .arg(&conf)
+                .args(["-s", "-t", "60"])
+                .stdin(Stdio::null())
+                .stderr(out.try_clone().unwrap())
+                .stdout(out),
+        )
+        .expect("start baresip (Debian package baresip)");
+        Baresip { child, output }
+    }
+
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- baresip output ---\n{}", tail(&self.output, 60));
+        }
+        self.kill();
+    }
+}
