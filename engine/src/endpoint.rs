@@ -653,9 +653,15 @@ fn stamp_via(headers: &mut Headers, from: Received) -> Option<Target> {
         if changed {
             headers.set_top_via(&via);
         }
-        // Without rport, an unreliable response goes to the source address and the Via port.
+        // Without rport, an unreliable response goes to the source address and the Via port
+        // (5060 when absent). A Via port of 0 names nothing reachable: answer where the
+        // request came from instead.
         if from.transport == Transport::Udp && !rport_requested {
-            port = via.port.unwrap_or(5060);
+            port = match via.port {
+                None => 5060,
+                Some(0) => src.port(),
+                Some(p) => p,
+            };
         }
     }
     Some(Target {

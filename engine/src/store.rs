@@ -8,7 +8,8 @@
 use crate::registrar::{Binding, Change};
 use crate::sip::transport::Transport;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
 }
+
+/// 11 columns × 500 rows stays far below SQLite's 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -117,43 +121,66 @@ impl Store {
     }
 
     /// Apply registrar changes in one transaction.
+    ///
+    /// A batch holds the changes of many REGISTERs. Only the last change of each binding
+    /// matters, and the rest become a few multi-row statements: per-statement overhead, not
+    /// SQLite itself, is what limits a busy registrar.
     pub async fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut last: HashMap<(&str, &str), &Change> = HashMap::with_capacity(changes.len());
+        let mut order = Vec::with_capacity(changes.len());
         for c in changes {
-            match c {
-                Change::Upsert(b) => {
-                    sqlx::query(
-                        "INSERT INTO registrations (aor, contact, expires_at, q, call_id, cseq, \
-                         transport, source_addr, local_addr, user_agent, registered_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                         ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at, \
-                         q = excluded.q, call_id = excluded.call_id, cseq = excluded.cseq, \
-                         transport = excluded.transport, source_addr = excluded.source_addr, \
-                         local_addr = excluded.local_addr, user_agent = excluded.user_agent, \
-                         registered_at = excluded.registered_at",
-                    )
-                    .bind(&b.aor)
-                    .bind(&b.contact)
-                    .bind(b.expires_at as i64)
-                    .bind(i64::from(b.q))
-                    .bind(&b.call_id)
-                    .bind(i64::from(b.cseq))
-                    .bind(b.transport.as_str())
-                    .bind(b.source.to_string())
-                    .bind(b.local.to_string())
-                    .bind(&b.user_agent)
-                    .bind(b.registered_at as i64)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Change::Remove { aor, contact } => {
-                    sqlx::query("DELETE FROM registrations WHERE aor = ? AND contact = ?")
-                        .bind(aor)
-                        .bind(contact)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+            let key = match c {
+                Change::Upsert(b) => (b.aor.as_str(), b.contact.as_str()),
+                Change::Remove { aor, contact } => (aor.as_str(), contact.as_str()),
+            };
+            if last.insert(key, c).is_none() {
+                order.push(key);
             }
+        }
+        let mut upserts = Vec::new();
+        let mut removes = Vec::new();
+        for key in order {
+            match last[&key] {
+                Change::Upsert(b) => upserts.push(b),
+                Change::Remove { .. } => removes.push(key),
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO registrations (aor, contact, expires_at, q, call_id, cseq, \
+                 transport, source_addr, local_addr, user_agent, registered_at) ",
+            );
+            q.push_values(chunk, |mut row, b| {
+                row.push_bind(&b.aor)
+                    .push_bind(&b.contact)
+                    .push_bind(b.expires_at as i64)
+                    .push_bind(i64::from(b.q))
+                    .push_bind(&b.call_id)
+                    .push_bind(i64::from(b.cseq))
+                    .push_bind(b.transport.as_str())
+                    .push_bind(b.source.to_string())
+                    .push_bind(b.local.to_string())
+                    .push_bind(&b.user_agent)
+                    .push_bind(b.registered_at as i64);
+            });
+            q.push(
+                " ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at, \
+                 q = excluded.q, call_id = excluded.call_id, cseq = excluded.cseq, \
+                 transport = excluded.transport, source_addr = excluded.source_addr, \
+                 local_addr = excluded.local_addr, user_agent = excluded.user_agent, \
+                 registered_at = excluded.registered_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in removes.chunks(ROWS_PER_STATEMENT) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new("DELETE FROM registrations WHERE (aor, contact) IN (");
+            q.push_values(chunk, |mut row, (aor, contact)| {
+                row.push_bind(*aor).push_bind(*contact);
+            });
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -218,5 +245,44 @@ mod tests {
         assert_eq!(got, vec![binding("sip:a@h", 300)]);
         assert!(store.load_bindings(300).await.unwrap().is_empty());
         assert_eq!(store.delete_expired(300).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_keeps_the_last_change_of_each_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/sb.db", dir.path().display()))
+            .await
+            .unwrap();
+        let mut changes: Vec<Change> = (0..1_234)
+            .map(|i| Change::Upsert(binding(&format!("sip:{i}@h"), 100)))
+            .collect();
+        // Later in the same batch: one refreshed, one removed, one removed then re-added.
+        changes.push(Change::Upsert(binding("sip:7@h", 900)));
+        changes.push(Change::Remove {
+            aor: "1001".into(),
+            contact: "sip:8@h".into(),
+        });
+        changes.push(Change::Remove {
+            aor: "1001".into(),
+            contact: "sip:9@h".into(),
+        });
+        changes.push(Change::Upsert(binding("sip:9@h", 500)));
+        store.apply(&changes).await.unwrap();
+        let got = store.load_bindings(0).await.unwrap();
+        assert_eq!(got.len(), 1_233);
+        let find = |c: &str| got.iter().find(|b| b.contact == c).map(|b| b.expires_at);
+        assert_eq!(find("sip:7@h"), Some(900));
+        assert_eq!(find("sip:8@h"), None);
+        assert_eq!(find("sip:9@h"), Some(500));
+        // A batch of removals only.
+        let removals: Vec<Change> = (0..600)
+            .map(|i| Change::Remove {
+                aor: "1001".into(),
+                contact: format!("sip:{i}@h"),
+            })
+            .collect();
+        store.apply(&removals).await.unwrap();
+        // sip:8@h was already gone: 599 of the 600 rows existed.
+        assert_eq!(store.load_bindings(0).await.unwrap().len(), 1_233 - 599);
     }
 }

@@ -486,6 +486,16 @@ fn rport_and_received_route_the_answer_back_through_nat() {
                 From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     let rs = h.send_from("127.0.0.9:40123", opts);
     assert_eq!(rs[0].0.addr, "127.0.0.9:5070".parse().unwrap());
+    // Regression (found by fuzzing): a Via port of 0 made the answer go to port 0. It now goes
+    // back to the port the request came from.
+    let rs = h.send_from(
+        "127.0.0.9:40123",
+        opts.replace(
+            "192.0.2.1:5070;branch=z9hG4bKo1",
+            "192.0.2.1:0;branch=z9hG4bKo2",
+        ),
+    );
+    assert_eq!(rs[0].0.addr, "127.0.0.9:40123".parse().unwrap());
     assert_eq!(
         rs[0].1.headers.top_via().unwrap().received(),
         Some("127.0.0.9".parse().unwrap())
