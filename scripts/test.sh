@@ -17,3 +17,7 @@ fi
 
 # End-to-end tests start their own servers on ports the system picks; they run in parallel.
 cargo test --workspace --all-targets --locked "$@"
+
+# The fuzz targets' seeds and saved regressions, replayed without instrumentation (fuzz/ is a
+# project of its own; fuzz/README.md has the coverage-guided runs).
+cargo test --manifest-path fuzz/Cargo.toml --release --locked
