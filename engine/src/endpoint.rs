@@ -91,6 +91,7 @@ pub struct Endpoint {
     next_housekeeping: Option<Instant>,
     tags: TagSource,
     metrics: Gauges,
+    counters: Counters,
 }
 
 impl Endpoint {
@@ -110,6 +111,7 @@ impl Endpoint {
             next_housekeeping: None,
             tags: TagSource(tag_seed | 1),
             metrics: Gauges::new(),
+            counters: Counters::new(),
         }
     }
 
@@ -136,13 +138,11 @@ impl Endpoint {
         };
         match msg::parse(data, framing) {
             Ok(Message::Request(req)) => {
-                metrics::counter!("sip_requests_received_total", "method" => method_label(&req.method))
-                    .increment(1);
+                self.counters.requests_in.count(&req.method);
                 self.on_request(now, unix, from, req);
             }
             Ok(Message::Response(resp)) => {
-                metrics::counter!("sip_responses_received_total", "status" => status_label(resp.code))
-                    .increment(1);
+                self.counters.responses_in.count(resp.code);
                 if !self.tx.handle_response(now, resp) {
                     metrics::counter!("sip_messages_dropped_total", "reason" => "stray_response")
                         .increment(1);
@@ -188,7 +188,7 @@ impl Endpoint {
             .transmits
             .pop_front()
             .or_else(|| self.tx.poll_transmit())?;
-        count_sent(&t.payload);
+        self.counters.count_sent(&t.payload);
         Some(t)
     }
 
@@ -484,12 +484,14 @@ impl Endpoint {
         };
         if let Admission::Locked { .. } = self.lockout.check(now, ip, username) {
             metrics::counter!("sip_auth_rejected_locked_total").increment(1);
-            self.reply(now, id, req, 403);
+            // Stateless, like a challenge: a locked-out flood must not cost us state.
+            let resp = self.response(req, 403);
+            self.tx.respond_stateless(id, resp);
             return None;
         }
         let creds = match parsed {
             None | Some(Err(ParseError::UnsupportedScheme { .. })) => {
-                self.challenge(now, unix, id, req, kind, false);
+                self.challenge(unix, id, req, kind, false);
                 return None;
             }
             Some(Err(_)) => {
@@ -521,7 +523,7 @@ impl Endpoint {
                 Some(Identity::Account(creds.username))
             }
             Verdict::Stale => {
-                self.challenge(now, unix, id, req, kind, true);
+                self.challenge(unix, id, req, kind, true);
                 None
             }
             Verdict::Fail(reason) => {
@@ -537,7 +539,7 @@ impl Endpoint {
                         .increment(1);
                     }
                 }
-                self.challenge(now, unix, id, req, kind, false);
+                self.challenge(unix, id, req, kind, false);
                 None
             }
         }
@@ -545,7 +547,6 @@ impl Endpoint {
 
     fn challenge(
         &mut self,
-        now: Instant,
         unix: u64,
         id: ServerTxId,
         req: &Request,
@@ -556,7 +557,10 @@ impl Endpoint {
         for c in self.verifier.challenges(unix, stale) {
             resp.headers.push(kind.challenge_header(), c);
         }
-        self.respond(now, id, resp);
+        // RFC 3261 §8.2.7: challenges are answered statelessly. A retransmitted request earns
+        // a fresh challenge, and half of a registrar's transactions (with their 32 s of Timer J
+        // on UDP) never exist.
+        self.tx.respond_stateless(id, resp);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -777,10 +781,89 @@ impl Gauges {
     }
 }
 
-/// A bounded label set: extension methods are one label, so a peer cannot grow the metric
-/// registry without end.
-fn method_label(m: &Method) -> &'static str {
-    m.known_name().unwrap_or("OTHER")
+/// Message counters by method and by status, looked up once per label and then kept: the
+/// registry lookup (hashing name and labels) would otherwise run for every message in and out.
+/// Created on first use, so `/metrics` lists only what was seen.
+struct Counters {
+    requests_in: ByMethod,
+    responses_in: ByStatus,
+    requests_out: ByMethod,
+    responses_out: ByStatus,
+}
+
+impl Counters {
+    fn new() -> Counters {
+        Counters {
+            requests_in: ByMethod::new("sip_requests_received_total"),
+            responses_in: ByStatus::new("sip_responses_received_total"),
+            requests_out: ByMethod::new("sip_requests_sent_total"),
+            responses_out: ByStatus::new("sip_responses_sent_total"),
+        }
+    }
+
+    /// Count an outgoing message by its start line, retransmissions included.
+    fn count_sent(&mut self, payload: &[u8]) {
+        if let Some(rest) = payload.strip_prefix(b"SIP/2.0 ") {
+            let code = rest
+                .get(..3)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            self.responses_out.count(code);
+        } else {
+            let token = payload.split(|&c| c == b' ').next().unwrap_or_default();
+            let method = Method::parse(token).unwrap_or(Method::Extension("".into()));
+            self.requests_out.count(&method);
+        }
+    }
+}
+
+/// One counter per method; extension methods share the label `OTHER`, so a peer cannot grow
+/// the metric registry without end.
+struct ByMethod {
+    name: &'static str,
+    known: HashMap<&'static str, metrics::Counter>,
+}
+
+impl ByMethod {
+    fn new(name: &'static str) -> ByMethod {
+        ByMethod {
+            name,
+            known: HashMap::new(),
+        }
+    }
+
+    fn count(&mut self, m: &Method) {
+        let label = m.known_name().unwrap_or("OTHER");
+        let name = self.name;
+        self.known
+            .entry(label)
+            .or_insert_with(|| metrics::counter!(name, "method" => label))
+            .increment(1);
+    }
+}
+
+/// One counter per status code 100–699, and `other`.
+struct ByStatus {
+    name: &'static str,
+    slots: Vec<Option<metrics::Counter>>,
+}
+
+impl ByStatus {
+    fn new(name: &'static str) -> ByStatus {
+        ByStatus {
+            name,
+            slots: vec![None; 601],
+        }
+    }
+
+    fn count(&mut self, code: u16) {
+        let i = code.checked_sub(100).map_or(600, usize::from).min(600);
+        let name = self.name;
+        self.slots[i]
+            .get_or_insert_with(|| metrics::counter!(name, "status" => status_label(code)))
+            .increment(1);
+    }
 }
 
 fn status_label(code: u16) -> &'static str {
@@ -794,22 +877,6 @@ fn status_label(code: u16) -> &'static str {
         .and_then(|i| labels.get(usize::from(i)))
         .copied()
         .unwrap_or("other")
-}
-
-/// Count an outgoing message by its start line, retransmissions included.
-fn count_sent(payload: &[u8]) {
-    if let Some(rest) = payload.strip_prefix(b"SIP/2.0 ") {
-        let code = rest
-            .get(..3)
-            .and_then(|c| std::str::from_utf8(c).ok())
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        metrics::counter!("sip_responses_sent_total", "status" => status_label(code)).increment(1);
-    } else {
-        let token = payload.split(|&c| c == b' ').next().unwrap_or_default();
-        let label = Method::parse(token).map_or("OTHER", |m| method_label(&m));
-        metrics::counter!("sip_requests_sent_total", "method" => label).increment(1);
-    }
 }
 
 #[cfg(test)]

@@ -175,9 +175,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .iter()
         .filter(|l| l.transport == config::Transport::Udp)
     {
-        let sock = UdpSocket::bind(l.address)
-            .await
-            .map_err(|source| bind_error(Transport::Udp, l.address, source))?;
+        let sock =
+            bind_udp(l.address).map_err(|source| bind_error(Transport::Udp, l.address, source))?;
         let addr = sock
             .local_addr()
             .map_err(|source| bind_error(Transport::Udp, l.address, source))?;
@@ -265,6 +264,32 @@ fn bind_error(transport: Transport, addr: SocketAddr, source: io::Error) -> Star
         addr,
         source,
     }
+}
+
+/// Socket buffers asked for on UDP listeners. The kernel's default (about 200 KB) holds ~400
+/// REGISTERs: a burst larger than that while the engine is busy is dropped by the kernel and
+/// costs the phones a retransmission timer.
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps both at net.core.{r,w}mem_max.
+    let _ = sock.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = sock.set_send_buffer_size(UDP_BUFFER_BYTES);
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    let granted = sock.recv_buffer_size().unwrap_or(0);
+    // Linux reads back twice what it granted, so a full grant reads back larger than asked.
+    if granted < UDP_BUFFER_BYTES {
+        tracing::info!(
+            %addr,
+            granted,
+            wanted = UDP_BUFFER_BYTES,
+            "UDP receive buffer is smaller than asked for; raise net.core.rmem_max for bursts of traffic"
+        );
+    }
+    UdpSocket::from_std(sock.into())
 }
 
 /// Bind a TCP listener; with port 0, prefer the port a UDP listener on the same address got,

@@ -506,12 +506,28 @@ fn rport_and_received_route_the_answer_back_through_nat() {
 fn retransmitted_register_is_absorbed_and_answered_again() {
     let mut h = Harness::demo();
     let mut phone = Phone::new("1001", "demo-1001");
+    // Challenges are stateless (RFC 3261 §8.2.7): a retransmission earns a fresh one, and no
+    // transaction is left behind.
     let req = phone.register("");
     let first = h.final_to(req.clone());
     let again = h.final_to(req);
-    assert_eq!(first.code, 401);
-    // The same response (same nonce, same To tag) — not a second challenge.
-    assert_eq!(first.encode(), again.encode());
+    assert_eq!((first.code, again.code), (401, 401));
+    assert_eq!(h.ep.transactions(), 0);
+    // The authenticated REGISTER is stateful: its retransmission is absorbed and answered with
+    // the same 200 — not taken for a replayed nonce count.
+    let auth = phone.authorization(
+        &again,
+        &HeaderName::WwwAuthenticate,
+        "REGISTER",
+        "sip:127.0.0.1",
+        Algorithm::Md5,
+    );
+    let req = phone.register(&format!("Authorization: {auth}\r\n"));
+    let ok = h.final_to(req.clone());
+    let ok_again = h.final_to(req);
+    assert_eq!(ok.code, 200);
+    assert_eq!(ok.encode(), ok_again.encode());
+    assert_eq!(h.ep.transactions(), 1);
 }
 
 #[test]

@@ -1779,31 +1779,52 @@ fn find_unquoted(s: &str, needle: u8) -> Option<usize> {
 }
 
 /// Split a header value at the commas that separate list elements, skipping commas inside
-/// quoted strings and `<…>`. Empty elements are kept (so callers can reject them).
-fn split_list_raw(s: &str) -> impl Iterator<Item = &str> {
-    let b = s.as_bytes();
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    let mut in_angle = false;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i += quoted_len(&s[i..]).unwrap_or(b.len() - i);
-                continue;
-            }
-            b'<' => in_angle = true,
-            b'>' => in_angle = false,
-            b',' if !in_angle => {
-                parts.push(s[start..i].trim_matches([' ', '\t']));
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
+/// quoted strings and `<…>`. Empty elements are kept (so callers can reject them). Lazy: this
+/// runs for every list header a request is asked about, so it allocates nothing.
+fn split_list_raw(s: &str) -> SplitList<'_> {
+    SplitList {
+        s,
+        pos: 0,
+        done: false,
     }
-    parts.push(s[start..].trim_matches([' ', '\t']));
-    parts.into_iter()
+}
+
+struct SplitList<'a> {
+    s: &'a str,
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for SplitList<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let b = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut in_angle = false;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i += quoted_len(&self.s[i..]).unwrap_or(b.len() - i);
+                    continue;
+                }
+                b'<' => in_angle = true,
+                b'>' => in_angle = false,
+                b',' if !in_angle => {
+                    self.pos = i + 1;
+                    return Some(self.s[start..i].trim_matches([' ', '\t']));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.done = true;
+        Some(self.s[start..].trim_matches([' ', '\t']))
+    }
 }
 
 /// [`split_list_raw`] without empty elements.

@@ -149,6 +149,10 @@ struct Outputs {
     schedule: Schedule,
 }
 
+/// Hash maps keyed by what peers send (branches, Call-IDs): foldhash is fast and seeded per
+/// process, so keys cannot be chosen to collide.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The transaction layer; see the module documentation for how to drive it.
 #[derive(Debug)]
 pub struct TransactionLayer {
@@ -157,16 +161,19 @@ pub struct TransactionLayer {
     next_id: u64,
     branch_salt: u64,
     branch_seq: u64,
-    servers: HashMap<ServerTxId, ServerTx>,
+    /// Boxed: a registrar holds hundreds of thousands of transactions, and growing the map
+    /// then moves pointers, not whole transactions (an unboxed rehash stalled the engine for
+    /// hundreds of milliseconds under load).
+    servers: Map<ServerTxId, Box<ServerTx>>,
     /// RFC 3261 §17.2.3 / RFC 2543 keys of live server transactions.
-    server_index: HashMap<ServerKey, ServerTxId>,
+    server_index: Map<ServerKey, ServerTxId>,
     /// RFC 2543 INVITE transactions that sent a final response: the key of their ACK (whose To
     /// tag is the response's).
-    legacy_acks: HashMap<ServerKey, ServerTxId>,
+    legacy_acks: Map<ServerKey, ServerTxId>,
     /// INVITE transactions in Accepted: the dialog identity of the ACK for their 2xx.
-    accepted: HashMap<DialogAckKey, ServerTxId>,
-    clients: HashMap<ClientTxId, ClientTx>,
-    client_index: HashMap<ClientKey, ClientTxId>,
+    accepted: Map<DialogAckKey, ServerTxId>,
+    clients: Map<ClientTxId, Box<ClientTx>>,
+    client_index: Map<ClientKey, ClientTxId>,
     out: Outputs,
 }
 
@@ -178,12 +185,12 @@ impl TransactionLayer {
             next_id: 0,
             branch_salt: rand::random(),
             branch_seq: 0,
-            servers: HashMap::new(),
-            server_index: HashMap::new(),
-            legacy_acks: HashMap::new(),
-            accepted: HashMap::new(),
-            clients: HashMap::new(),
-            client_index: HashMap::new(),
+            servers: Map::default(),
+            server_index: Map::default(),
+            legacy_acks: Map::default(),
+            accepted: Map::default(),
+            clients: Map::default(),
+            client_index: Map::default(),
             out: Outputs::default(),
         }
     }
@@ -284,7 +291,7 @@ impl TransactionLayer {
         };
         tx.start(&mut io);
         self.server_index.insert(key, id);
-        self.servers.insert(id, tx);
+        self.servers.insert(id, Box::new(tx));
         Incoming::Request { id, request }
     }
 
@@ -377,6 +384,27 @@ impl TransactionLayer {
         if next == Next::Terminate {
             self.terminate_server(id);
         }
+        self.purge_stale_timers();
+        true
+    }
+
+    /// Answer request `id` statelessly (RFC 3261 §8.2.7) and forget its transaction: the
+    /// response goes out once, and a retransmitted request starts afresh. This is what a
+    /// server does for an unauthenticated challenge — keeping 32 s of transaction state (Timer J)
+    /// for every 401 would double a registrar's memory for nothing, since a retransmission simply
+    /// earns a fresh challenge. Returns false for an unknown id or a status outside 300–699.
+    pub fn respond_stateless(&mut self, id: ServerTxId, response: Response) -> bool {
+        if !(300..=699).contains(&response.code) {
+            return false;
+        }
+        let Some(target) = self.servers.get(&id).map(|tx| tx.reply_to()) else {
+            return false;
+        };
+        self.out.transmits.push_back(Transmit {
+            target,
+            payload: response.encode(),
+        });
+        self.terminate_server(id);
         self.purge_stale_timers();
         true
     }
@@ -479,7 +507,7 @@ impl TransactionLayer {
             }
         }
         self.client_index.insert(key, id);
-        self.clients.insert(id, tx);
+        self.clients.insert(id, Box::new(tx));
         self.purge_stale_timers();
         id
     }
@@ -661,7 +689,7 @@ impl TransactionLayer {
 }
 
 /// Remove `key` from `map` if it still names `id` (a newer transaction may have taken it).
-fn remove_if<K: std::hash::Hash + Eq, V: PartialEq>(map: &mut HashMap<K, V>, key: &K, id: V) {
+fn remove_if<K: std::hash::Hash + Eq, V: PartialEq>(map: &mut Map<K, V>, key: &K, id: V) {
     if map.get(key) == Some(&id) {
         map.remove(key);
     }

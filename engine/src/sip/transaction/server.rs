@@ -92,6 +92,10 @@ impl ServerTx {
         }
     }
 
+    pub fn reply_to(&self) -> Target {
+        self.reply_to
+    }
+
     pub fn reliable(&self) -> bool {
         self.reply_to.transport.is_reliable()
     }
