@@ -180,8 +180,16 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(());
-    running.shutdown().await;
-    let _ = http_task.await;
+    // Bounded: a store that hangs must not keep the process from stopping. What was
+    // acknowledged is committed already; what was not, phones retransmit.
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        running.shutdown().await;
+        let _ = http_task.await;
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!("shutdown took longer than 10 s; stopping anyway");
+    }
     tracing::info!("stopped");
     Ok(())
 }

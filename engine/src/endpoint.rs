@@ -83,10 +83,14 @@ pub struct Endpoint {
     tx: TransactionLayer,
     registrar: Registrar,
     verifier: Verifier,
-    lockout: Lockout,
+    /// `None` when lock-out is turned off (`max_failures: 0`): then nothing is tracked at all.
+    lockout: Option<Lockout>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    pending: HashMap<PersistToken, (ServerTxId, Response)>,
+    /// REGISTERs waiting for the store: the transaction, its 200, and the account's bindings
+    /// before the change (put back if the store fails, so memory never holds what the store
+    /// does not).
+    pending: HashMap<PersistToken, Pending>,
     next_token: u64,
     next_housekeeping: Option<Instant>,
     tags: TagSource,
@@ -103,13 +107,14 @@ impl Endpoint {
             tx: TransactionLayer::new(config.timers),
             registrar: Registrar::new(config.registrar),
             verifier: Verifier::new(config.digest, secret),
-            lockout: Lockout::new(config.lockout),
+            lockout: (config.lockout.max_failures != u32::MAX)
+                .then(|| Lockout::new(config.lockout)),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pending: HashMap::new(),
             next_token: 0,
             next_housekeeping: None,
-            tags: TagSource(tag_seed | 1),
+            tags: TagSource::new(tag_seed),
             metrics: Gauges::new(),
             counters: Counters::new(),
         }
@@ -117,7 +122,13 @@ impl Endpoint {
 
     /// Bindings loaded from the store at start-up.
     pub fn restore_bindings(&mut self, bindings: Vec<Binding>, unix: u64) {
-        self.registrar.restore(bindings, unix);
+        // Only accounts that exist (and are enabled) now: a removed or disabled account's phones
+        // are not reachable after a restart.
+        let known: Vec<Binding> = bindings
+            .into_iter()
+            .filter(|b| self.accounts.contains_key(&b.aor))
+            .collect();
+        self.registrar.restore(known, unix);
         self.metrics.update(&self.registrar, &self.tx);
     }
 
@@ -156,13 +167,20 @@ impl Endpoint {
 
     /// The store finished (or failed) making a REGISTER's changes durable.
     pub fn handle_persisted(&mut self, now: Instant, token: PersistToken, ok: bool) {
-        let Some((id, resp)) = self.pending.remove(&token) else {
+        let Some(Pending {
+            id,
+            response: resp,
+            aor,
+            before,
+        }) = self.pending.remove(&token)
+        else {
             return;
         };
         let resp = if ok {
             resp
         } else {
             tracing::error!("registration could not be stored; answering 500");
+            self.registrar.set_bindings(&aor, before);
             let mut r = Response::from_headers(&resp.headers, 500);
             r.headers.push(HeaderName::RetryAfter, "5");
             r
@@ -177,7 +195,9 @@ impl Endpoint {
             self.next_housekeeping = Some(now + HOUSEKEEPING);
             self.registrar.expire(unix);
             self.verifier.prune(unix);
-            self.lockout.prune(now);
+            if let Some(l) = &mut self.lockout {
+                l.prune(now);
+            }
         }
         self.drain_tx_events();
         self.metrics.update(&self.registrar, &self.tx);
@@ -265,7 +285,7 @@ impl Endpoint {
     fn dispatch(&mut self, now: Instant, unix: u64, from: Received, id: ServerTxId, req: Request) {
         // RFC 3261 §8.2.1: methods first.
         match &req.method {
-            Method::Extension(_) => return self.reply_allow(now, id, &req, 501),
+            Method::Extension(_) => return self.reject_allow(id, &req, 501),
             Method::Info
             | Method::Update
             | Method::Prack
@@ -273,12 +293,12 @@ impl Endpoint {
             | Method::Notify
             | Method::Refer
             | Method::Message
-            | Method::Publish => return self.reply_allow(now, id, &req, 405),
+            | Method::Publish => return self.reject_allow(id, &req, 405),
             _ => {}
         }
         // §8.2.2.1: a Request-URI scheme we do not serve.
         if !matches!(req.uri.scheme, Scheme::Sip | Scheme::Sips | Scheme::Tel) {
-            return self.reply(now, id, &req, 416);
+            return self.reject(id, &req, 416);
         }
         // §8.2.2.3: extensions the client requires that we do not support.
         if !matches!(req.method, Method::Cancel | Method::Ack) {
@@ -291,7 +311,7 @@ impl Endpoint {
                 let mut resp = self.response(&req, 420);
                 resp.headers
                     .push(HeaderName::Unsupported, unsupported.join(", "));
-                return self.respond(now, id, resp);
+                return self.reject_with(id, resp);
             }
         }
         match req.method {
@@ -300,7 +320,7 @@ impl Endpoint {
             Method::Invite => self.on_invite(now, unix, from, id, &req),
             Method::Cancel => self.on_cancel(now, id, &req),
             // No dialogs exist yet, so an in-dialog BYE matches nothing (§15.1.2).
-            _ => self.reply(now, id, &req, 481),
+            _ => self.reject(id, &req, 481),
         }
     }
 
@@ -328,16 +348,16 @@ impl Endpoint {
         if let Some(code) = content_check(req) {
             let mut resp = self.response(req, code);
             resp.headers.push(HeaderName::Accept, "application/sdp");
-            return self.respond(now, id, resp);
+            return self.reject_with(id, resp);
         }
         if req.headers.to().is_ok_and(|t| t.tag().is_some()) {
             // A re-INVITE for a dialog we do not have.
-            return self.reply(now, id, req, 481);
+            return self.reject(id, req, 481);
         }
         // A B2BUA re-originates calls, so a request that has run out of hops stops here
         // (loop protection); OPTIONS and REGISTER are served locally and ignore it (RFC 4475 zeromf).
         if req.headers.max_forwards().ok().flatten() == Some(0) {
-            return self.reply(now, id, req, 483);
+            return self.reject(id, req, 483);
         }
         if self
             .authenticate(now, unix, from, id, req, Challenge::Proxy)
@@ -358,7 +378,7 @@ impl Endpoint {
                     self.reply(now, invite, &inv, 487);
                 }
             }
-            None => self.reply(now, id, req, 481),
+            None => self.reject(id, req, 481),
         }
     }
 
@@ -373,14 +393,14 @@ impl Endpoint {
         let to = match req.headers.to() {
             Ok(to) if to.uri.is_sip() => to,
             // An AOR must be a SIP or SIPS URI (RFC 3261 §10.2; RFC 4475 unksm2).
-            _ => return self.reply(now, id, req, 416),
+            _ => return self.reject(id, req, 416),
         };
         let Some(aor) = to
             .uri
             .user_decoded()
             .and_then(|u| String::from_utf8(u).ok())
         else {
-            return self.reply(now, id, req, 404);
+            return self.reject(id, req, 404);
         };
         // A Contact list we cannot read is a syntax error, answered before authentication
         // (it says nothing about accounts; RFC 4475 regbadct).
@@ -388,7 +408,7 @@ impl Endpoint {
             let resp = self
                 .response(req, 400)
                 .with_reason("Bad Request (malformed Contact or Expires)");
-            return self.respond(now, id, resp);
+            return self.reject_with(id, resp);
         }
         let identity = match self.authenticate(now, unix, from, id, req, Challenge::Www) {
             None => return,
@@ -402,9 +422,6 @@ impl Endpoint {
                     .with_reason("Forbidden (identity mismatch)");
                 return self.respond(now, id, resp);
             }
-            Identity::Trusted if !self.accounts.contains_key(&aor) => {
-                return self.reply(now, id, req, 404);
-            }
             _ => {}
         }
         let source = Source {
@@ -413,6 +430,12 @@ impl Endpoint {
             local: from.local,
             conn: from.conn,
         };
+        let before: Vec<Binding> = self
+            .registrar
+            .lookup(&aor, unix)
+            .into_iter()
+            .cloned()
+            .collect();
         match self.registrar.register(&aor, req, source, unix) {
             Ok(outcome) => {
                 let mut resp = self.response(req, 200);
@@ -428,7 +451,15 @@ impl Endpoint {
                 } else {
                     let token = PersistToken(self.next_token);
                     self.next_token += 1;
-                    self.pending.insert(token, (id, resp));
+                    self.pending.insert(
+                        token,
+                        Pending {
+                            id,
+                            response: resp,
+                            aor,
+                            before,
+                        },
+                    );
                     self.events.push_back(Event::Persist {
                         token,
                         changes: outcome.changes,
@@ -462,7 +493,10 @@ impl Endpoint {
         kind: Challenge,
     ) -> Option<Identity> {
         let ip = from.remote.ip();
-        if self.trusted.iter().any(|net| net.contains(&ip)) {
+        // Trusted ranges (trunks, a front proxy) may place calls without digest; they may not
+        // register phones: a spoofed datagram from a carrier's address would otherwise take
+        // over any account's binding.
+        if matches!(kind, Challenge::Proxy) && self.trusted.iter().any(|net| net.contains(&ip)) {
             return Some(Identity::Trusted);
         }
         let realm = self.verifier.config().realm.clone();
@@ -482,7 +516,8 @@ impl Endpoint {
             Some(Ok(c)) => Some(c.username.as_str()),
             _ => None,
         };
-        if let Admission::Locked { .. } = self.lockout.check(now, ip, username) {
+        let locked = self.lockout.as_ref().map(|l| l.check(now, ip, username));
+        if let Some(Admission::Locked { .. }) = locked {
             metrics::counter!("sip_auth_rejected_locked_total").increment(1);
             // Stateless, like a challenge: a locked-out flood must not cost us state.
             let resp = self.response(req, 403);
@@ -498,7 +533,7 @@ impl Endpoint {
                 let resp = self
                     .response(req, 400)
                     .with_reason("Bad Request (malformed credentials)");
-                self.respond(now, id, resp);
+                self.reject_with(id, resp);
                 return None;
             }
             Some(Ok(c)) => c,
@@ -510,7 +545,7 @@ impl Endpoint {
             let resp = self
                 .response(req, 400)
                 .with_reason("Bad Request (digest uri does not match Request-URI)");
-            self.respond(now, id, resp);
+            self.reject_with(id, resp);
             return None;
         }
         let secret = self.accounts.get(&creds.username);
@@ -519,7 +554,9 @@ impl Endpoint {
             .verify(req.method.as_str(), &creds, secret, unix)
         {
             Verdict::Ok => {
-                self.lockout.record_success(&creds.username);
+                if let Some(l) = &mut self.lockout {
+                    l.record_success(&creds.username);
+                }
                 Some(Identity::Account(creds.username))
             }
             Verdict::Stale => {
@@ -528,8 +565,14 @@ impl Endpoint {
             }
             Verdict::Fail(reason) => {
                 metrics::counter!("sip_auth_failures_total").increment(1);
-                if reason.counts_as_failure() {
-                    for ev in self.lockout.record_failure(now, ip, Some(&creds.username)) {
+                let events = match &mut self.lockout {
+                    Some(l) if reason.counts_as_failure() => {
+                        l.record_failure(now, ip, Some(&creds.username))
+                    }
+                    _ => Vec::new(),
+                };
+                {
+                    for ev in events {
                         // Logged once per lock; the name is what the client sent, never a secret.
                         tracing::warn!(key = %ev.key, failures = ev.failures, "authentication locked out after repeated failures");
                         metrics::counter!("sip_auth_lockouts_total", "key" => match ev.key {
@@ -589,15 +632,34 @@ impl Endpoint {
         self.respond(now, id, resp);
     }
 
-    fn reply_allow(&mut self, now: Instant, id: ServerTxId, req: &Request, code: u16) {
+    /// A rejection before authentication, answered statelessly (RFC 3261 §8.2.7): an
+    /// unauthenticated sender must not be able to make us hold a transaction — and retransmit
+    /// its answer to whatever address it claims — for 32 s.
+    fn reject(&mut self, id: ServerTxId, req: &Request, code: u16) {
+        let resp = self.response(req, code);
+        self.reject_with(id, resp);
+    }
+
+    fn reject_with(&mut self, id: ServerTxId, resp: Response) {
+        self.tx.respond_stateless(id, resp);
+    }
+
+    fn reject_allow(&mut self, id: ServerTxId, req: &Request, code: u16) {
         let mut resp = self.response(req, code);
         resp.headers.push(HeaderName::Allow, ALLOW);
-        self.respond(now, id, resp);
+        self.reject_with(id, resp);
     }
 
     fn respond(&mut self, now: Instant, id: ServerTxId, resp: Response) {
         self.tx.respond(now, id, resp);
     }
+}
+
+struct Pending {
+    id: ServerTxId,
+    response: Response,
+    aor: String,
+    before: Vec<Binding>,
 }
 
 enum Identity {
@@ -710,18 +772,19 @@ fn content_check(req: &Request) -> Option<u16> {
     None
 }
 
-/// Unique, unguessable To tags (RFC 3261 §19.3: at least 32 random bits): a xorshift stream
-/// seeded from the shell's randomness.
-struct TagSource(u64);
+/// Unique, unguessable To tags (RFC 3261 §19.3: cryptographically random): a ChaCha stream
+/// seeded from the shell's randomness, so no tag tells anything about the next one.
+struct TagSource(rand::rngs::StdRng);
 
 impl TagSource {
+    fn new(seed: u64) -> TagSource {
+        use rand::SeedableRng;
+        TagSource(rand::rngs::StdRng::seed_from_u64(seed))
+    }
+
     fn next(&mut self) -> String {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        format!("{x:016x}")
+        use rand::Rng;
+        format!("{:016x}", self.0.random::<u64>())
     }
 }
 

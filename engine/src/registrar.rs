@@ -301,6 +301,11 @@ impl Registrar {
         })
     }
 
+    /// Put an account's bindings back as they were (when the store could not record a change).
+    pub fn set_bindings(&mut self, aor: &str, bindings: Vec<Binding>) {
+        self.replace(aor, bindings);
+    }
+
     fn replace(&mut self, aor: &str, bindings: Vec<Binding>) {
         let old = match bindings.is_empty() {
             true => self.by_aor.remove(aor).map_or(0, |v| v.len()),

@@ -58,7 +58,14 @@ enum Input {
     Message { from: Received, data: Bytes },
     ConnOpened { id: ConnId, tx: mpsc::Sender<Bytes> },
     ConnClosed { id: ConnId },
-    Persisted { tokens: Vec<PersistToken>, ok: bool },
+}
+
+/// The writer's report: these REGISTERs' changes are committed (or failed). On a channel of
+/// its own, unbounded (it carries at most one entry per REGISTER waiting for the store), so the
+/// writer never waits on the engine while the engine waits on the writer.
+struct Persisted {
+    tokens: Vec<PersistToken>,
+    ok: bool,
 }
 
 /// A running SIP service.
@@ -212,6 +219,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (input_tx, input_rx) = mpsc::channel::<Input>(16_384);
     let (persist_tx, persist_rx) = mpsc::channel::<(PersistToken, Vec<Change>)>(16_384);
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Persisted>();
     let mut tasks = JoinSet::new();
     let max = config.sip.max_message_bytes;
 
@@ -238,13 +246,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             shutdown_rx.clone(),
         ));
     }
-    tasks.spawn(writer(store.clone(), persist_rx, input_tx.clone()));
+    tasks.spawn(writer(store.clone(), persist_rx, done_tx));
     tasks.spawn(sweeper(store, shutdown_rx.clone()));
     let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = udp.into_iter().collect();
     tasks.spawn(engine_task(
         endpoint,
         sockets,
         input_rx,
+        done_rx,
         persist_tx,
         shutdown_rx,
     ));
@@ -320,13 +329,14 @@ async fn udp_reader(
     input: mpsc::Sender<Input>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // One receive buffer, reused: each datagram is copied out at its own size. (Splitting it
+    // off instead would pin a 64 KiB allocation to every message for as long as any header
+    // slice of it lives — a queue of them, or a transaction holding its request.)
+    let mut buf = vec![0u8; max + 1];
     loop {
-        buf.clear();
-        buf.reserve(max + 1);
         let r = tokio::select! {
             _ = shutdown.changed() => return,
-            r = sock.recv_buf_from(&mut buf) => r,
+            r = sock.recv_from(&mut buf) => r,
         };
         match r {
             Ok((n, remote)) => {
@@ -335,11 +345,11 @@ async fn udp_reader(
                         .increment(1);
                     continue;
                 }
-                let data = buf.split().freeze();
+                let data = Bytes::copy_from_slice(&buf[..n]);
                 let from = Received {
                     transport: Transport::Udp,
                     local,
-                    remote,
+                    remote: canonical(remote),
                     conn: None,
                 };
                 if input.send(Input::Message { from, data }).await.is_err() {
@@ -350,6 +360,12 @@ async fn udp_reader(
             Err(e) => tracing::debug!(error = %e, "UDP receive error"),
         }
     }
+}
+
+/// An IPv4 peer on a dual-stack socket appears as `::ffff:a.b.c.d`; as itself, it matches
+/// IPv4 trusted ranges and is written as IPv4 in `received`.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 #[derive(Clone, Copy)]
@@ -426,7 +442,7 @@ async fn tcp_connection(
     let from = Received {
         transport: Transport::Tcp,
         local,
-        remote,
+        remote: canonical(remote),
         conn: Some(id),
     };
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -442,7 +458,11 @@ async fn tcp_connection(
                 }
                 Ok(Frame::Ping(n)) => {
                     let _ = buf.split_to(n);
-                    let _ = tx.send(Bytes::from_static(b"\r\n")).await;
+                    // A peer that pings but never reads fills our queue: drop it rather than
+                    // wait on it forever.
+                    if tx.try_send(Bytes::from_static(b"\r\n")).is_err() {
+                        break 'conn;
+                    }
                 }
                 Ok(Frame::Skip(n)) => {
                     let _ = buf.split_to(n);
@@ -483,8 +503,14 @@ async fn tcp_connection(
     }
     let _ = input.send(Input::ConnClosed { id }).await;
     metrics::gauge!("sip_tcp_connections").decrement(1.0);
-    // Let queued responses go out before the socket closes.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    // Let queued responses go out before the socket closes, but not forever: a peer that
+    // stopped reading would otherwise hold the writer, and its descriptor, for good.
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 /// How long a connection stays writable after its peer stopped sending.
@@ -494,11 +520,18 @@ async fn engine_task(
     mut endpoint: Endpoint,
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
     mut input: mpsc::Receiver<Input>,
+    mut done: mpsc::UnboundedReceiver<Persisted>,
     persist: mpsc::Sender<(PersistToken, Vec<Change>)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
     loop {
+        // Timers first: under a flood the input branch is always ready, and a `biased` select
+        // would never poll the sleep — no retransmission, no Timer J, no expiry.
+        if endpoint.poll_timeout().is_some_and(|d| d <= now()) {
+            endpoint.handle_timeout(now(), unix_now());
+            flush(&mut endpoint, &sockets, &conns, &persist).await;
+        }
         let deadline = endpoint.poll_timeout();
         let sleep = async {
             match deadline {
@@ -509,6 +542,13 @@ async fn engine_task(
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
+            Some(Persisted { tokens, ok }) = done.recv() => {
+                let t = now();
+                for token in tokens {
+                    endpoint.handle_persisted(t, token, ok);
+                }
+                flush(&mut endpoint, &sockets, &conns, &persist).await;
+            }
             msg = input.recv() => {
                 let Some(msg) = msg else { break };
                 handle_input(&mut endpoint, &mut conns, msg);
@@ -552,8 +592,11 @@ async fn flush(
         };
         match ev {
             Event::Persist { token, changes } => {
-                if persist.send((token, changes)).await.is_err() {
-                    // The writer is gone (shutting down): answer 500 now, sent on the next turn.
+                // Never wait for the writer here: it may be waiting for the store, and the
+                // engine must keep serving. A full queue (the store is far behind) or a writer
+                // that is gone answers this REGISTER 500 with Retry-After at once.
+                if persist.try_send((token, changes)).is_err() {
+                    metrics::counter!("store_registration_overload_total").increment(1);
                     endpoint.handle_persisted(now(), token, false);
                 }
             }
@@ -573,12 +616,6 @@ fn handle_input(
         }
         Input::ConnClosed { id } => {
             conns.remove(&id);
-        }
-        Input::Persisted { tokens, ok } => {
-            let t = now();
-            for token in tokens {
-                endpoint.handle_persisted(t, token, ok);
-            }
         }
     }
 }
@@ -628,7 +665,7 @@ async fn send(
 async fn writer(
     store: Store,
     mut rx: mpsc::Receiver<(PersistToken, Vec<Change>)>,
-    input: mpsc::Sender<Input>,
+    done: mpsc::UnboundedSender<Persisted>,
 ) {
     const MAX_BATCH: usize = 1024;
     let mut tokens = Vec::with_capacity(MAX_BATCH);
@@ -654,12 +691,11 @@ async fn writer(
         };
         metrics::counter!("store_registration_batches_total").increment(1);
         changes.clear();
-        let done = Input::Persisted {
+        // At shutdown the engine may be gone; the data is committed either way.
+        let _ = done.send(Persisted {
             tokens: std::mem::take(&mut tokens),
             ok,
-        };
-        // At shutdown the engine may be gone; the data is committed either way.
-        let _ = input.send(done).await;
+        });
     }
 }
 

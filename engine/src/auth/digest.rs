@@ -23,7 +23,7 @@
 //! nonce issued no later than them is answered with [`Verdict::Stale`] (the client simply retries
 //! with a fresh nonce), so eviction never re-opens a replay window.
 //! Without `qop` (RFC 2069 clients, allowed by [`DigestConfig::allow_no_qop`]) there is no `nc`, so a
-//! nonce can be replayed until it expires: that is the price of old phones, bounded by the lifetime.
+//! nonce serves exactly once: a second use is answered [`Verdict::Stale`] (a fresh challenge).
 //!
 //! ## Anti-enumeration
 //! [`Verifier::verify`] does the same work for an unknown user as for a known one (it hashes
@@ -1066,10 +1066,17 @@ impl Verifier {
         if stale {
             return Verdict::Stale;
         }
-        let Some(q) = qop else {
-            return Verdict::Ok;
-        };
         let lifetime = self.config.nonce_lifetime.as_secs();
+        let Some(q) = qop else {
+            // Without qop there is no nonce count, and the response signs neither the Contact
+            // nor anything else that changes: a sniffed REGISTER could be replayed with another
+            // Contact for the nonce's whole lifetime. So such a nonce serves once; reusing it
+            // earns a fresh challenge (stale=true), which old phones follow.
+            return match self.counts.accept(key, 0, unix_secs, lifetime) {
+                NcOutcome::Fresh => Verdict::Ok,
+                NcOutcome::Replay | NcOutcome::Evicted => Verdict::Stale,
+            };
+        };
         match self.counts.accept(key, q.nc, unix_secs, lifetime) {
             NcOutcome::Fresh => Verdict::Ok,
             NcOutcome::Replay => Verdict::Fail(FailReason::Replay),
@@ -1216,8 +1223,8 @@ mod tests {
     fn full_exchange_both_algorithms_with_and_without_qop() {
         let mut v = verifier();
         let s = account();
-        for chal in v.challenges(T0, false) {
-            for nc in [Some(1), None] {
+        for nc in [Some(1), None] {
+            for chal in v.challenges(T0, false) {
                 let c = answer(&chal, "1001", "demo-1001", "REGISTER", "sip:127.0.0.1", nc);
                 assert_eq!(
                     v.verify("REGISTER", &c, Some(&s), T0 + 10),
@@ -1402,10 +1409,14 @@ mod tests {
         );
         let c4 = answer(&chal, "1001", "demo-1001", "REGISTER", uri, Some(4));
         assert_eq!(v.verify("REGISTER", &c4, Some(&s), T0 + 2), Verdict::Ok);
-        // Without qop a nonce is reusable until it expires (documented RFC 2069 trade-off).
-        let n = answer(&chal, "1001", "demo-1001", "REGISTER", uri, None);
+        // Without qop a nonce serves once: a replay (say, with another Contact) is sent to a
+        // fresh challenge. A nonce already used with qop cannot be reused without it either.
+        let fresh = v.challenge(T0 + 2, Algorithm::Md5, false);
+        let n = answer(&fresh, "1001", "demo-1001", "REGISTER", uri, None);
         assert_eq!(v.verify("REGISTER", &n, Some(&s), T0 + 2), Verdict::Ok);
-        assert_eq!(v.verify("REGISTER", &n, Some(&s), T0 + 3), Verdict::Ok);
+        assert_eq!(v.verify("REGISTER", &n, Some(&s), T0 + 3), Verdict::Stale);
+        let n = answer(&chal, "1001", "demo-1001", "REGISTER", uri, None);
+        assert_eq!(v.verify("REGISTER", &n, Some(&s), T0 + 3), Verdict::Stale);
     }
 
     #[test]

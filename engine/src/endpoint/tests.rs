@@ -269,9 +269,30 @@ fn torture_answers_carry_what_the_rfc_asks_for() {
     assert!(r.headers.to().unwrap().tag().is_some());
 }
 
+/// Answer a torture REGISTER's challenge as its account would: the same message with
+/// credentials added (challenges are stateless, so the same branch is a new transaction).
+fn authenticated(h: &mut Harness, raw: Bytes, user: &str, password: &str) -> Response {
+    let challenge = h.final_to(raw.clone());
+    assert_eq!(challenge.code, 401, "{}", challenge.reason);
+    let mut phone = Phone::new(user, password);
+    let auth = phone.authorization(
+        &challenge,
+        &HeaderName::WwwAuthenticate,
+        "REGISTER",
+        "sip:example.com",
+        Algorithm::Md5,
+    );
+    let text = raw.to_vec();
+    let eol = text.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    let mut with = text[..eol].to_vec();
+    with.extend_from_slice(format!("Authorization: {auth}\r\n").as_bytes());
+    with.extend_from_slice(&text[eol..]);
+    h.final_to(with)
+}
+
 #[test]
-fn torture_registers_from_a_trusted_source_bind_as_the_rfc_says() {
-    let trusted = || Harness::new(&["127.0.0.0/8"], &[("watson", "x"), ("user", "y")]);
+fn torture_registers_bind_as_the_rfc_says() {
+    let accounts = || Harness::new(&[], &[("watson", "pw-watson"), ("user", "pw-user")]);
     // cparam01's `unknownparam` is a header parameter, cparam02's a URI parameter. (The two
     // share branch and sent-by, so one server would rightly take the second for a
     // retransmission of the first: each gets its own.)
@@ -279,24 +300,33 @@ fn torture_registers_from_a_trusted_source_bind_as_the_rfc_says() {
         ("cparam01", "sip:+19725552222@gw1.example.net"),
         ("cparam02", "sip:+19725552222@gw1.example.net;unknownparam"),
     ] {
-        let mut h = trusted();
-        let r = h.final_to(vector("valid", name));
+        let mut h = accounts();
+        let r = authenticated(&mut h, vector("valid", name), "watson", "pw-watson");
         assert_eq!(r.code, 200, "{name}: {}", r.reason);
         let watson = h.ep.registrar().lookup("watson", UNIX);
         assert_eq!(watson.len(), 1, "{watson:?}");
         assert_eq!(watson[0].contact, uri, "{name}");
     }
-    let mut h = trusted();
-    assert_eq!(h.final_to(vector("valid", "regescrt")).code, 200);
+    let mut h = accounts();
+    let r = authenticated(&mut h, vector("valid", "regescrt"), "user", "pw-user");
+    assert_eq!(r.code, 200, "{}", r.reason);
     let user = h.ep.registrar().lookup("user", UNIX);
     assert!(
         user[0].contact.contains("?Route=%3Csip:sip.example.com%3E"),
         "{user:?}"
     );
-    // An AOR with no account is not served, even from a trusted source.
-    assert_eq!(trusted().final_to(vector("valid", "escnull")).code, 404);
+}
+
+#[test]
+fn trusted_sources_place_calls_without_digest_but_never_register() {
+    let trusted = || Harness::new(&["127.0.0.0/8"], &[("watson", "pw-watson")]);
     // A trusted INVITE passes authentication and finds no route.
     assert_eq!(trusted().final_to(vector("valid", "esc01")).code, 404);
+    // A REGISTER from the same range is challenged like any other: a spoofed datagram from a
+    // carrier's address must not take over a phone's binding.
+    let mut h = trusted();
+    assert_eq!(h.final_to(vector("valid", "cparam01")).code, 401);
+    assert!(h.ep.registrar().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,7 +498,24 @@ fn the_200_waits_for_the_store() {
     // The store failed: the phone hears 500 and will retry, rather than a 200 we cannot keep.
     h.ep.handle_persisted(h.now, token, false);
     let rs = h.drain();
-    assert_eq!(rs.last().unwrap().1.code, 500);
+    let last = &rs.last().unwrap().1;
+    assert_eq!(last.code, 500);
+    assert!(last.headers.contains(&HeaderName::RetryAfter));
+    // …and memory is put back as it was: no binding the store does not hold.
+    assert!(h.ep.registrar().lookup("1001", UNIX).is_empty());
+    assert_eq!(h.ep.registrar().len(), 0);
+}
+
+#[test]
+fn rejections_before_authentication_leave_no_state() {
+    let mut h = Harness::demo();
+    for name in [
+        "bext01", "intmeth", "mpart01", "invut", "sdp01", "unkscm", "wsinv",
+    ] {
+        let r = h.final_to(vector("valid", name));
+        assert!(r.code >= 400, "{name}");
+        assert_eq!(h.ep.transactions(), 0, "{name} left a transaction behind");
+    }
 }
 
 #[test]
