@@ -1,8 +1,14 @@
 //! # switchboard-media
 //!
-//! Switchboard's media layer: RTP/RTCP, SDP offer/answer, G.711, DTMF (RFC 4733, SIP INFO,
-//! in-band), prompts, recording and the B2BUA relay. It depends on no other Switchboard crate.
+//! Switchboard's media layer: RTP/RTCP, SDP offer/answer, G.711, DTMF (RFC 4733, in-band),
+//! and — as calls arrive — prompts, recording and the B2BUA relay. It depends on no other
+//! Switchboard crate.
 //!
-//! It is empty today: the SIP signaling core comes first, and calls with sound in them are the
-//! next capability. Packet parsing, codecs and DTMF detection will be pure functions here; the
-//! RTP socket loop will be the only I/O.
+//! Everything here is sans-IO: packet parsing and building, codecs, DTMF detection and SDP
+//! negotiation are pure functions and state machines that take time as an input. The RTP
+//! socket loop lives in the engine's shell.
+pub mod dtmf;
+pub mod g711;
+pub mod rtcp;
+pub mod rtp;
+pub mod sdp;
