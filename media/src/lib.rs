@@ -9,6 +9,8 @@
 //! socket loop lives in the engine's shell.
 pub mod dtmf;
 pub mod g711;
+pub mod prompt;
+pub mod record;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
