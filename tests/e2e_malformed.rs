@@ -143,6 +143,62 @@ async fn answers_a_client_that_half_closes() {
     assert_eq!(answered, 20, "answered OPTIONS of 20\n{}", m.text);
 }
 
+/// One source may hold only so many TCP connections: past the limit a new connection is
+/// closed at once and counted, and once one is freed a new one is served again.
+#[tokio::test]
+async fn tcp_connections_from_one_source_are_capped() {
+    let server = Server::start(&ServerConfig::default().tcp_max_connections_per_source(2));
+    let tcp = server.tcp;
+    let (refused, served) = tokio::task::spawn_blocking(move || {
+        // Two connections, each proven open by an answered OPTIONS.
+        let mut held: Vec<TcpStream> = (0..2)
+            .map(|i| {
+                let mut c = TcpStream::connect(tcp).unwrap();
+                c.write_all(tcp_options(tcp, 100 + i).as_bytes()).unwrap();
+                let mut buf = [0u8; 12];
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                std::io::Read::read_exact(&mut c, &mut buf).unwrap();
+                assert_eq!(&buf, b"SIP/2.0 200 ");
+                c
+            })
+            .collect();
+        // The third is closed by the server without an answer.
+        let mut third = TcpStream::connect(tcp).unwrap();
+        let _ = third.write_all(tcp_options(tcp, 102).as_bytes());
+        let refused = read_to_end_within(&mut third, Duration::from_secs(5)).is_empty();
+        // Free one: a new connection is served again (the count goes down as the old one's
+        // task ends, so allow a few attempts within the bound).
+        drop(held.pop());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let served = loop {
+            let mut c = TcpStream::connect(tcp).unwrap();
+            let _ = c.write_all(tcp_options(tcp, 103).as_bytes());
+            let _ = c.shutdown(std::net::Shutdown::Write);
+            if read_to_end_within(&mut c, Duration::from_secs(5)).starts_with(b"SIP/2.0 200") {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+        };
+        (refused, served)
+    })
+    .await
+    .unwrap();
+    let m = server.metrics().await;
+    assert!(refused, "the third connection was not refused\n{}", m.text);
+    assert!(
+        m.value("sip_tcp_connections_refused_total") >= 1.0,
+        "{}",
+        m.text
+    );
+    assert!(
+        served,
+        "no connection served after one was freed\n{}",
+        m.text
+    );
+}
+
 /// An OPTIONS for a TCP connection to `server`.
 fn tcp_options(server: std::net::SocketAddr, i: u32) -> String {
     format!(

@@ -378,6 +378,8 @@ impl Endpoint {
                     self.reply(now, invite, &inv, 487);
                 }
             }
+            // §9.2: too late to cancel (the INVITE has its final answer): 200, no effect.
+            None if self.tx.cancel_matches(req) => self.reply(now, id, req, 200),
             None => self.reject(id, req, 481),
         }
     }

@@ -22,7 +22,7 @@ use crate::store::{Store, StoreError};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -240,6 +240,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             TcpSettings {
                 max,
                 idle: config.sip.tcp_idle_timeout,
+                max_connections: config.sip.tcp_max_connections,
+                max_per_source: config.sip.tcp_max_connections_per_source,
             },
             next_conn.clone(),
             input_tx.clone(),
@@ -372,6 +374,9 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 struct TcpSettings {
     max: usize,
     idle: Duration,
+    /// Open connections on this listener, in all and from one source address.
+    max_connections: usize,
+    max_per_source: usize,
 }
 
 async fn tcp_acceptor(
@@ -382,18 +387,41 @@ async fn tcp_acceptor(
     input: mpsc::Sender<Input>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut conns = JoinSet::new();
+    // Each connection task returns its peer's address, so the per-source count can go down.
+    let mut conns: JoinSet<IpAddr> = JoinSet::new();
+    let mut per_source: HashMap<IpAddr, usize> = HashMap::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => break,
             r = listener.accept() => r,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                if let Ok(ip) = done {
+                    if let Some(n) = per_source.get_mut(&ip) {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_source.remove(&ip);
+                        }
+                    }
+                }
+                continue;
+            }
         };
         match accepted {
             Ok((stream, remote)) => {
+                let ip = remote.ip().to_canonical();
+                let from_source = per_source.get(&ip).copied().unwrap_or(0);
+                if conns.len() >= settings.max_connections || from_source >= settings.max_per_source
+                {
+                    // Refused at once (the stream is dropped, closing it): a peer must not be
+                    // able to exhaust descriptors and memory by opening connections.
+                    metrics::counter!("sip_tcp_connections_refused_total").increment(1);
+                    tracing::debug!(%remote, "TCP connection refused: connection limit reached");
+                    continue;
+                }
+                *per_source.entry(ip).or_insert(0) += 1;
                 let id = ConnId(next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
                 let _ = stream.set_nodelay(true);
-                conns.spawn(tcp_connection(
+                let task = tcp_connection(
                     id,
                     local,
                     remote,
@@ -401,7 +429,11 @@ async fn tcp_acceptor(
                     settings,
                     input.clone(),
                     shutdown.clone(),
-                ));
+                );
+                conns.spawn(async move {
+                    task.await;
+                    ip
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");

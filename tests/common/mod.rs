@@ -265,6 +265,7 @@ pub struct ServerConfig {
     pub lockout_max_failures: Option<u32>,
     pub trusted: Vec<String>,
     pub tcp_idle_timeout_s: Option<u64>,
+    pub tcp_max_connections_per_source: Option<usize>,
     pub udp_listen: Option<String>,
     pub tcp_listen: Option<String>,
     pub http_listen: String,
@@ -278,6 +279,7 @@ impl Default for ServerConfig {
             lockout_max_failures: None,
             trusted: Vec::new(),
             tcp_idle_timeout_s: None,
+            tcp_max_connections_per_source: None,
             udp_listen: Some("127.0.0.1:0".into()),
             tcp_listen: Some("127.0.0.1:0".into()),
             http_listen: "127.0.0.1:0".into(),
@@ -310,6 +312,11 @@ impl ServerConfig {
         self
     }
 
+    pub fn tcp_max_connections_per_source(mut self, n: usize) -> ServerConfig {
+        self.tcp_max_connections_per_source = Some(n);
+        self
+    }
+
     pub fn tcp_idle_timeout_s(mut self, s: u64) -> ServerConfig {
         self.tcp_idle_timeout_s = Some(s);
         self
@@ -324,6 +331,9 @@ impl ServerConfig {
         }
         if let Some(s) = self.tcp_idle_timeout_s {
             let _ = writeln!(y, "  tcp_idle_timeout_s: {s}");
+        }
+        if let Some(n) = self.tcp_max_connections_per_source {
+            let _ = writeln!(y, "  tcp_max_connections_per_source: {n}");
         }
         let _ = writeln!(y, "http:\n  listen: \"{}\"", self.http_listen);
         let _ = writeln!(y, "database:\n  url: \"{db_url}\"");

@@ -34,6 +34,8 @@ pub(super) struct RawSip {
     pub timers: RawTimers,
     pub max_message_bytes: usize,
     pub tcp_idle_timeout_s: u64,
+    pub tcp_max_connections: usize,
+    pub tcp_max_connections_per_source: usize,
     /// Absent: `Switchboard/<version>`; empty: send no `User-Agent`/`Server` header.
     pub user_agent: Option<String>,
 }
@@ -47,6 +49,8 @@ impl Default for RawSip {
             timers: RawTimers::default(),
             max_message_bytes: d.max_message_bytes,
             tcp_idle_timeout_s: d.tcp_idle_timeout.as_secs(),
+            tcp_max_connections: d.tcp_max_connections,
+            tcp_max_connections_per_source: d.tcp_max_connections_per_source,
             user_agent: None,
         }
     }

@@ -808,6 +808,21 @@ fn options_is_answered_without_authentication() {
 }
 
 #[test]
+fn cancel_after_the_final_answer_is_200_without_effect() {
+    // RFC 3261 §9.2: the CANCEL matches the INVITE's transaction, which already answered
+    // (404: no route), so the CANCEL succeeds and changes nothing.
+    let mut h = Harness::new(&["127.0.0.0/8"], &[]);
+    let invite = "INVITE sip:5555@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKcx1\r\n\
+                  Max-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=c1\r\nTo: <sip:5555@switchboard>\r\n\
+                  Call-ID: cancel-late\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(h.final_to(invite).code, 404);
+    let cancel = invite
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 CANCEL");
+    assert_eq!(h.final_to(cancel).code, 200);
+}
+
+#[test]
 fn cancel_for_nothing_is_481() {
     let mut h = Harness::demo();
     let r = h.final_to(

@@ -413,14 +413,27 @@ impl TransactionLayer {
     /// the same branch and sent-by, or for RFC 2543 peers the same Request-URI, tags, Call-ID,
     /// CSeq number and top Via), if that is still in Proceeding (no final response yet).
     pub fn cancel_target(&self, cancel: &Request) -> Option<ServerTxId> {
+        let id = self.cancelled_invite(cancel)?;
+        let tx = self.servers.get(&id)?;
+        (tx.state == ServerState::Proceeding).then_some(id)
+    }
+
+    /// For a CANCEL request: whether it matches an INVITE server transaction in any state.
+    /// RFC 3261 §9.2: a CANCEL that matches a transaction which already sent its final
+    /// response is still answered 200 — it just has no effect; only a CANCEL matching nothing
+    /// gets 481.
+    pub fn cancel_matches(&self, cancel: &Request) -> bool {
+        self.cancelled_invite(cancel).is_some()
+    }
+
+    fn cancelled_invite(&self, cancel: &Request) -> Option<ServerTxId> {
         if cancel.method != Method::Cancel {
             return None;
         }
         let via = cancel.headers.top_via().ok()?;
         let key = ServerKey::of(cancel, &via, Method::Invite)?;
         let id = *self.server_index.get(&key)?;
-        let tx = self.servers.get(&id)?;
-        (tx.invite && tx.state == ServerState::Proceeding).then_some(id)
+        self.servers.get(&id).filter(|tx| tx.invite).map(|_| id)
     }
 
     /// The request of a live INVITE server transaction — what the 487 for a CANCEL answers
