@@ -169,18 +169,15 @@ async fn tcp_connections_from_one_source_are_capped() {
         // Free one: a new connection is served again (the count goes down as the old one's
         // task ends, so allow a few attempts within the bound).
         drop(held.pop());
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let served = loop {
+        let served = common::poll_until(Duration::from_secs(5), || {
             let mut c = TcpStream::connect(tcp).unwrap();
             let _ = c.write_all(tcp_options(tcp, 103).as_bytes());
             let _ = c.shutdown(std::net::Shutdown::Write);
-            if read_to_end_within(&mut c, Duration::from_secs(5)).starts_with(b"SIP/2.0 200") {
-                break true;
-            }
-            if std::time::Instant::now() > deadline {
-                break false;
-            }
-        };
+            read_to_end_within(&mut c, Duration::from_secs(5))
+                .starts_with(b"SIP/2.0 200")
+                .then_some(())
+        })
+        .is_some();
         (refused, served)
     })
     .await
