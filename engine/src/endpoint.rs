@@ -432,12 +432,6 @@ impl Endpoint {
             local: from.local,
             conn: from.conn,
         };
-        let before: Vec<Binding> = self
-            .registrar
-            .lookup(&aor, unix)
-            .into_iter()
-            .cloned()
-            .collect();
         match self.registrar.register(&aor, req, source, unix) {
             Ok(outcome) => {
                 let mut resp = self.response(req, 200);
@@ -459,7 +453,7 @@ impl Endpoint {
                             id,
                             response: resp,
                             aor,
-                            before,
+                            before: outcome.previous,
                         },
                     );
                     self.events.push_back(Event::Persist {

@@ -74,6 +74,9 @@ pub enum Change {
 pub struct Outcome {
     pub bindings: Vec<Binding>,
     pub changes: Vec<Change>,
+    /// The account's bindings before this REGISTER, to put back with
+    /// [`Registrar::set_bindings`] if the store cannot record the change.
+    pub previous: Vec<Binding>,
 }
 
 /// Why a REGISTER is refused; each maps to one response.
@@ -207,10 +210,11 @@ impl Registrar {
             reason: "malformed Contact",
         })?;
         let user_agent = h.get_str(&HeaderName::UserAgent).map(str::to_owned);
-        let existing = self.by_aor.get(aor).cloned().unwrap_or_default();
-        let live: Vec<Binding> = existing
-            .into_iter()
+        let previous = self.by_aor.get(aor).cloned().unwrap_or_default();
+        let live: Vec<Binding> = previous
+            .iter()
             .filter(|b| b.expires_at > now_unix)
+            .cloned()
             .collect();
 
         let Some(contacts) = contacts else {
@@ -236,6 +240,7 @@ impl Registrar {
             return Ok(Outcome {
                 bindings: Vec::new(),
                 changes,
+                previous,
             });
         };
 
@@ -298,6 +303,7 @@ impl Registrar {
         Ok(Outcome {
             bindings: next,
             changes,
+            previous,
         })
     }
 
