@@ -191,14 +191,16 @@ impl Recorder {
 
         let (tx, rx) = mpsc::sync_channel(config.queue_frames);
         let writer = Writer {
-            path: path.clone(),
-            wav,
             interleaver: Interleaver::new(config.reorder_window),
-            flush_every: u64::from(config.flush_every),
             max_jump: config.max_jump,
             rejected_frames: 0,
-            written: 0,
-            flushed: 0,
+            file: WavSink {
+                path: path.clone(),
+                wav,
+                flush_every: u64::from(config.flush_every),
+                written: 0,
+                flushed: 0,
+            },
         };
         let thread = std::thread::Builder::new()
             .name("sb-record".into())
@@ -371,16 +373,14 @@ fn samples_to_duration(samples: u64, sample_rate: u32) -> Duration {
     whole + Duration::from_nanos(frac_nanos)
 }
 
-/// The writer thread's state: owns the file.
+/// The writer thread's state.
 struct Writer {
-    path: PathBuf,
-    wav: hound::WavWriter<BufWriter<File>>,
     interleaver: Interleaver,
-    flush_every: u64,
     max_jump: u64,
     rejected_frames: u64,
-    written: u64,
-    flushed: u64,
+    /// Apart from the interleaver, so the interleaver can write into it while both are
+    /// borrowed from `self`.
+    file: WavSink,
 }
 
 impl Writer {
@@ -398,24 +398,18 @@ impl Writer {
                         self.rejected_frames += 1;
                         continue;
                     }
-                    let Self {
-                        interleaver,
-                        wav,
-                        path,
-                        flush_every,
-                        written,
-                        flushed,
-                        ..
-                    } = &mut self;
-                    let mut sink = |frames: &[StereoFrame]| {
-                        write_frames(wav, path, *flush_every, written, flushed, frames)
-                    };
-                    interleaver.insert(channel, at, &samples, &mut sink)?;
+                    let file = &mut self.file;
+                    self.interleaver.insert(
+                        channel,
+                        at,
+                        &samples,
+                        &mut |f: &[StereoFrame]| file.write(f),
+                    )?;
                 }
                 Command::Sync(ack) => {
                     let _ = ack.send(SyncPoint {
-                        written_samples: self.written,
-                        flushed_samples: self.flushed,
+                        written_samples: self.file.written,
+                        flushed_samples: self.file.flushed,
                     });
                 }
                 #[cfg(test)]
@@ -425,70 +419,66 @@ impl Writer {
                 }
             }
         }
-        let Self {
-            interleaver,
-            wav,
-            path,
-            flush_every,
-            written,
-            flushed,
-            ..
-        } = &mut self;
-        let mut sink = |frames: &[StereoFrame]| {
-            write_frames(wav, path, *flush_every, written, flushed, frames)
-        };
-        interleaver.flush_all(&mut sink)?;
+        let file = &mut self.file;
+        self.interleaver
+            .flush_all(&mut |f: &[StereoFrame]| file.write(f))?;
         let summary = WriterSummary {
-            samples: self.written,
+            samples: self.file.written,
             late_samples: self.interleaver.late_samples(),
             rejected_frames: self.rejected_frames,
         };
-        let path = self.path;
-        self.wav
-            .finalize()
+        let WavSink { path, wav, .. } = self.file;
+        wav.finalize()
             .map_err(|source| RecordError::Write { path, source })?;
         Ok(summary)
     }
 }
 
-/// The interleaver's sink: appends frames, flushing the header every `flush_every`.
-fn write_frames(
-    wav: &mut hound::WavWriter<BufWriter<File>>,
-    path: &Path,
+/// The file: the interleaver's sink.
+struct WavSink {
+    path: PathBuf,
+    wav: hound::WavWriter<BufWriter<File>>,
     flush_every: u64,
-    written: &mut u64,
-    flushed: &mut u64,
-    frames: &[StereoFrame],
-) -> Result<(), RecordError> {
-    let write_err = |source| RecordError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut rest = frames;
-    while !rest.is_empty() {
-        if *written >= MAX_FRAMES {
-            return Err(RecordError::TooLong {
-                path: path.to_path_buf(),
-                max_samples: MAX_FRAMES,
-            });
+    written: u64,
+    flushed: u64,
+}
+
+impl WavSink {
+    /// Append frames, flushing the header every `flush_every`.
+    fn write(&mut self, frames: &[StereoFrame]) -> Result<(), RecordError> {
+        let path = &self.path;
+        let write_err = |source| RecordError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut rest = frames;
+        while !rest.is_empty() {
+            if self.written >= MAX_FRAMES {
+                return Err(RecordError::TooLong {
+                    path: path.clone(),
+                    max_samples: MAX_FRAMES,
+                });
+            }
+            // Write up to the next flush point, so flushes land exactly on multiples of
+            // `flush_every` (a crash loses at most `flush_every` samples plus the window).
+            let to_flush = self.flush_every - (self.written - self.flushed);
+            let n = (rest.len() as u64)
+                .min(to_flush)
+                .min(MAX_FRAMES - self.written) as usize;
+            let (now, later) = rest.split_at(n);
+            for &[left, right] in now {
+                self.wav.write_sample(left).map_err(write_err)?;
+                self.wav.write_sample(right).map_err(write_err)?;
+            }
+            self.written += n as u64;
+            if self.written - self.flushed >= self.flush_every {
+                self.wav.flush().map_err(write_err)?;
+                self.flushed = self.written;
+            }
+            rest = later;
         }
-        // Write up to the next flush point, so flushes land exactly on multiples of
-        // `flush_every` (a crash loses at most `flush_every` samples plus the window).
-        let to_flush = flush_every - (*written - *flushed);
-        let n = (rest.len() as u64).min(to_flush).min(MAX_FRAMES - *written) as usize;
-        let (now, later) = rest.split_at(n);
-        for &[left, right] in now {
-            wav.write_sample(left).map_err(write_err)?;
-            wav.write_sample(right).map_err(write_err)?;
-        }
-        *written += n as u64;
-        if *written - *flushed >= flush_every {
-            wav.flush().map_err(write_err)?;
-            *flushed = *written;
-        }
-        rest = later;
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
