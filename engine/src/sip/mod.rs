@@ -2,6 +2,7 @@
 //! transaction layer.
 pub mod dialog;
 pub mod framing;
+pub mod info_dtmf;
 pub mod msg;
 pub mod transaction;
 pub mod transport;
