@@ -25,14 +25,18 @@ use crate::sip::msg::{
 use crate::sip::transaction::{Incoming, ServerTxId, TimerConfig, TransactionLayer, TxEvent};
 use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
+pub use calls::{CallSettings, EndReason, TestLineSettings};
 use ipnet::IpNet;
+use switchboard_media::control::{Command, SessionId};
+
+mod calls;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The methods Switchboard answers. Later capabilities add to it.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO";
 /// Option tags we support (none yet: an unknown `Require` gets 420).
 const SUPPORTED: &[&str] = &[];
 /// How often expired bindings, nonces and lock-out entries are swept.
@@ -51,6 +55,7 @@ pub struct EndpointConfig {
     pub trusted: Vec<IpNet>,
     /// SIP accounts: user → digest secret.
     pub accounts: Vec<(String, AccountSecret)>,
+    pub calls: CallSettings,
 }
 
 /// How a message reached us.
@@ -64,13 +69,21 @@ pub struct Received {
 }
 
 /// Something the shell must do for the core.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Event {
     /// Make these registrar changes durable, then call [`Endpoint::handle_persisted`].
     Persist {
         token: PersistToken,
         changes: Vec<Change>,
     },
+    /// Open an RTP session (bind a port pair) — on the worker of `near` if given — then call
+    /// [`Endpoint::handle_media_opened`].
+    OpenMedia {
+        id: SessionId,
+        near: Option<SessionId>,
+    },
+    /// A command for the media worker that owns the session.
+    Media(Command),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,15 +109,21 @@ pub struct Endpoint {
     tags: TagSource,
     metrics: Gauges,
     counters: Counters,
+    calls: calls::Calls,
+    call_cfg: CallSettings,
 }
 
 impl Endpoint {
     pub fn new(config: EndpointConfig, secret: ServerSecret, tag_seed: u64) -> Endpoint {
+        let mut tx = TransactionLayer::new(config.timers);
+        // Our 2xx to an INVITE is re-sent until its ACK comes (RFC 3261 §13.3.1.4), by the
+        // transaction layer on our behalf.
+        tx.set_retransmit_2xx(true);
         Endpoint {
             user_agent: config.user_agent.map(Bytes::from),
             trusted: config.trusted,
             accounts: config.accounts.into_iter().collect(),
-            tx: TransactionLayer::new(config.timers),
+            tx,
             registrar: Registrar::new(config.registrar),
             verifier: Verifier::new(config.digest, secret),
             lockout: (config.lockout.max_failures != u32::MAX)
@@ -117,6 +136,8 @@ impl Endpoint {
             tags: TagSource::new(tag_seed),
             metrics: Gauges::new(),
             counters: Counters::new(),
+            calls: calls::Calls::default(),
+            call_cfg: config.calls,
         }
     }
 
@@ -161,7 +182,7 @@ impl Endpoint {
             }
             Err(e) => self.on_parse_error(from, e),
         }
-        self.drain_tx_events();
+        self.drain_tx_events(now);
         self.metrics.update(&self.registrar, &self.tx);
     }
 
@@ -186,11 +207,13 @@ impl Endpoint {
             r
         };
         self.respond(now, id, resp);
-        self.drain_tx_events();
+        self.drain_tx_events(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant, unix: u64) {
         self.tx.handle_timeout(now);
+        self.drain_tx_events(now);
+        self.call_timeouts(now);
         if self.next_housekeeping.is_some_and(|t| t <= now) {
             self.next_housekeeping = Some(now + HOUSEKEEPING);
             self.registrar.expire(unix);
@@ -199,7 +222,7 @@ impl Endpoint {
                 l.prune(now);
             }
         }
-        self.drain_tx_events();
+        self.drain_tx_events(now);
         self.metrics.update(&self.registrar, &self.tx);
     }
 
@@ -217,10 +240,14 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.poll_timeout(), self.next_housekeeping) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.tx.poll_timeout(),
+            self.next_housekeeping,
+            self.calls.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn arm_housekeeping(&mut self, now: Instant) {
@@ -229,16 +256,21 @@ impl Endpoint {
         }
     }
 
-    fn drain_tx_events(&mut self) {
+    fn drain_tx_events(&mut self, now: Instant) {
         while let Some(ev) = self.tx.poll_event() {
             match ev {
                 TxEvent::AckTimeout { id } => {
-                    tracing::debug!(?id, "no ACK for a final response (Timer H)");
+                    tracing::debug!(?id, "no ACK for a final response (Timer H or L)");
+                    self.call_ack_timeout(now, id);
                 }
                 TxEvent::ClientTimeout { id } => {
                     tracing::debug!(?id, "client transaction timed out");
+                    self.call_client_timeout(now, id);
                 }
-                TxEvent::Response { .. } | TxEvent::Terminated(_) => {}
+                TxEvent::Response { id, response } => {
+                    self.call_response(now, id, response);
+                }
+                TxEvent::Terminated(key) => self.call_tx_terminated(key),
             }
         }
     }
@@ -278,7 +310,8 @@ impl Endpoint {
         };
         match self.tx.handle_request(now, req, reply_to) {
             Incoming::Request { id, request } => self.dispatch(now, unix, from, id, request),
-            Incoming::Ack2xx { .. } | Incoming::Absorbed => {}
+            Incoming::Ack2xx { request } => self.call_ack(now, &request),
+            Incoming::Absorbed => {}
         }
     }
 
@@ -286,8 +319,7 @@ impl Endpoint {
         // RFC 3261 §8.2.1: methods first.
         match &req.method {
             Method::Extension(_) => return self.reject_allow(id, &req, 501),
-            Method::Info
-            | Method::Update
+            Method::Update
             | Method::Prack
             | Method::Subscribe
             | Method::Notify
@@ -313,6 +345,14 @@ impl Endpoint {
                     .push(HeaderName::Unsupported, unsupported.join(", "));
                 return self.reject_with(id, resp);
             }
+        }
+        // Inside a dialog of ours (RFC 3261 §12.2.2): the call's business. The dialog's
+        // unguessable tags are what admits these requests, as with any UA.
+        if !matches!(req.method, Method::Cancel | Method::Ack)
+            && req.headers.to().is_ok_and(|t| t.tag().is_some())
+            && self.call_request(now, id, &req)
+        {
+            return;
         }
         match req.method {
             Method::Options => self.on_options(now, id, &req),
@@ -365,8 +405,9 @@ impl Endpoint {
         {
             return;
         }
-        // Calls arrive with the next capability; until then no number has a route.
-        self.reply(now, id, req, 404);
+        if !self.start_call(now, unix, from, id, req) {
+            self.reply(now, id, req, 404);
+        }
     }
 
     fn on_cancel(&mut self, now: Instant, id: ServerTxId, req: &Request) {
@@ -374,6 +415,9 @@ impl Endpoint {
         match self.tx.cancel_target(req) {
             Some(invite) => {
                 self.reply(now, id, req, 200);
+                if self.call_cancelled(now, invite) {
+                    return;
+                }
                 if let Some(inv) = self.tx.request_of(invite).cloned() {
                     self.reply(now, invite, &inv, 487);
                 }
@@ -776,6 +820,10 @@ impl TagSource {
     fn new(seed: u64) -> TagSource {
         use rand::SeedableRng;
         TagSource(rand::rngs::StdRng::seed_from_u64(seed))
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        rand::Rng::random(&mut self.0)
     }
 
     fn next(&mut self) -> String {

@@ -13,7 +13,9 @@
 
 use crate::auth::{AccountSecret, Algorithm, DigestConfig, LockoutConfig, ServerSecret};
 use crate::config::{self, Config};
-use crate::endpoint::{Endpoint, EndpointConfig, Event, PersistToken, Received};
+use crate::endpoint::{
+    CallSettings, Endpoint, EndpointConfig, Event, PersistToken, Received, TestLineSettings,
+};
 use crate::registrar::{Change, RegistrarConfig};
 use crate::sip::framing::{self, Frame, FrameError};
 use crate::sip::transaction::TimerConfig;
@@ -25,6 +27,9 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_media::control::MediaEvent;
+use switchboard_media::prompt::{Prompt, PromptLibrary};
+use switchboard_media::rt::{MediaConfig, MediaEngine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -40,6 +45,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot start the media workers: {0}")]
+    Media(io::Error),
+    #[error("{0}")]
+    Prompts(String),
 }
 
 fn describe_bind(e: &io::Error) -> String {
@@ -168,6 +177,46 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
                 )
             })
             .collect(),
+        calls: CallSettings {
+            domain: config.sip.domain.clone(),
+            media_address: config.media.rtp_address,
+            test_line: config.calls.test_line.as_ref().map(|t| TestLineSettings {
+                number: t.number.clone(),
+                prompt: None,
+            }),
+            ring_timeout: config.calls.ring_timeout,
+            record_calls: config.media.record_calls,
+            recordings_dir: config.media.recordings_dir.clone(),
+            ..CallSettings::default()
+        },
+    }
+}
+
+/// The prompt library: every file in `media.prompts_dir`, decoded once. A corrupt file is an
+/// error naming it; a missing folder is only a warning (the test line then plays a tone).
+pub fn load_prompts(config: &Config) -> Result<PromptLibrary, StartError> {
+    let dir = &config.media.prompts_dir;
+    if !dir.is_dir() {
+        tracing::warn!(dir = %dir.display(), "prompt folder not found; built-in tones only");
+        return Ok(PromptLibrary::new());
+    }
+    let library = PromptLibrary::load(dir).map_err(|e| StartError::Prompts(e.to_string()))?;
+    tracing::info!(dir = %dir.display(), prompts = library.len(), "prompts loaded");
+    Ok(library)
+}
+
+/// The test line's greeting: the configured prompt, or a short chime if it is missing.
+fn test_line_prompt(config: &Config, library: &PromptLibrary) -> Option<Arc<Prompt>> {
+    let t = config.calls.test_line.as_ref()?;
+    match library.get(&t.prompt) {
+        Some(p) => Some(p),
+        None => {
+            tracing::warn!(prompt = %t.prompt, dir = %config.media.prompts_dir.display(), "test line prompt not found; playing a tone instead");
+            let mut samples = switchboard_media::prompt::synth::tone(660.0, 200, 8000);
+            samples.extend(switchboard_media::prompt::synth::silence(60));
+            samples.extend(switchboard_media::prompt::synth::tone(880.0, 300, 8000));
+            Some(Arc::new(Prompt::from_samples(t.prompt.clone(), &samples)))
+        }
     }
 }
 
@@ -204,15 +253,39 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tcp.push((addr, listener));
     }
 
+    let prompts = load_prompts(config)?;
+    if config.media.record_calls {
+        std::fs::create_dir_all(&config.media.recordings_dir).map_err(|e| {
+            StartError::Prompts(format!(
+                "cannot create the recordings folder {}: {e}",
+                config.media.recordings_dir.display()
+            ))
+        })?;
+    }
+    let (media_tx, media_rx) = mpsc::unbounded_channel::<MediaEvent>();
+    let media = MediaEngine::start(
+        MediaConfig {
+            address: config.media.rtp_address,
+            port_min: config.media.rtp_port_min,
+            port_max: config.media.rtp_port_max,
+            workers: config.media.workers,
+            inactivity: config.media.rtp_timeout,
+        },
+        Arc::new(move |ev| {
+            let _ = media_tx.send(ev);
+        }),
+    )
+    .map_err(StartError::Media)?;
+
     let store = Store::open(&config.database.url).await?;
     let unix = unix_now();
     let bindings = store.load_bindings(unix).await?;
     let restored = bindings.len();
-    let mut endpoint = Endpoint::new(
-        endpoint_config(config),
-        ServerSecret::random(),
-        rand::random(),
-    );
+    let mut ep_config = endpoint_config(config);
+    if let Some(t) = &mut ep_config.calls.test_line {
+        t.prompt = test_line_prompt(config, &prompts);
+    }
+    let mut endpoint = Endpoint::new(ep_config, ServerSecret::random(), rand::random());
     endpoint.restore_bindings(bindings, unix);
     tracing::info!(restored, "registrations restored from the store");
 
@@ -253,10 +326,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = udp.into_iter().collect();
     tasks.spawn(engine_task(
         endpoint,
-        sockets,
+        Io {
+            sockets,
+            media,
+            persist: persist_tx,
+        },
         input_rx,
         done_rx,
-        persist_tx,
+        media_rx,
         shutdown_rx,
     ));
     for (t, a) in &listeners {
@@ -548,12 +625,19 @@ async fn tcp_connection(
 /// How long a connection stays writable after its peer stopped sending.
 const TCP_LINGER: Duration = Duration::from_millis(500);
 
+/// What the engine task writes to: SIP sockets, the media workers, the store writer.
+struct Io {
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    media: MediaEngine,
+    persist: mpsc::Sender<(PersistToken, Vec<Change>)>,
+}
+
 async fn engine_task(
     mut endpoint: Endpoint,
-    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    io: Io,
     mut input: mpsc::Receiver<Input>,
     mut done: mpsc::UnboundedReceiver<Persisted>,
-    persist: mpsc::Sender<(PersistToken, Vec<Change>)>,
+    mut media_events: mpsc::UnboundedReceiver<MediaEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
@@ -562,7 +646,7 @@ async fn engine_task(
         // would never poll the sleep — no retransmission, no Timer J, no expiry.
         if endpoint.poll_timeout().is_some_and(|d| d <= now()) {
             endpoint.handle_timeout(now(), unix_now());
-            flush(&mut endpoint, &sockets, &conns, &persist).await;
+            flush(&mut endpoint, &io, &conns).await;
         }
         let deadline = endpoint.poll_timeout();
         let sleep = async {
@@ -579,12 +663,16 @@ async fn engine_task(
                 for token in tokens {
                     endpoint.handle_persisted(t, token, ok);
                 }
-                flush(&mut endpoint, &sockets, &conns, &persist).await;
+                flush(&mut endpoint, &io, &conns).await;
+            }
+            Some(ev) = media_events.recv() => {
+                endpoint.handle_media(now(), ev);
+                flush(&mut endpoint, &io, &conns).await;
             }
             msg = input.recv() => {
                 let Some(msg) = msg else { break };
                 handle_input(&mut endpoint, &mut conns, msg);
-                flush(&mut endpoint, &sockets, &conns, &persist).await;
+                flush(&mut endpoint, &io, &conns).await;
                 // Take what is already queued before looking at timers again: batching keeps
                 // the per-message cost flat under load. Output is flushed after each input, so
                 // an answer always leaves before a later input (a closed connection) is seen.
@@ -592,7 +680,7 @@ async fn engine_task(
                     match input.try_recv() {
                         Ok(msg) => {
                             handle_input(&mut endpoint, &mut conns, msg);
-                            flush(&mut endpoint, &sockets, &conns, &persist).await;
+                            flush(&mut endpoint, &io, &conns).await;
                         }
                         Err(_) => break,
                     }
@@ -600,24 +688,25 @@ async fn engine_task(
             }
             _ = sleep => {
                 endpoint.handle_timeout(now(), unix_now());
-                flush(&mut endpoint, &sockets, &conns, &persist).await;
+                flush(&mut endpoint, &io, &conns).await;
             }
         }
     }
+    // Calls end with a BYE (or a final answer) before the sockets close.
+    endpoint.end_all_calls(now());
+    flush(&mut endpoint, &io, &conns).await;
+    let media = io.media.clone();
+    let _ = tokio::task::spawn_blocking(move || media.shutdown()).await;
     // Closing the persist channel lets the writer commit what it holds and stop.
-    drop(persist);
+    drop(io);
 }
 
-/// Write what the endpoint wants sent, and hand store work to the writer.
-async fn flush(
-    endpoint: &mut Endpoint,
-    sockets: &HashMap<SocketAddr, Arc<UdpSocket>>,
-    conns: &HashMap<ConnId, mpsc::Sender<Bytes>>,
-    persist: &mpsc::Sender<(PersistToken, Vec<Change>)>,
-) {
+/// Write what the endpoint wants sent, hand store work to the writer and media work to the
+/// media workers.
+async fn flush(endpoint: &mut Endpoint, io: &Io, conns: &HashMap<ConnId, mpsc::Sender<Bytes>>) {
     loop {
         while let Some(t) = endpoint.poll_transmit() {
-            send(sockets, conns, t).await;
+            send(&io.sockets, conns, t).await;
         }
         let Some(ev) = endpoint.poll_event() else {
             return;
@@ -627,11 +716,17 @@ async fn flush(
                 // Never wait for the writer here: it may be waiting for the store, and the
                 // engine must keep serving. A full queue (the store is far behind) or a writer
                 // that is gone answers this REGISTER 500 with Retry-After at once.
-                if persist.try_send((token, changes)).is_err() {
+                if io.persist.try_send((token, changes)).is_err() {
                     metrics::counter!("store_registration_overload_total").increment(1);
                     endpoint.handle_persisted(now(), token, false);
                 }
             }
+            Event::OpenMedia { id, near } => {
+                // Two bind calls: quick enough to do inline, and the answer is immediate.
+                let result = io.media.open(id, near).map_err(|e| e.to_string());
+                endpoint.handle_media_opened(now(), id, result);
+            }
+            Event::Media(command) => io.media.command(command),
         }
     }
 }

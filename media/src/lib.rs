@@ -7,10 +7,13 @@
 //! Everything here is sans-IO: packet parsing and building, codecs, DTMF detection and SDP
 //! negotiation are pure functions and state machines that take time as an input. The RTP
 //! socket loop lives in the engine's shell.
+pub mod control;
 pub mod dtmf;
 pub mod g711;
 pub mod prompt;
 pub mod record;
+pub mod rt;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod session;

@@ -40,6 +40,7 @@ fn config(trusted: &[&str], accounts: &[(&str, &str)]) -> EndpointConfig {
                 )
             })
             .collect(),
+        calls: crate::endpoint::CallSettings::default(),
     }
 }
 

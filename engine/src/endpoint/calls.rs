@@ -1,0 +1,1777 @@
+//! Calls: the B2BUA part of the endpoint (sans-IO).
+//!
+//! A call is one inbound leg (the caller's dialog, where we are the UAS) and, for a call to
+//! another account, outbound legs (one per registered contact, where we are the UAC; the
+//! first to answer wins and the others are cancelled). Every leg anchors its own RTP session
+//! in the media workers, so the two sides negotiate codecs and payload types independently
+//! and the workers relay, transcode and translate DTMF between them.
+//!
+//! The core asks the shell for media ([`Event::OpenMedia`], [`Event::Media`]) and hears back
+//! through [`Endpoint::handle_media_opened`] and [`Endpoint::handle_media`]. Offer/answer is
+//! done per leg with [`switchboard_media::sdp`]; hold and resume on one leg become a fresh
+//! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
+use super::{Endpoint, Event, Received};
+use crate::sip::dialog::{Dialog, DialogError, DialogId, DialogState};
+use crate::sip::info_dtmf;
+use crate::sip::msg::{HeaderName, Method, NameAddr, Request, Response, Uri};
+use crate::sip::transaction::{ClientTxId, ServerTxId, TxKey};
+use crate::sip::transport::{Target, Transport};
+use bytes::Bytes;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_media::control::{
+    Command, DtmfVia, MediaEvent, RecordRequest, SessionId, StreamParams,
+};
+use switchboard_media::dtmf::rfc4733::Digit;
+use switchboard_media::prompt::Prompt;
+use switchboard_media::sdp::{
+    self, Capabilities, Direction, LocalSession, Negotiated, SessionDescription,
+};
+
+/// How calls behave; part of [`super::EndpointConfig`].
+#[derive(Clone, Debug)]
+pub struct CallSettings {
+    /// Our SIP domain: the host of the From/To URIs we write.
+    pub domain: String,
+    /// The address RTP binds to and SDP advertises.
+    pub media_address: IpAddr,
+    pub capabilities: Capabilities,
+    pub test_line: Option<TestLineSettings>,
+    /// How long a dialled account's phones ring before the caller hears "no answer".
+    pub ring_timeout: Duration,
+    /// Record bridged calls (stereo WAV) into `recordings_dir`.
+    pub record_calls: bool,
+    pub recordings_dir: PathBuf,
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        CallSettings {
+            domain: "switchboard".into(),
+            media_address: IpAddr::from([127, 0, 0, 1]),
+            capabilities: Capabilities::default(),
+            test_line: None,
+            ring_timeout: Duration::from_secs(60),
+            record_calls: false,
+            recordings_dir: PathBuf::from("data/recordings"),
+        }
+    }
+}
+
+/// The echo/DTMF test line (a PBX's `*43`).
+#[derive(Clone, Debug)]
+pub struct TestLineSettings {
+    pub number: String,
+    /// Played when the call is answered; then the line echoes what it hears.
+    pub prompt: Option<Arc<Prompt>>,
+}
+
+/// Why a call ended, for the log and (later) the call record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    CallerHangup,
+    CalleeHangup,
+    CallerCancelled,
+    NoAnswer,
+    Busy,
+    Declined,
+    Unavailable,
+    Rejected(u16),
+    MediaTimeout,
+    NoAck,
+    MediaFailure,
+    Shutdown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct CallKey(u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct LegId(u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    TestLine,
+    Bridge,
+}
+
+#[derive(Debug)]
+struct Call {
+    kind: Kind,
+    a: LegId,
+    /// Outbound legs still ringing (before answer) or the winner (after).
+    forks: Vec<LegId>,
+    winner: Option<LegId>,
+    /// Final codes from forks that failed, for the caller's answer (RFC 3261 §16.7 style).
+    fork_codes: Vec<u16>,
+    ring_deadline: Option<Instant>,
+    answered: bool,
+    caller: String,
+    callee: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// The caller's leg: we are the UAS.
+    Inbound,
+    /// A leg we placed: we are the UAC.
+    Outbound,
+}
+
+#[derive(Debug)]
+struct Leg {
+    call: Option<CallKey>,
+    side: Side,
+    /// Where requests to this peer go: the flow its INVITE or REGISTER came on.
+    target: Target,
+    contact: NameAddr,
+    local_tag: String,
+    dialog: Option<Dialog>,
+    session: SessionId,
+    local_rtp: Option<SocketAddr>,
+    sdp: LocalSession,
+    negotiated: Option<Negotiated>,
+    /// The peer's last offer or answer (its stated direction matters for hold).
+    remote_sdp: Option<SessionDescription>,
+    /// Our offer awaiting an answer (late offer in a 200, a re-INVITE, a B-leg INVITE).
+    our_offer: Option<SessionDescription>,
+    // Inbound.
+    invite: Option<Request>,
+    invite_tx: Option<ServerTxId>,
+    offer_in_invite: Option<SessionDescription>,
+    sent_ringing: bool,
+    // Outbound.
+    out_invite: Option<Request>,
+    out_tx: Option<ClientTxId>,
+    provisional_seen: bool,
+    cancel_wanted: bool,
+    cancelled: bool,
+    acked_cseq: Option<u32>,
+    /// A re-INVITE from this leg's peer, waiting for the other leg's answer.
+    reinvite_in: Option<(ServerTxId, Request)>,
+    /// Our re-INVITE on this leg (passing on the other leg's offer).
+    reinvite_out: Option<ClientTxId>,
+    bye_sent: bool,
+    media_closed: bool,
+    playing_intro: bool,
+}
+
+/// What a client transaction of ours was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Invite,
+    Reinvite,
+    Bye,
+    Info,
+}
+
+/// All calls of the endpoint.
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    calls: HashMap<CallKey, Call>,
+    legs: HashMap<LegId, Leg>,
+    by_dialog: HashMap<DialogId, LegId>,
+    by_server_tx: HashMap<ServerTxId, LegId>,
+    by_client_tx: HashMap<ClientTxId, (LegId, Purpose)>,
+    by_session: HashMap<SessionId, LegId>,
+    timers: BinaryHeap<Reverse<(Instant, CallKey)>>,
+    next_id: u64,
+}
+
+impl Calls {
+    fn next(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(super) fn active(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+}
+
+const PLAY_INTRO: u64 = 1;
+
+fn sdp_of(body: &Bytes) -> Option<Result<SessionDescription, ()>> {
+    if body.is_empty() {
+        return None;
+    }
+    Some(SessionDescription::parse_bytes(body).map_err(|_| ()))
+}
+
+fn is_sdp(msg_headers: &crate::sip::msg::Headers, body: &Bytes) -> bool {
+    if body.is_empty() {
+        return false;
+    }
+    let ct = msg_headers.get_str(&HeaderName::ContentType).unwrap_or("");
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/sdp")
+}
+
+fn params_of(n: &Negotiated) -> StreamParams {
+    StreamParams {
+        remote: n.remote_addr,
+        remote_rtcp: n.remote_rtcp,
+        codec: n.codec.codec,
+        payload_type: n.codec.payload_type,
+        telephone_event: n.telephone_event_pt,
+        direction: n.direction,
+        inband_dtmf: n.telephone_event_pt.is_none(),
+        ptime: n.ptime,
+    }
+}
+
+/// The direction the peer stated for its audio, from its own point of view.
+fn stated_direction(sdp: &SessionDescription) -> Direction {
+    match sdp
+        .media
+        .iter()
+        .find(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
+    {
+        Some(m) => {
+            let hold = sdp.media_connection(m).is_some_and(|c| c.is_hold());
+            let d = sdp.media_direction(m);
+            if hold {
+                // RFC 2543 hold: the peer wants nothing sent to it.
+                match d {
+                    Direction::SendRecv | Direction::SendOnly => Direction::SendOnly,
+                    _ => Direction::Inactive,
+                }
+            } else {
+                d
+            }
+        }
+        None => Direction::Inactive,
+    }
+}
+
+fn user_of(uri: &Uri) -> String {
+    uri.user_decoded()
+        .and_then(|u| String::from_utf8(u).ok())
+        .unwrap_or_default()
+}
+
+impl Endpoint {
+    // -----------------------------------------------------------------------------------------
+    // New calls
+    // -----------------------------------------------------------------------------------------
+
+    /// An authenticated INVITE outside any dialog: route it. Returns false if no call
+    /// handles the number (the caller answers 404).
+    pub(super) fn start_call(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        from: Received,
+        id: ServerTxId,
+        req: &Request,
+    ) -> bool {
+        let callee = user_of(&req.uri);
+        let caller = req
+            .headers
+            .from()
+            .map(|f| user_of(&f.uri))
+            .unwrap_or_default();
+        let kind = if self
+            .call_cfg
+            .test_line
+            .as_ref()
+            .is_some_and(|t| t.number == callee)
+        {
+            Kind::TestLine
+        } else if self.accounts.contains_key(&callee) {
+            Kind::Bridge
+        } else {
+            return false;
+        };
+        let offer = match sdp_of(&req.body) {
+            None => None,
+            Some(Ok(s)) if is_sdp(&req.headers, &req.body) => Some(s),
+            Some(Ok(_)) => None,
+            Some(Err(())) => {
+                let resp = self
+                    .response(req, 400)
+                    .with_reason("Bad Request (malformed SDP)");
+                self.respond(now, id, resp);
+                return true;
+            }
+        };
+        let contacts: Vec<crate::registrar::Binding> = if kind == Kind::Bridge {
+            self.registrar
+                .lookup(&callee, unix)
+                .into_iter()
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if kind == Kind::Bridge && contacts.is_empty() {
+            tracing::info!(%caller, %callee, "call to an account with no registered phone");
+            let resp = self
+                .response(req, 480)
+                .with_reason("Temporarily Unavailable (not registered)");
+            self.respond(now, id, resp);
+            return true;
+        }
+        let key = CallKey(self.calls.next());
+        let target = Target {
+            transport: from.transport,
+            addr: from.remote,
+            conn: from.conn,
+            local: from.local,
+        };
+        let a = self.new_leg(Side::Inbound, target);
+        {
+            let leg = self.calls.legs.get_mut(&a).expect("just made");
+            leg.call = Some(key);
+            leg.invite = Some(req.clone());
+            leg.invite_tx = Some(id);
+            leg.offer_in_invite = offer;
+        }
+        self.calls.by_server_tx.insert(id, a);
+        let session = self.calls.legs[&a].session;
+        self.events.push_back(Event::OpenMedia {
+            id: session,
+            near: None,
+        });
+        let mut forks = Vec::new();
+        if kind == Kind::Bridge {
+            for b in &contacts {
+                let target = Target {
+                    transport: b.transport,
+                    addr: b.source,
+                    conn: b.conn,
+                    local: b.local,
+                };
+                let Ok(contact_uri) = NameAddr::parse(&b.contact)
+                    .map(|n| n.uri)
+                    .or_else(|_| Uri::parse(&b.contact))
+                else {
+                    continue;
+                };
+                let leg_id = self.new_leg(Side::Outbound, target);
+                let max_forwards = req
+                    .headers
+                    .max_forwards()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(70)
+                    .saturating_sub(1);
+                let invite = self.outbound_invite(leg_id, req, contact_uri, &callee, max_forwards);
+                let leg = self.calls.legs.get_mut(&leg_id).expect("just made");
+                leg.call = Some(key);
+                leg.out_invite = Some(invite);
+                let s = leg.session;
+                self.events.push_back(Event::OpenMedia {
+                    id: s,
+                    near: Some(session),
+                });
+                forks.push(leg_id);
+            }
+        }
+        tracing::info!(call = key.0, %caller, %callee, kind = ?kind, forks = forks.len(), "call started");
+        metrics::counter!("calls_total", "kind" => match kind { Kind::TestLine => "test_line", Kind::Bridge => "account" }).increment(1);
+        let ring_deadline = (kind == Kind::Bridge).then(|| now + self.call_cfg.ring_timeout);
+        if let Some(t) = ring_deadline {
+            self.calls.timers.push(Reverse((t, key)));
+        }
+        self.calls.calls.insert(
+            key,
+            Call {
+                kind,
+                a,
+                forks,
+                winner: None,
+                fork_codes: Vec::new(),
+                ring_deadline,
+                answered: false,
+                caller,
+                callee,
+            },
+        );
+        true
+    }
+
+    fn new_leg(&mut self, side: Side, target: Target) -> LegId {
+        let id = LegId(self.calls.next());
+        let session = SessionId(id.0);
+        let contact_host = if target.local.ip().is_unspecified() {
+            SocketAddr::new(self.call_cfg.media_address, target.local.port())
+        } else {
+            target.local
+        };
+        let transport = match target.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        let contact = NameAddr::parse(&format!("<sip:switchboard@{contact_host}{transport}>"))
+            .expect("a well-formed Contact");
+        let sdp_id = u64::from(self.tags.next_u32());
+        let leg = Leg {
+            call: None,
+            side,
+            target,
+            contact,
+            local_tag: self.tags.next(),
+            dialog: None,
+            session,
+            local_rtp: None,
+            sdp: LocalSession::new(sdp_id, sdp_id),
+            negotiated: None,
+            remote_sdp: None,
+            our_offer: None,
+            invite: None,
+            invite_tx: None,
+            offer_in_invite: None,
+            sent_ringing: false,
+            out_invite: None,
+            out_tx: None,
+            provisional_seen: false,
+            cancel_wanted: false,
+            cancelled: false,
+            acked_cseq: None,
+            reinvite_in: None,
+            reinvite_out: None,
+            bye_sent: false,
+            media_closed: false,
+            playing_intro: false,
+        };
+        self.calls.by_session.insert(session, id);
+        self.calls.legs.insert(id, leg);
+        id
+    }
+
+    /// The INVITE to one registered contact of the dialled account. The caller's identity
+    /// travels in From, as the phone dialled it.
+    fn outbound_invite(
+        &mut self,
+        leg: LegId,
+        incoming: &Request,
+        uri: Uri,
+        callee: &str,
+        max_forwards: u8,
+    ) -> Request {
+        let domain = self.call_cfg.domain.clone();
+        let l = &self.calls.legs[&leg];
+        let mut req = Request::new(Method::Invite, uri);
+        let h = &mut req.headers;
+        h.push(HeaderName::MaxForwards, max_forwards.to_string());
+        let from = incoming.headers.from().ok();
+        let caller = from.as_ref().map(|f| user_of(&f.uri)).unwrap_or_default();
+        let display = from
+            .as_ref()
+            .and_then(|f| f.display.clone())
+            .map(|d| format!("{d} "))
+            .unwrap_or_default();
+        let caller = if caller.is_empty() {
+            "anonymous".to_string()
+        } else {
+            caller
+        };
+        h.push(
+            HeaderName::From,
+            format!("{display}<sip:{caller}@{domain}>;tag={}", l.local_tag),
+        );
+        h.push(HeaderName::To, format!("<sip:{callee}@{domain}>"));
+        h.push(
+            HeaderName::CallId,
+            format!("{}-{}@switchboard", self.tags.next(), leg.0),
+        );
+        h.push(HeaderName::CSeq, "1 INVITE");
+        h.push(HeaderName::Contact, l.contact.to_string());
+        h.push(HeaderName::Allow, super::ALLOW);
+        if let Some(ua) = &self.user_agent {
+            h.push(HeaderName::UserAgent, ua.clone());
+        }
+        req
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Media answers
+    // -----------------------------------------------------------------------------------------
+
+    /// The shell opened (or failed to open) the RTP session the core asked for.
+    pub fn handle_media_opened(
+        &mut self,
+        now: Instant,
+        id: SessionId,
+        result: Result<SocketAddr, String>,
+    ) {
+        let Some(&leg_id) = self.calls.by_session.get(&id) else {
+            return;
+        };
+        match result {
+            Ok(addr) => {
+                if let Some(leg) = self.calls.legs.get_mut(&leg_id) {
+                    leg.local_rtp = Some(addr);
+                }
+            }
+            Err(e) => {
+                tracing::error!(session = %id, error = %e, "no RTP port for a call");
+                if let Some(leg) = self.calls.legs.get_mut(&leg_id) {
+                    leg.media_closed = true;
+                }
+                if let Some(key) = self.calls.legs.get(&leg_id).and_then(|l| l.call) {
+                    self.end_call(now, key, EndReason::MediaFailure, Some(503));
+                }
+                return;
+            }
+        }
+        let Some(key) = self.calls.legs.get(&leg_id).and_then(|l| l.call) else {
+            return;
+        };
+        // Proceed once every leg of the call has its port.
+        let Some(call) = self.calls.calls.get(&key) else {
+            return;
+        };
+        let all = std::iter::once(call.a)
+            .chain(call.forks.iter().copied())
+            .all(|l| {
+                self.calls
+                    .legs
+                    .get(&l)
+                    .is_some_and(|l| l.local_rtp.is_some())
+            });
+        let already = self.calls.legs[&call.a].dialog.is_some()
+            || call
+                .forks
+                .iter()
+                .any(|f| self.calls.legs.get(f).is_some_and(|l| l.out_tx.is_some()));
+        if !all || already {
+            return;
+        }
+        match call.kind {
+            Kind::TestLine => self.answer_inbound(now, key, None),
+            Kind::Bridge => {
+                let forks = call.forks.clone();
+                for f in forks {
+                    self.send_fork(now, f);
+                }
+            }
+        }
+    }
+
+    fn send_fork(&mut self, now: Instant, leg_id: LegId) {
+        let caps = self.call_cfg.capabilities.clone();
+        let addr = self.call_cfg.media_address;
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let (Some(mut invite), Some(rtp)) = (leg.out_invite.take(), leg.local_rtp) else {
+            return;
+        };
+        let offer = sdp::offer(&caps, addr, rtp.port(), Direction::SendRecv, &mut leg.sdp);
+        invite
+            .headers
+            .push(HeaderName::ContentType, "application/sdp");
+        invite.body = Bytes::from(offer.to_string());
+        leg.our_offer = Some(offer);
+        let target = leg.target;
+        // Our own Via, so the INVITE we keep is the one on the wire (CANCEL copies it).
+        let host = if target.local.ip().is_unspecified() {
+            SocketAddr::new(addr, target.local.port())
+        } else {
+            target.local
+        };
+        let via = format!(
+            "SIP/2.0/{} {host};branch={};rport",
+            target.transport,
+            self.tx.new_branch()
+        );
+        invite
+            .headers
+            .0
+            .insert(0, crate::sip::msg::Header::new(HeaderName::Via, via));
+        let tx = self.tx.send_request(now, invite.clone(), target);
+        let leg = self.calls.legs.get_mut(&leg_id).expect("exists");
+        leg.out_invite = Some(invite);
+        leg.out_tx = Some(tx);
+        self.calls
+            .by_client_tx
+            .insert(tx, (leg_id, Purpose::Invite));
+    }
+
+    /// Answer the caller: 200 with our answer (or our offer, when the INVITE had none).
+    /// `prefer`: the codec the other leg settled on, tried first to avoid transcoding.
+    fn answer_inbound(&mut self, now: Instant, key: CallKey, prefer: Option<sdp::Codec>) {
+        let Some(call) = self.calls.calls.get(&key) else {
+            return;
+        };
+        let a = call.a;
+        let mut caps = self.call_cfg.capabilities.clone();
+        if let Some(c) = prefer {
+            caps.codecs.retain(|x| *x != c);
+            caps.codecs.insert(0, c);
+        }
+        let addr = self.call_cfg.media_address;
+        let leg = self.calls.legs.get_mut(&a).expect("leg a");
+        let (Some(rtp), Some(invite), Some(tx)) =
+            (leg.local_rtp, leg.invite.clone(), leg.invite_tx)
+        else {
+            return;
+        };
+        let body = match leg.offer_in_invite.clone() {
+            Some(offer) => {
+                // Prefer the other leg's codec when the caller offers it.
+                let mut answer_caps = caps.clone();
+                if let Some(c) = prefer {
+                    let offered = sdp::answer(
+                        &offer,
+                        &Capabilities {
+                            codecs: vec![c],
+                            ..caps.clone()
+                        },
+                        addr,
+                        rtp.port(),
+                        &mut leg.sdp.clone(),
+                    )
+                    .is_ok();
+                    if offered {
+                        answer_caps.codecs = vec![c];
+                    }
+                }
+                match sdp::answer(&offer, &answer_caps, addr, rtp.port(), &mut leg.sdp) {
+                    Ok((answer, negotiated)) => {
+                        self.events.push_back(Event::Media(Command::Configure {
+                            id: leg.session,
+                            params: params_of(&negotiated),
+                        }));
+                        leg.negotiated = Some(negotiated);
+                        leg.remote_sdp = Some(offer);
+                        answer
+                    }
+                    Err(reject) => {
+                        let warning = reject.warning_header("switchboard");
+                        self.reject_offer(now, key, tx, &invite, warning);
+                        return;
+                    }
+                }
+            }
+            None => {
+                let offer = sdp::offer(&caps, addr, rtp.port(), Direction::SendRecv, &mut leg.sdp);
+                leg.our_offer = Some(offer.clone());
+                offer
+            }
+        };
+        let dialog = match leg.dialog.take() {
+            Some(d) => d,
+            None => match Dialog::uas_from_invite(&invite, &leg.local_tag, leg.contact.clone()) {
+                Ok(d) => d,
+                Err(e) => {
+                    let code = e.status();
+                    self.end_call(now, key, EndReason::Rejected(code), Some(code));
+                    return;
+                }
+            },
+        };
+        let mut resp = dialog.response_to(&invite, 200);
+        resp.headers.push(HeaderName::Allow, super::ALLOW);
+        resp.headers
+            .push(HeaderName::ContentType, "application/sdp");
+        resp.body = Bytes::from(body.to_string());
+        let mut dialog = dialog;
+        dialog.response_sent(&resp);
+        self.calls.by_dialog.insert(dialog.id().clone(), a);
+        leg.dialog = Some(dialog);
+        self.decorate(&mut resp);
+        self.tx.respond(now, tx, resp);
+        if let Some(call) = self.calls.calls.get_mut(&key) {
+            call.answered = true;
+            call.ring_deadline = None;
+            tracing::info!(call = key.0, caller = %call.caller, callee = %call.callee, "call answered");
+        }
+    }
+
+    fn reject_offer(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        tx: ServerTxId,
+        invite: &Request,
+        warning: Option<String>,
+    ) {
+        let mut resp = self.response(invite, 488);
+        if let Some(w) = warning {
+            resp.headers.push(HeaderName::Warning, w);
+        }
+        self.respond(now, tx, resp);
+        if let Some(leg) = self
+            .calls
+            .calls
+            .get(&key)
+            .and_then(|c| self.calls.legs.get_mut(&c.a))
+        {
+            leg.invite_tx = None;
+        }
+        self.end_call(now, key, EndReason::Rejected(488), None);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Responses to our requests
+    // -----------------------------------------------------------------------------------------
+
+    /// A response for one of our client transactions. False if it belongs to no call.
+    pub(super) fn call_response(&mut self, now: Instant, id: ClientTxId, resp: Response) -> bool {
+        let Some(&(leg_id, purpose)) = self.calls.by_client_tx.get(&id) else {
+            return false;
+        };
+        match purpose {
+            Purpose::Invite => self.on_invite_response(now, leg_id, resp),
+            Purpose::Reinvite => self.on_reinvite_response(now, leg_id, resp),
+            Purpose::Bye | Purpose::Info => {}
+        }
+        true
+    }
+
+    /// Timer B/F (or a transport failure) for one of our requests: as a 408.
+    pub(super) fn call_client_timeout(&mut self, now: Instant, id: ClientTxId) {
+        let Some(&(leg_id, purpose)) = self.calls.by_client_tx.get(&id) else {
+            return;
+        };
+        let resp = match self
+            .calls
+            .legs
+            .get(&leg_id)
+            .and_then(|l| l.out_invite.as_ref())
+        {
+            Some(req) if purpose == Purpose::Invite => Response::for_request(req, 408),
+            _ => Response::from_headers(&crate::sip::msg::Headers::new(), 408),
+        };
+        match purpose {
+            Purpose::Invite => self.on_invite_response(now, leg_id, resp),
+            Purpose::Reinvite => self.on_reinvite_response(now, leg_id, resp),
+            Purpose::Bye | Purpose::Info => {}
+        }
+    }
+
+    /// A transaction is gone: forget it, and a leg with nothing left to wait for.
+    pub(super) fn call_tx_terminated(&mut self, key: TxKey) {
+        match key {
+            TxKey::Client(id) => {
+                if let Some((leg, _)) = self.calls.by_client_tx.remove(&id) {
+                    self.forget_leg_if_done(leg);
+                }
+            }
+            TxKey::Server(id) => {
+                if let Some(leg) = self.calls.by_server_tx.remove(&id) {
+                    self.forget_leg_if_done(leg);
+                }
+            }
+        }
+    }
+
+    fn forget_leg_if_done(&mut self, leg_id: LegId) {
+        let Some(leg) = self.calls.legs.get(&leg_id) else {
+            return;
+        };
+        let call_alive = leg.call.is_some_and(|k| self.calls.calls.contains_key(&k));
+        if call_alive {
+            return;
+        }
+        let busy = self.calls.by_client_tx.values().any(|(l, _)| *l == leg_id)
+            || self.calls.by_server_tx.values().any(|l| *l == leg_id);
+        if !busy {
+            if let Some(leg) = self.calls.legs.remove(&leg_id) {
+                self.calls.by_session.remove(&leg.session);
+                if let Some(d) = &leg.dialog {
+                    self.calls.by_dialog.remove(d.id());
+                }
+            }
+        }
+    }
+
+    fn on_invite_response(&mut self, now: Instant, leg_id: LegId, resp: Response) {
+        let code = resp.code;
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let Some(invite) = leg.out_invite.clone() else {
+            return;
+        };
+        if code == 100 {
+            return;
+        }
+        // Dialog bookkeeping (RFC 3261 §12.1.2).
+        if (101..300).contains(&code) {
+            match &mut leg.dialog {
+                Some(d) if DialogId::of_response(&resp).as_ref() == Some(d.id()) => {
+                    d.response_received(&resp)
+                }
+                Some(_) => {
+                    // Another fork of the same INVITE (a forking proxy behind the phone):
+                    // only the first dialog is kept; a 2xx from another is answered below.
+                }
+                None => {
+                    if let Ok(d) = Dialog::uac_from_response(&invite, &resp) {
+                        self.calls.by_dialog.insert(d.id().clone(), leg_id);
+                        leg.dialog = Some(d);
+                    }
+                }
+            }
+        }
+        let call_key = leg.call.filter(|k| self.calls.calls.contains_key(k));
+        if code < 200 {
+            leg.provisional_seen = true;
+            if leg.cancel_wanted && !leg.cancelled {
+                self.send_cancel(now, leg_id);
+                return;
+            }
+            let Some(key) = call_key else { return };
+            self.ring_caller(now, key);
+            return;
+        }
+        if code >= 300 {
+            if let Some(d) = &mut leg.dialog {
+                d.response_received(&resp);
+            }
+            let Some(key) = call_key else { return };
+            self.fork_failed(now, key, leg_id, code);
+            return;
+        }
+        // 2xx: ACK it (every 2xx, retransmissions included: RFC 3261 §13.2.2.4).
+        let Ok(cseq) = resp.headers.cseq() else {
+            return;
+        };
+        let same_dialog = leg
+            .dialog
+            .as_ref()
+            .is_some_and(|d| DialogId::of_response(&resp).as_ref() == Some(d.id()));
+        if !same_dialog {
+            // A 2xx from a second fork behind the phone: ACK and BYE it (§13.2.2.4).
+            if let Ok(mut d) = Dialog::uac_from_response(&invite, &resp) {
+                let ack = d.ack_for(cseq.seq);
+                self.tx.send_request(now, ack, leg.target);
+                let bye = d.request(Method::Bye);
+                let target = leg.target;
+                self.tx.send_request(now, bye, target);
+            }
+            return;
+        }
+        let answered_before = leg.acked_cseq == Some(cseq.seq);
+        let ack = leg
+            .dialog
+            .as_ref()
+            .map(|d| d.ack_for(cseq.seq))
+            .expect("dialog");
+        leg.acked_cseq = Some(cseq.seq);
+        let target = leg.target;
+        self.tx.send_request(now, ack, target);
+        if answered_before {
+            return;
+        }
+        let won = call_key.filter(|k| {
+            self.calls
+                .calls
+                .get(k)
+                .is_some_and(|c| c.winner.is_none() && !c.answered)
+        });
+        let Some(key) = won else {
+            // Too late: the call was answered elsewhere or is over.
+            self.hangup_leg(now, leg_id);
+            return;
+        };
+        // Read the answer to our offer.
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        let answer = sdp_of(&resp.body).and_then(Result::ok);
+        let negotiated = match (&leg.our_offer, &answer) {
+            (Some(offer), Some(ans)) => sdp::process_answer(offer, ans).ok(),
+            _ => None,
+        };
+        let Some(negotiated) = negotiated else {
+            tracing::warn!(
+                call = key.0,
+                "callee's answer had no usable audio; hanging up"
+            );
+            self.hangup_leg(now, leg_id);
+            self.fork_failed(now, key, leg_id, 488);
+            return;
+        };
+        leg.our_offer = None;
+        leg.remote_sdp = answer;
+        let codec = negotiated.codec.codec;
+        self.events.push_back(Event::Media(Command::Configure {
+            id: leg.session,
+            params: params_of(&negotiated),
+        }));
+        leg.negotiated = Some(negotiated);
+        let b_session = leg.session;
+        let call = self.calls.calls.get_mut(&key).expect("call");
+        call.winner = Some(leg_id);
+        let others: Vec<LegId> = call
+            .forks
+            .iter()
+            .copied()
+            .filter(|f| *f != leg_id)
+            .collect();
+        call.forks.retain(|f| *f == leg_id);
+        let a = call.a;
+        for o in others {
+            self.cancel_fork(now, o);
+        }
+        self.answer_inbound(now, key, Some(codec));
+        let a_session = self.calls.legs[&a].session;
+        self.events.push_back(Event::Media(Command::Bridge {
+            a: a_session,
+            b: b_session,
+        }));
+        if self.call_cfg.record_calls {
+            let path = self.call_cfg.recordings_dir.join(format!(
+                "call-{}-{}.wav",
+                key.0,
+                self.tags.next()
+            ));
+            self.events.push_back(Event::Media(Command::Record {
+                id: a_session,
+                request: RecordRequest { path },
+            }));
+        }
+    }
+
+    /// Tell the caller it is ringing (once): 180 on the early dialog.
+    fn ring_caller(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.calls.get(&key) else {
+            return;
+        };
+        if call.answered {
+            return;
+        }
+        let a = call.a;
+        let leg = self.calls.legs.get_mut(&a).expect("leg a");
+        if leg.sent_ringing {
+            return;
+        }
+        let (Some(invite), Some(tx)) = (leg.invite.clone(), leg.invite_tx) else {
+            return;
+        };
+        leg.sent_ringing = true;
+        if leg.dialog.is_none() {
+            if let Ok(d) = Dialog::uas_from_invite(&invite, &leg.local_tag, leg.contact.clone()) {
+                leg.dialog = Some(d);
+            }
+        }
+        let mut resp = match &leg.dialog {
+            Some(d) => d.response_to(&invite, 180),
+            None => return,
+        };
+        self.decorate(&mut resp);
+        self.tx.respond(now, tx, resp);
+    }
+
+    fn fork_failed(&mut self, now: Instant, key: CallKey, leg_id: LegId, code: u16) {
+        let Some(call) = self.calls.calls.get_mut(&key) else {
+            return;
+        };
+        call.forks.retain(|f| *f != leg_id);
+        if call.winner == Some(leg_id) {
+            return;
+        }
+        if code != 487 {
+            call.fork_codes.push(code);
+        }
+        if let Some(leg) = self.calls.legs.get_mut(&leg_id) {
+            leg.call = None;
+            self.close_media(leg_id);
+        }
+        let Some(call) = self.calls.calls.get(&key) else {
+            return;
+        };
+        if !call.forks.is_empty() || call.answered {
+            return;
+        }
+        // Every phone said no: the caller gets the most telling answer.
+        let codes = &call.fork_codes;
+        let (answer, reason) = if codes.iter().any(|c| matches!(c, 486 | 600)) {
+            (486, EndReason::Busy)
+        } else if codes.iter().any(|c| matches!(c, 603)) {
+            (603, EndReason::Declined)
+        } else if codes.iter().any(|c| matches!(c, 408)) {
+            (480, EndReason::NoAnswer)
+        } else if let Some(c) = codes
+            .iter()
+            .copied()
+            .filter(|c| (400..700).contains(c))
+            .min()
+        {
+            (if c == 488 { 488 } else { 480 }, EndReason::Unavailable)
+        } else {
+            (480, EndReason::Unavailable)
+        };
+        self.end_call(now, key, reason, Some(answer));
+    }
+
+    fn cancel_fork(&mut self, now: Instant, leg_id: LegId) {
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        leg.call = None;
+        leg.cancel_wanted = true;
+        if leg.provisional_seen && !leg.cancelled {
+            self.send_cancel(now, leg_id);
+        }
+        self.close_media(leg_id);
+    }
+
+    /// RFC 3261 §9.1: CANCEL copies the INVITE's Request-URI, Call-ID, From, To, CSeq number
+    /// and top Via; only after a provisional response.
+    fn send_cancel(&mut self, now: Instant, leg_id: LegId) {
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let Some(invite) = leg.out_invite.as_ref() else {
+            return;
+        };
+        leg.cancelled = true;
+        let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
+        for name in [
+            HeaderName::Via,
+            HeaderName::MaxForwards,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+        ] {
+            if let Some(v) = invite.headers.get(&name) {
+                cancel.headers.push(name, v.clone());
+            }
+        }
+        let seq = invite.headers.cseq().map(|c| c.seq).unwrap_or(1);
+        cancel
+            .headers
+            .push(HeaderName::CSeq, format!("{seq} CANCEL"));
+        let target = leg.target;
+        self.tx.send_request(now, cancel, target);
+    }
+
+    fn on_reinvite_response(&mut self, now: Instant, leg_id: LegId, resp: Response) {
+        let code = resp.code;
+        if code < 200 {
+            return;
+        }
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        if let Some(d) = &mut leg.dialog {
+            d.response_received(&resp);
+        }
+        if code < 300 {
+            if let (Some(d), Ok(cseq)) = (&leg.dialog, resp.headers.cseq()) {
+                let ack = d.ack_for(cseq.seq);
+                let target = leg.target;
+                self.tx.send_request(now, ack, target);
+            }
+        }
+        if leg.reinvite_out.is_none() {
+            return; // a retransmitted 2xx, ACKed again above
+        }
+        leg.reinvite_out = None;
+        let Some(key) = leg.call else { return };
+        let other = self.other_leg(key, leg_id);
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        let mut answered_dir = None;
+        if code < 300 {
+            let answer = sdp_of(&resp.body).and_then(Result::ok);
+            if let (Some(offer), Some(ans)) = (&leg.our_offer, &answer) {
+                if let Ok(n) = sdp::process_answer(offer, ans) {
+                    self.events.push_back(Event::Media(Command::Configure {
+                        id: leg.session,
+                        params: params_of(&n),
+                    }));
+                    leg.negotiated = Some(n);
+                    answered_dir = Some(stated_direction(ans));
+                    leg.remote_sdp = answer;
+                }
+            }
+            leg.our_offer = None;
+        } else {
+            leg.our_offer = None;
+        }
+        // Finish the re-INVITE the other leg's peer sent us.
+        let Some(other) = other else { return };
+        let Some(o) = self.calls.legs.get_mut(&other) else {
+            return;
+        };
+        let Some((tx, reinvite)) = o.reinvite_in.take() else {
+            return;
+        };
+        match answered_dir {
+            Some(dir) => self.answer_reinvite(now, other, tx, &reinvite, dir),
+            None => {
+                let code = if code < 300 || code == 408 || code == 481 {
+                    488
+                } else {
+                    code
+                };
+                let d = o.dialog.as_ref();
+                let mut r = match d {
+                    Some(d) => d.response_to(&reinvite, code),
+                    None => Response::for_request(&reinvite, code),
+                };
+                if let Some(d) = &mut o.dialog {
+                    d.response_sent(&r);
+                }
+                self.decorate(&mut r);
+                self.tx.respond(now, tx, r);
+            }
+        }
+    }
+
+    fn other_leg(&self, key: CallKey, leg: LegId) -> Option<LegId> {
+        let call = self.calls.calls.get(&key)?;
+        if call.a == leg {
+            call.winner
+        } else if call.winner == Some(leg) {
+            Some(call.a)
+        } else {
+            None
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Requests inside a dialog
+    // -----------------------------------------------------------------------------------------
+
+    /// An in-dialog request (To tag present). False when no dialog of ours matches.
+    pub(super) fn call_request(&mut self, now: Instant, id: ServerTxId, req: &Request) -> bool {
+        let Some(did) = DialogId::of_request(req) else {
+            return false;
+        };
+        let Some(&leg_id) = self.calls.by_dialog.get(&did) else {
+            return false;
+        };
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return false;
+        };
+        let Some(dialog) = &mut leg.dialog else {
+            return false;
+        };
+        if let Err(e) = dialog.receive_request(req) {
+            let mut resp = dialog.response_to(req, e.status());
+            if matches!(e, DialogError::InviteInProgress { .. }) {
+                resp.headers.push(
+                    HeaderName::RetryAfter,
+                    (self.tags.next_u32() % 10).to_string(),
+                );
+            }
+            self.decorate(&mut resp);
+            self.tx.respond(now, id, resp);
+            return true;
+        }
+        let key = leg.call;
+        match req.method {
+            Method::Bye => {
+                let resp = dialog.response_to(req, 200);
+                let reason = match leg.side {
+                    Side::Inbound => EndReason::CallerHangup,
+                    Side::Outbound => EndReason::CalleeHangup,
+                };
+                leg.bye_sent = true; // the dialog is over: no BYE back
+                self.reply_in_dialog(now, id, resp);
+                if let Some(key) = key {
+                    self.end_call(now, key, reason, None);
+                } else {
+                    self.close_media(leg_id);
+                }
+            }
+            Method::Invite => self.on_reinvite(now, leg_id, id, req),
+            Method::Info => self.on_info(now, leg_id, id, req),
+            Method::Options => {
+                let mut resp = dialog.response_to(req, 200);
+                resp.headers.push(HeaderName::Allow, super::ALLOW);
+                resp.headers.push(HeaderName::Accept, "application/sdp");
+                self.reply_in_dialog(now, id, resp);
+            }
+            _ => {
+                let mut resp = dialog.response_to(req, 405);
+                resp.headers.push(HeaderName::Allow, super::ALLOW);
+                self.reply_in_dialog(now, id, resp);
+            }
+        }
+        true
+    }
+
+    fn reply_in_dialog(&mut self, now: Instant, id: ServerTxId, mut resp: Response) {
+        self.decorate(&mut resp);
+        self.tx.respond(now, id, resp);
+    }
+
+    /// The ACK for our 2xx: the late offer's answer, or the go-ahead to play.
+    pub(super) fn call_ack(&mut self, now: Instant, req: &Request) {
+        let Some(did) = DialogId::of_request(req) else {
+            return;
+        };
+        let Some(&leg_id) = self.calls.by_dialog.get(&did) else {
+            return;
+        };
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        if let Some(offer) = leg.our_offer.take() {
+            let answer = sdp_of(&req.body).and_then(Result::ok);
+            match answer.as_ref().map(|a| sdp::process_answer(&offer, a)) {
+                Some(Ok(n)) => {
+                    self.events.push_back(Event::Media(Command::Configure {
+                        id: leg.session,
+                        params: params_of(&n),
+                    }));
+                    leg.negotiated = Some(n);
+                    leg.remote_sdp = answer;
+                }
+                _ => {
+                    // RFC 3264: an offer in a 2xx must be answered in the ACK; without one
+                    // there is no media. End the call.
+                    if let Some(key) = leg.call {
+                        tracing::info!(call = key.0, "ACK carried no usable SDP answer");
+                        self.end_call(now, key, EndReason::MediaFailure, None);
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(key) = leg.call else { return };
+        let is_test = self
+            .calls
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.kind == Kind::TestLine && c.a == leg_id);
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        if is_test && !leg.playing_intro && leg.negotiated.is_some() {
+            leg.playing_intro = true;
+            let session = leg.session;
+            match self
+                .call_cfg
+                .test_line
+                .as_ref()
+                .and_then(|t| t.prompt.clone())
+            {
+                Some(p) => self.events.push_back(Event::Media(Command::Play {
+                    id: session,
+                    prompts: vec![p],
+                    repeat: false,
+                    token: PLAY_INTRO,
+                })),
+                None => self
+                    .events
+                    .push_back(Event::Media(Command::Echo { id: session })),
+            }
+        }
+    }
+
+    /// A re-INVITE (hold, resume, a new address): answer it on this leg after the other leg
+    /// has agreed to the same change.
+    fn on_reinvite(&mut self, now: Instant, leg_id: LegId, id: ServerTxId, req: &Request) {
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        let offer = match sdp_of(&req.body) {
+            Some(Ok(o)) => Some(o),
+            Some(Err(())) => {
+                let resp = leg.dialog.as_ref().expect("dialog").response_to(req, 400);
+                let resp = resp.with_reason("Bad Request (malformed SDP)");
+                if let Some(d) = &mut leg.dialog {
+                    d.response_sent(&resp);
+                }
+                self.reply_in_dialog(now, id, resp);
+                return;
+            }
+            None => None,
+        };
+        let key = leg.call;
+        let other = key.and_then(|k| self.other_leg(k, leg_id));
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        let Some(offer) = offer else {
+            // No offer: we offer our current session in the 200 and take the answer from the
+            // ACK (RFC 3261 §14.2). Nothing changes on the other leg.
+            let Some(rtp) = leg.local_rtp else { return };
+            let caps = self.call_cfg.capabilities.clone();
+            let dir = leg.sdp.direction;
+            let ours = sdp::offer(
+                &caps,
+                self.call_cfg.media_address,
+                rtp.port(),
+                dir,
+                &mut leg.sdp,
+            );
+            let dialog = leg.dialog.as_mut().expect("dialog");
+            let mut resp = dialog.response_to(req, 200);
+            resp.headers
+                .push(HeaderName::ContentType, "application/sdp");
+            resp.body = Bytes::from(ours.to_string());
+            dialog.response_sent(&resp);
+            leg.our_offer = Some(ours);
+            self.reply_in_dialog(now, id, resp);
+            return;
+        };
+        let stated = stated_direction(&offer);
+        let other = other.filter(|o| {
+            self.calls.legs.get(o).is_some_and(|ol| {
+                ol.dialog
+                    .as_ref()
+                    .is_some_and(|d| d.state() == DialogState::Confirmed)
+            })
+        });
+        match other {
+            Some(o) => {
+                // Pass the change on as a fresh offer/answer on the other leg.
+                let ol = self.calls.legs.get_mut(&o).expect("other");
+                if ol.reinvite_out.is_some()
+                    || ol.dialog.as_ref().is_some_and(|d| d.invite_pending())
+                {
+                    let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+                    let dialog = leg.dialog.as_mut().expect("dialog");
+                    let resp = dialog.response_to(req, 491);
+                    dialog.response_sent(&resp);
+                    self.reply_in_dialog(now, id, resp);
+                    return;
+                }
+                let Some(rtp) = ol.local_rtp else { return };
+                let mut caps = self.call_cfg.capabilities.clone();
+                if let Some(n) = &ol.negotiated {
+                    caps.codecs.retain(|c| *c != n.codec.codec);
+                    caps.codecs.insert(0, n.codec.codec);
+                }
+                let ours = sdp::offer(
+                    &caps,
+                    self.call_cfg.media_address,
+                    rtp.port(),
+                    stated,
+                    &mut ol.sdp,
+                );
+                let mut reinvite = ol.dialog.as_mut().expect("dialog").request(Method::Invite);
+                reinvite
+                    .headers
+                    .push(HeaderName::ContentType, "application/sdp");
+                reinvite.body = Bytes::from(ours.to_string());
+                ol.our_offer = Some(ours);
+                let target = ol.target;
+                let tx = self.tx.send_request(now, reinvite, target);
+                self.calls.legs.get_mut(&o).expect("other").reinvite_out = Some(tx);
+                self.calls.by_client_tx.insert(tx, (o, Purpose::Reinvite));
+                let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+                leg.reinvite_in = Some((id, req.clone()));
+                leg.remote_sdp = Some(offer);
+            }
+            None => {
+                // A leg on its own (the test line): answer directly.
+                let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+                leg.remote_sdp = Some(offer);
+                self.answer_reinvite(now, leg_id, id, req, Direction::SendRecv);
+            }
+        }
+    }
+
+    /// Answer a re-INVITE on `leg_id` granting at most `allowed` (the direction the other
+    /// leg's peer agreed to, from its point of view).
+    fn answer_reinvite(
+        &mut self,
+        now: Instant,
+        leg_id: LegId,
+        id: ServerTxId,
+        req: &Request,
+        allowed: Direction,
+    ) {
+        let caps = self.call_cfg.capabilities.clone();
+        let addr = self.call_cfg.media_address;
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let (Some(offer), Some(rtp)) = (leg.remote_sdp.clone(), leg.local_rtp) else {
+            return;
+        };
+        let mut answer_caps = caps;
+        if let Some(n) = &leg.negotiated {
+            let keep = sdp::answer(
+                &offer,
+                &Capabilities {
+                    codecs: vec![n.codec.codec],
+                    ..answer_caps.clone()
+                },
+                addr,
+                rtp.port(),
+                &mut leg.sdp.clone(),
+            )
+            .is_ok();
+            if keep {
+                answer_caps.codecs = vec![n.codec.codec];
+            }
+        }
+        leg.sdp.direction = allowed;
+        let result = sdp::answer(&offer, &answer_caps, addr, rtp.port(), &mut leg.sdp);
+        leg.sdp.direction = Direction::SendRecv;
+        let dialog = leg.dialog.as_mut().expect("dialog");
+        let resp = match result {
+            Ok((answer, n)) => {
+                self.events.push_back(Event::Media(Command::Configure {
+                    id: leg.session,
+                    params: params_of(&n),
+                }));
+                leg.negotiated = Some(n);
+                let mut resp = dialog.response_to(req, 200);
+                resp.headers
+                    .push(HeaderName::ContentType, "application/sdp");
+                resp.body = Bytes::from(answer.to_string());
+                resp
+            }
+            Err(reject) => {
+                let mut resp = dialog.response_to(req, 488);
+                if let Some(w) = reject.warning_header("switchboard") {
+                    resp.headers.push(HeaderName::Warning, w);
+                }
+                resp
+            }
+        };
+        dialog.response_sent(&resp);
+        self.reply_in_dialog(now, id, resp);
+    }
+
+    /// SIP INFO: DTMF (`application/dtmf-relay`, `application/dtmf`).
+    fn on_info(&mut self, now: Instant, leg_id: LegId, id: ServerTxId, req: &Request) {
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        let ct = req
+            .headers
+            .get_str(&HeaderName::ContentType)
+            .unwrap_or("")
+            .to_owned();
+        let dialog = leg.dialog.as_ref().expect("dialog");
+        if req.body.is_empty() {
+            // An empty INFO is a keep-alive probe (RFC 6086 §4.2.2).
+            let resp = dialog.response_to(req, 200);
+            return self.reply_in_dialog(now, id, resp);
+        }
+        match info_dtmf::parse(&ct, &req.body) {
+            Ok(d) => {
+                let resp = dialog.response_to(req, 200);
+                self.reply_in_dialog(now, id, resp);
+                let session = self.calls.legs[&leg_id].session;
+                self.digit_heard(now, session, d.digit, "info", d.duration);
+            }
+            Err(info_dtmf::InfoDtmfError::UnsupportedType { .. }) => {
+                let mut resp = dialog.response_to(req, 415);
+                resp.headers.push(
+                    HeaderName::Accept,
+                    "application/dtmf-relay, application/dtmf",
+                );
+                self.reply_in_dialog(now, id, resp);
+            }
+            Err(e) => {
+                let resp = dialog
+                    .response_to(req, 400)
+                    .with_reason(format!("Bad Request ({e})"));
+                self.reply_in_dialog(now, id, resp);
+            }
+        }
+    }
+
+    /// A digit from a leg (RTP event, tones or INFO): the test line reports it; a bridge
+    /// passes it to the other leg.
+    fn digit_heard(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        digit: Digit,
+        via: &'static str,
+        duration: Duration,
+    ) {
+        let Some(&leg_id) = self.calls.by_session.get(&session) else {
+            return;
+        };
+        let Some(key) = self.calls.legs.get(&leg_id).and_then(|l| l.call) else {
+            return;
+        };
+        let Some(call) = self.calls.calls.get(&key) else {
+            return;
+        };
+        match call.kind {
+            Kind::TestLine => {
+                tracing::info!(call = key.0, caller = %call.caller, digit = %digit.as_char(), via, "test line heard DTMF digit");
+                metrics::counter!("test_line_digits_total", "digit" => digit_label(digit), "via" => via).increment(1);
+                // Speak it back: the same digit, sent the way this leg negotiated.
+                self.events.push_back(Event::Media(Command::SendDtmf {
+                    id: session,
+                    digit,
+                    duration: duration.clamp(Duration::from_millis(80), Duration::from_millis(500)),
+                }));
+            }
+            Kind::Bridge => {
+                if via == "info" {
+                    if let Some(other) = self.other_leg(key, leg_id) {
+                        let s = self.calls.legs[&other].session;
+                        self.events.push_back(Event::Media(Command::SendDtmf {
+                            id: s,
+                            digit,
+                            duration,
+                        }));
+                    }
+                }
+                metrics::counter!("dtmf_relayed_total", "via" => via).increment(1);
+            }
+        }
+        let _ = now;
+    }
+
+    /// Send a digit to a leg by SIP INFO (its peer does no RFC 4733).
+    fn send_info(&mut self, now: Instant, leg_id: LegId, digit: Digit, duration: Duration) {
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let Some(d) = leg
+            .dialog
+            .as_mut()
+            .filter(|d| d.state() == DialogState::Confirmed)
+        else {
+            return;
+        };
+        let mut info = d.request(Method::Info);
+        let (ct, body) = info_dtmf::build_dtmf_relay(digit, duration);
+        info.headers.push(HeaderName::ContentType, ct);
+        info.body = Bytes::from(body);
+        let target = leg.target;
+        let tx = self.tx.send_request(now, info, target);
+        self.calls.by_client_tx.insert(tx, (leg_id, Purpose::Info));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Media events, CANCEL, timers
+    // -----------------------------------------------------------------------------------------
+
+    /// Something the media workers saw.
+    pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::Digit {
+                id,
+                digit,
+                via,
+                duration,
+                relay_to,
+            } => {
+                let via = match via {
+                    DtmfVia::Rfc4733 => "rfc4733",
+                    DtmfVia::Inband => "inband",
+                };
+                self.digit_heard(now, id, digit, via, duration);
+                if let Some(to) = relay_to.and_then(|s| self.calls.by_session.get(&s).copied()) {
+                    self.send_info(now, to, digit, duration);
+                }
+            }
+            MediaEvent::PlayDone { id, token } => {
+                if token == PLAY_INTRO {
+                    // The test line echoes after its greeting.
+                    self.events.push_back(Event::Media(Command::Echo { id }));
+                }
+            }
+            MediaEvent::Inactive { id, silent_for } => {
+                if let Some(key) = self
+                    .calls
+                    .by_session
+                    .get(&id)
+                    .and_then(|l| self.calls.legs.get(l))
+                    .and_then(|l| l.call)
+                {
+                    tracing::info!(call = key.0, session = %id, silent_s = silent_for.as_secs(), "no RTP from the peer; ending the call");
+                    self.end_call(now, key, EndReason::MediaTimeout, Some(408));
+                }
+            }
+            MediaEvent::Latched { id, remote } => {
+                tracing::debug!(session = %id, %remote, "RTP latched to the address it comes from");
+            }
+            MediaEvent::Recorded { id, result } => match result {
+                Ok(info) => {
+                    tracing::info!(session = %id, path = %info.path.display(), duration_ms = info.duration.as_millis() as u64, "recording finished")
+                }
+                Err(e) => tracing::warn!(session = %id, error = %e, "recording failed"),
+            },
+            MediaEvent::Closed { id, stats } => {
+                tracing::debug!(session = %id, sent = stats.packets_sent, received = stats.packets_received, lost = stats.packets_lost, "media session closed");
+                if let Some(leg) = self.calls.by_session.remove(&id) {
+                    self.forget_leg_if_done(leg);
+                }
+            }
+        }
+    }
+
+    /// The caller cancelled its INVITE (the transaction layer matched the CANCEL). True if
+    /// the INVITE belongs to a call, which answers it 487 itself.
+    pub(super) fn call_cancelled(&mut self, now: Instant, invite: ServerTxId) -> bool {
+        let Some(&leg_id) = self.calls.by_server_tx.get(&invite) else {
+            return false;
+        };
+        let Some(key) = self.calls.legs.get(&leg_id).and_then(|l| l.call) else {
+            return false;
+        };
+        self.end_call(now, key, EndReason::CallerCancelled, Some(487));
+        true
+    }
+
+    /// Timer L without an ACK for our 2xx: the caller never confirmed; end the call.
+    pub(super) fn call_ack_timeout(&mut self, now: Instant, id: ServerTxId) {
+        if let Some(key) = self
+            .calls
+            .by_server_tx
+            .get(&id)
+            .and_then(|l| self.calls.legs.get(l))
+            .and_then(|l| l.call)
+        {
+            let is_initial =
+                self.calls.calls.get(&key).is_some_and(|c| {
+                    self.calls.legs.get(&c.a).and_then(|l| l.invite_tx) == Some(id)
+                });
+            if is_initial {
+                self.end_call(now, key, EndReason::NoAck, None);
+            }
+        }
+    }
+
+    pub(super) fn call_timeouts(&mut self, now: Instant) {
+        while let Some(Reverse((t, key))) = self.calls.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.calls.timers.pop();
+            let due = self
+                .calls
+                .calls
+                .get(&key)
+                .is_some_and(|c| c.ring_deadline == Some(t) && !c.answered);
+            if due {
+                tracing::info!(call = key.0, "no answer within the ring timeout");
+                self.end_call(now, key, EndReason::NoAnswer, Some(480));
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Ending
+    // -----------------------------------------------------------------------------------------
+
+    /// End a call: the caller gets `answer` if it has no final response yet, answered legs
+    /// get BYE, ringing ones CANCEL, and every media session closes.
+    fn end_call(&mut self, now: Instant, key: CallKey, reason: EndReason, answer: Option<u16>) {
+        let Some(call) = self.calls.calls.remove(&key) else {
+            return;
+        };
+        tracing::info!(call = key.0, caller = %call.caller, callee = %call.callee, ?reason, "call ended");
+        metrics::counter!("calls_ended_total", "reason" => reason_label(reason)).increment(1);
+        // The caller's leg.
+        let a = call.a;
+        if let Some(leg) = self.calls.legs.get_mut(&a) {
+            leg.call = None;
+            let unanswered = !call.answered;
+            if unanswered {
+                if let (Some(invite), Some(tx)) = (leg.invite.clone(), leg.invite_tx) {
+                    let code = answer.unwrap_or(480);
+                    let mut resp = match &leg.dialog {
+                        Some(d) => d.response_to(&invite, code),
+                        None => Response::for_request(&invite, code),
+                    };
+                    if code == 480 && reason == EndReason::NoAnswer {
+                        resp = resp.with_reason("No Answer");
+                    }
+                    if let Some(d) = &mut leg.dialog {
+                        d.response_sent(&resp);
+                    }
+                    self.decorate(&mut resp);
+                    self.tx.respond(now, tx, resp);
+                }
+            }
+        }
+        if call.answered {
+            self.hangup_leg(now, a);
+        }
+        self.close_media(a);
+        for f in call.forks.iter().copied().chain(call.winner) {
+            if Some(f) == call.winner {
+                self.hangup_leg(now, f);
+                self.close_media(f);
+            } else {
+                self.cancel_fork(now, f);
+            }
+            if let Some(l) = self.calls.legs.get_mut(&f) {
+                l.call = None;
+            }
+        }
+        for l in std::iter::once(a).chain(call.forks).chain(call.winner) {
+            self.forget_leg_if_done(l);
+        }
+    }
+
+    /// BYE on a confirmed dialog (once).
+    fn hangup_leg(&mut self, now: Instant, leg_id: LegId) {
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        if leg.bye_sent {
+            return;
+        }
+        let Some(d) = leg.dialog.as_mut() else {
+            return;
+        };
+        if d.state() != DialogState::Confirmed {
+            return;
+        }
+        leg.bye_sent = true;
+        let bye = d.request(Method::Bye);
+        d.terminate();
+        let target = leg.target;
+        let tx = self.tx.send_request(now, bye, target);
+        self.calls.by_client_tx.insert(tx, (leg_id, Purpose::Bye));
+    }
+
+    fn close_media(&mut self, leg_id: LegId) {
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
+        if leg.media_closed {
+            return;
+        }
+        leg.media_closed = true;
+        if leg.local_rtp.is_some() {
+            self.events
+                .push_back(Event::Media(Command::Close { id: leg.session }));
+        } else {
+            // Never opened (or the open failed): nothing to close, forget it now.
+            self.calls.by_session.remove(&leg.session);
+        }
+    }
+
+    /// End every call (shutdown): BYE or final answers go out before the sockets close.
+    pub fn end_all_calls(&mut self, now: Instant) {
+        let keys: Vec<CallKey> = self.calls.calls.keys().copied().collect();
+        for k in keys {
+            self.end_call(now, k, EndReason::Shutdown, Some(503));
+        }
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.active()
+    }
+}
+
+fn digit_label(d: Digit) -> &'static str {
+    const LABELS: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "A", "B", "C", "D",
+    ];
+    LABELS[usize::from(d.code()).min(15)]
+}
+
+fn reason_label(r: EndReason) -> &'static str {
+    match r {
+        EndReason::CallerHangup => "caller_hangup",
+        EndReason::CalleeHangup => "callee_hangup",
+        EndReason::CallerCancelled => "caller_cancelled",
+        EndReason::NoAnswer => "no_answer",
+        EndReason::Busy => "busy",
+        EndReason::Declined => "declined",
+        EndReason::Unavailable => "unavailable",
+        EndReason::Rejected(_) => "rejected",
+        EndReason::MediaTimeout => "media_timeout",
+        EndReason::NoAck => "no_ack",
+        EndReason::MediaFailure => "media_failure",
+        EndReason::Shutdown => "shutdown",
+    }
+}
