@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need that a fresh machine lacks, then runs every
-# test of the workspace (unit, vector, scenario and end-to-end tests against SIPp and baresip).
+# test of the workspace (unit, vector, scenario and end-to-end tests against SIPp and baresip;
+# espeak-ng speaks for the in-band DTMF talk-off test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}"
   sudo=""
@@ -14,6 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The in-band DTMF speech talk-off test skips without espeak-ng; here it is installed, so a
+# missing or broken espeak-ng is a failure rather than a silent skip.
+export SWITCHBOARD_REQUIRE_ESPEAK=1
 
 # End-to-end tests start their own servers on ports the system picks; they run in parallel.
 cargo test --workspace --all-targets --locked "$@"
