@@ -29,6 +29,8 @@ pub use calls::{CallSettings, EndReason, TestLineSettings};
 use ipnet::IpNet;
 use switchboard_media::control::{Command, SessionId};
 
+#[cfg(test)]
+mod call_tests;
 mod calls;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

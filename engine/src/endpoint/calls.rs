@@ -1246,6 +1246,17 @@ impl Endpoint {
         if is_test && !leg.playing_intro && leg.negotiated.is_some() {
             leg.playing_intro = true;
             let session = leg.session;
+            if self.call_cfg.record_calls {
+                let path = self.call_cfg.recordings_dir.join(format!(
+                    "call-{}-{}.wav",
+                    key.0,
+                    self.tags.next()
+                ));
+                self.events.push_back(Event::Media(Command::Record {
+                    id: session,
+                    request: RecordRequest { path },
+                }));
+            }
             match self
                 .call_cfg
                 .test_line

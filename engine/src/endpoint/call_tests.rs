@@ -1,0 +1,725 @@
+//! B2BUA scenarios on virtual time: a caller (UAC) ↔ Switchboard ↔ the dialled account's
+//! phones (UAS), with the media workers played by a script that records the commands and
+//! hands out ports. Loss is simulated by dropping messages on the wire; the transaction
+//! layer's retransmissions must recover.
+use super::*;
+use crate::registrar::Binding;
+use crate::sip::msg::{parse, Framing, Message};
+use switchboard_media::control::MediaEvent;
+use switchboard_media::sdp::Direction;
+
+const UNIX: u64 = 1_800_000_000;
+const CALLER: &str = "10.0.0.1:5060";
+const PHONE_A: &str = "10.0.0.2:5062";
+const PHONE_B: &str = "10.0.0.3:5064";
+const LOCAL: &str = "10.0.0.100:5060";
+
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
+fn sdp(port: u16, dir: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na={dir}\r\n"
+    )
+}
+
+struct Net {
+    ep: Endpoint,
+    now: Instant,
+    next_port: u16,
+    commands: Vec<Command>,
+    wire: Vec<(Target, Message)>,
+}
+
+impl Net {
+    fn new(contacts: &[&str]) -> Net {
+        let mut calls = CallSettings {
+            media_address: "10.0.0.100".parse().unwrap(),
+            ring_timeout: Duration::from_secs(30),
+            ..CallSettings::default()
+        };
+        calls.test_line = Some(TestLineSettings {
+            number: "9999".into(),
+            prompt: None,
+        });
+        let config = EndpointConfig {
+            user_agent: None,
+            timers: TimerConfig::default(),
+            registrar: crate::registrar::RegistrarConfig::default(),
+            digest: DigestConfig::default(),
+            lockout: LockoutConfig::default(),
+            trusted: vec!["10.0.0.0/24".parse().unwrap()],
+            accounts: ["1001", "1002"]
+                .iter()
+                .map(|u| {
+                    (
+                        u.to_string(),
+                        AccountSecret::from_password(u, "switchboard", "x"),
+                    )
+                })
+                .collect(),
+            calls,
+        };
+        let mut ep = Endpoint::new(config, ServerSecret::from_bytes([3; 32]), 9);
+        let bindings = contacts
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| Binding {
+                aor: "1002".into(),
+                contact: format!("<sip:1002@{addr}>"),
+                expires_at: UNIX + 3600,
+                q: 1000,
+                call_id: format!("reg-{i}"),
+                cseq: 1,
+                transport: Transport::Udp,
+                source: addr.parse().unwrap(),
+                local: LOCAL.parse().unwrap(),
+                conn: None,
+                user_agent: None,
+                registered_at: UNIX,
+            })
+            .collect();
+        ep.restore_bindings(bindings, UNIX);
+        Net {
+            ep,
+            now: base(),
+            next_port: 20000,
+            commands: Vec::new(),
+            wire: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        loop {
+            while let Some(t) = self.ep.poll_transmit() {
+                let m = parse(t.payload.clone(), Framing::Datagram).expect("we send valid SIP");
+                self.wire.push((t.target, m));
+            }
+            let Some(ev) = self.ep.poll_event() else {
+                return;
+            };
+            match ev {
+                Event::OpenMedia { id, .. } => {
+                    let port = self.next_port;
+                    self.next_port += 2;
+                    let addr = SocketAddr::new("10.0.0.100".parse().unwrap(), port);
+                    self.ep.handle_media_opened(self.now, id, Ok(addr));
+                }
+                Event::Media(c) => self.commands.push(c),
+                Event::Persist { token, .. } => self.ep.handle_persisted(self.now, token, true),
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: &str, text: &str) {
+        let received = Received {
+            transport: Transport::Udp,
+            local: LOCAL.parse().unwrap(),
+            remote: from.parse().unwrap(),
+            conn: None,
+        };
+        self.ep
+            .handle_message(self.now, UNIX, received, Bytes::from(text.to_owned()));
+        self.pump();
+    }
+
+    fn deliver_msg(&mut self, from: &str, m: &Message) {
+        let text = String::from_utf8(m.encode().to_vec()).unwrap();
+        self.deliver(from, &text);
+    }
+
+    /// Everything sent to `addr` since the last call, in order.
+    fn take(&mut self, addr: &str) -> Vec<Message> {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let (mine, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(t, _)| t.addr == addr);
+        self.wire = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.ep.poll_timeout().filter(|t| *t <= end) {
+            self.now = self.now.max(t);
+            self.ep.handle_timeout(self.now, UNIX);
+            self.pump();
+        }
+        self.now = end;
+    }
+}
+
+fn requests(ms: &[Message], method: Method) -> Vec<Request> {
+    ms.iter()
+        .filter_map(|m| match m {
+            Message::Request(r) if r.method == method => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn responses(ms: &[Message]) -> Vec<Response> {
+    ms.iter()
+        .filter_map(|m| match m {
+            Message::Response(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn codes(ms: &[Message]) -> Vec<u16> {
+    responses(ms).iter().map(|r| r.code).collect()
+}
+
+fn caller_invite(to: &str, call_id: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:{to}@switchboard SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-1\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:{to}@switchboard>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@{CALLER}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A request from the caller inside its dialog (To carries our tag).
+fn caller_in_dialog(method: &str, cseq: u32, to_tag: &str, call_id: &str, body: &str) -> String {
+    let ct = if body.is_empty() {
+        String::new()
+    } else if method == "INFO" {
+        "Content-Type: application/dtmf-relay\r\n".into()
+    } else {
+        "Content-Type: application/sdp\r\n".into()
+    };
+    format!(
+        "{method} sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-{method}-{cseq}\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:1002@switchboard>;tag={to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:1001@{CALLER}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn caller_ack(to_tag: &str, call_id: &str) -> String {
+    format!(
+        "ACK sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-ack\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:1002@switchboard>;tag={to_tag}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// The phone's answer to a request it received.
+fn phone_response(
+    req: &Request,
+    code: u16,
+    tag: &str,
+    contact: &str,
+    body: Option<&str>,
+) -> Message {
+    let mut r = Response::for_request(req, code);
+    if code > 100 {
+        r.ensure_to_tag(tag);
+    }
+    if code > 100 && code < 300 {
+        r.headers
+            .push(HeaderName::Contact, format!("<sip:1002@{contact}>"));
+    }
+    if let Some(b) = body {
+        r.headers.push(HeaderName::ContentType, "application/sdp");
+        r.body = Bytes::from(b.to_owned());
+    }
+    Message::Response(r)
+}
+
+fn to_tag(r: &Response) -> String {
+    r.headers.to().unwrap().tag().unwrap().to_owned()
+}
+
+fn sdp_direction(body: &[u8]) -> Direction {
+    let s = switchboard_media::sdp::SessionDescription::parse_bytes(body).unwrap();
+    s.media_direction(&s.media[0])
+}
+
+/// A call from 1001 to 1002 that the one phone answers; returns (caller's To tag, the
+/// phone's INVITE).
+fn answered_call(net: &mut Net, call_id: &str) -> (String, Request) {
+    net.deliver(
+        CALLER,
+        &caller_invite("1002", call_id, &sdp(4000, "sendrecv")),
+    );
+    let invites = requests(&net.take(PHONE_A), Method::Invite);
+    assert_eq!(invites.len(), 1, "one INVITE to the registered phone");
+    let inv = invites[0].clone();
+    let offer = sdp_direction(&inv.body);
+    assert_eq!(offer, Direction::SendRecv);
+    net.deliver_msg(PHONE_A, &phone_response(&inv, 180, "phone", PHONE_A, None));
+    assert_eq!(
+        codes(&net.take(CALLER)),
+        vec![180],
+        "the caller hears ringing"
+    );
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&inv, 200, "phone", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+    );
+    assert_eq!(
+        requests(&net.take(PHONE_A), Method::Ack).len(),
+        1,
+        "the phone's 2xx is ACKed"
+    );
+    let answer = responses(&net.take(CALLER));
+    assert_eq!(answer.iter().map(|r| r.code).collect::<Vec<_>>(), vec![200]);
+    assert_eq!(sdp_direction(&answer[0].body), Direction::SendRecv);
+    let tag = to_tag(&answer[0]);
+    net.deliver(CALLER, &caller_ack(&tag, call_id));
+    assert!(
+        net.commands
+            .iter()
+            .any(|c| matches!(c, Command::Bridge { .. })),
+        "the two legs' media are bridged: {:?}",
+        net.commands
+    );
+    (tag, inv)
+}
+
+#[test]
+fn account_call_is_answered_bridged_and_hung_up_by_the_caller() {
+    let mut net = Net::new(&[PHONE_A]);
+    let (tag, _inv) = answered_call(&mut net, "c1");
+    net.deliver(CALLER, &caller_in_dialog("BYE", 2, &tag, "c1", ""));
+    assert_eq!(codes(&net.take(CALLER)), vec![200]);
+    let byes = requests(&net.take(PHONE_A), Method::Bye);
+    assert_eq!(byes.len(), 1, "the BYE is passed on");
+    let closes = net
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::Close { .. }))
+        .count();
+    assert_eq!(closes, 2, "both RTP sessions close");
+    assert_eq!(net.ep.active_calls(), 0);
+}
+
+#[test]
+fn callee_hangup_reaches_the_caller() {
+    let mut net = Net::new(&[PHONE_A]);
+    let (_tag, inv) = answered_call(&mut net, "c2");
+    let bye = format!(
+        "BYE sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE_A};branch=z9hG4bK-pb\r\nMax-Forwards: 70\r\nFrom: <sip:1002@switchboard>;tag=phone\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
+        inv.headers.get_str(&HeaderName::From).unwrap(),
+        inv.headers.call_id().unwrap()
+    );
+    net.deliver(PHONE_A, &bye);
+    assert_eq!(codes(&net.take(PHONE_A)), vec![200]);
+    let byes = requests(&net.take(CALLER), Method::Bye);
+    assert_eq!(byes.len(), 1);
+    assert_eq!(
+        byes[0].uri.to_string(),
+        format!("sip:1001@{CALLER}"),
+        "sent to the caller's Contact"
+    );
+}
+
+#[test]
+fn parallel_fork_first_answer_wins_and_the_other_phone_is_cancelled() {
+    let mut net = Net::new(&[PHONE_A, PHONE_B]);
+    net.deliver(CALLER, &caller_invite("1002", "f1", &sdp(4000, "sendrecv")));
+    let a = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+    let b = requests(&net.take(PHONE_B), Method::Invite).remove(0);
+    net.deliver_msg(PHONE_A, &phone_response(&a, 180, "pa", PHONE_A, None));
+    net.deliver_msg(PHONE_B, &phone_response(&b, 180, "pb", PHONE_B, None));
+    assert_eq!(
+        codes(&net.take(CALLER)),
+        vec![180],
+        "ringing is reported once"
+    );
+    net.deliver_msg(
+        PHONE_B,
+        &phone_response(&b, 200, "pb", PHONE_B, Some(&sdp(7000, "sendrecv"))),
+    );
+    let cancels = requests(&net.take(PHONE_A), Method::Cancel);
+    assert_eq!(cancels.len(), 1, "the phone that lost is cancelled");
+    assert_eq!(
+        cancels[0].headers.top_via().unwrap().branch(),
+        a.headers.top_via().unwrap().branch(),
+        "CANCEL carries its INVITE's branch (RFC 3261 §9.1)"
+    );
+    assert_eq!(codes(&net.take(CALLER)), vec![200]);
+    // The cancelled phone answers 200 to CANCEL and 487 to its INVITE; the layer ACKs the 487.
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&cancels[0], 200, "pa", PHONE_A, None),
+    );
+    net.deliver_msg(PHONE_A, &phone_response(&a, 487, "pa", PHONE_A, None));
+    assert_eq!(requests(&net.take(PHONE_A), Method::Ack).len(), 1);
+    assert_eq!(net.ep.active_calls(), 1);
+}
+
+#[test]
+fn a_late_second_answer_is_acked_and_hung_up() {
+    let mut net = Net::new(&[PHONE_A, PHONE_B]);
+    net.deliver(CALLER, &caller_invite("1002", "f2", &sdp(4000, "sendrecv")));
+    let a = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+    let b = requests(&net.take(PHONE_B), Method::Invite).remove(0);
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&a, 200, "pa", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+    );
+    // Phone B answered at the same moment, before it could see a CANCEL.
+    net.deliver_msg(
+        PHONE_B,
+        &phone_response(&b, 200, "pb", PHONE_B, Some(&sdp(7000, "sendrecv"))),
+    );
+    let to_b = net.take(PHONE_B);
+    assert_eq!(requests(&to_b, Method::Ack).len(), 1, "every 2xx is ACKed");
+    assert_eq!(
+        requests(&to_b, Method::Bye).len(),
+        1,
+        "the loser's dialog is ended"
+    );
+    assert_eq!(
+        codes(&net.take(CALLER)),
+        vec![200],
+        "the caller is answered once"
+    );
+}
+
+#[test]
+fn busy_phone_gives_the_caller_486() {
+    let mut net = Net::new(&[PHONE_A]);
+    net.deliver(CALLER, &caller_invite("1002", "b1", &sdp(4000, "sendrecv")));
+    let a = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+    net.deliver_msg(PHONE_A, &phone_response(&a, 486, "pa", PHONE_A, None));
+    assert_eq!(codes(&net.take(CALLER)), vec![486]);
+    assert_eq!(net.ep.active_calls(), 0);
+}
+
+#[test]
+fn unregistered_account_gives_480_and_unknown_number_404() {
+    let mut net = Net::new(&[]);
+    net.deliver(CALLER, &caller_invite("1002", "u1", &sdp(4000, "sendrecv")));
+    assert_eq!(codes(&net.take(CALLER)), vec![480]);
+    net.deliver(CALLER, &caller_invite("5555", "u2", &sdp(4000, "sendrecv")));
+    assert_eq!(codes(&net.take(CALLER)), vec![404]);
+}
+
+#[test]
+fn no_answer_within_the_ring_timeout_gives_480_and_cancels() {
+    let mut net = Net::new(&[PHONE_A]);
+    net.deliver(CALLER, &caller_invite("1002", "n1", &sdp(4000, "sendrecv")));
+    let a = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+    net.deliver_msg(PHONE_A, &phone_response(&a, 180, "pa", PHONE_A, None));
+    net.take(CALLER);
+    net.advance(Duration::from_secs(29));
+    assert!(requests(&net.take(PHONE_A), Method::Cancel).is_empty());
+    net.advance(Duration::from_secs(2));
+    // Sent once and retransmitted (Timer E) while the phone does not answer it.
+    let cancels = requests(&net.take(PHONE_A), Method::Cancel);
+    assert!(!cancels.is_empty());
+    assert!(cancels
+        .iter()
+        .all(|c| c.headers.top_via().unwrap().branch() == a.headers.top_via().unwrap().branch()));
+    let finals: Vec<u16> = codes(&net.take(CALLER))
+        .into_iter()
+        .filter(|c| *c >= 200)
+        .collect();
+    // (Re-sent by Timer G while the caller does not ACK it.)
+    assert!(
+        !finals.is_empty() && finals.iter().all(|c| *c == 480),
+        "{finals:?}"
+    );
+}
+
+#[test]
+fn caller_cancel_is_propagated_and_answered_487_on_the_early_dialog() {
+    let mut net = Net::new(&[PHONE_A]);
+    net.deliver(CALLER, &caller_invite("1002", "x1", &sdp(4000, "sendrecv")));
+    let a = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+    net.deliver_msg(PHONE_A, &phone_response(&a, 180, "pa", PHONE_A, None));
+    let ringing = responses(&net.take(CALLER)).remove(0);
+    let cancel = format!(
+        "CANCEL sip:1002@switchboard SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-x1-1\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:1002@switchboard>\r\nCall-ID: x1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    net.deliver(CALLER, &cancel);
+    let to_caller = responses(&net.take(CALLER));
+    let codes: Vec<u16> = to_caller.iter().map(|r| r.code).collect();
+    assert_eq!(codes, vec![200, 487]);
+    assert_eq!(
+        to_tag(&to_caller[1]),
+        to_tag(&ringing),
+        "487 on the same early dialog"
+    );
+    assert_eq!(requests(&net.take(PHONE_A), Method::Cancel).len(), 1);
+}
+
+#[test]
+fn lost_invite_and_lost_answer_are_recovered_by_retransmission() {
+    let mut net = Net::new(&[PHONE_A]);
+    net.deliver(CALLER, &caller_invite("1002", "l1", &sdp(4000, "sendrecv")));
+    // The first INVITE to the phone is lost; Timer A re-sends it after T1.
+    let first = requests(&net.take(PHONE_A), Method::Invite);
+    assert_eq!(first.len(), 1);
+    net.advance(Duration::from_millis(600));
+    let again = requests(&net.take(PHONE_A), Method::Invite);
+    assert_eq!(again.len(), 1, "retransmitted after 500 ms");
+    assert_eq!(again[0].body, first[0].body);
+    let inv = again[0].clone();
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&inv, 200, "pa", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+    );
+    net.take(PHONE_A);
+    // Our 200 to the caller is lost: it is re-sent until the ACK comes (RFC 3261 §13.3.1.4).
+    let ok = responses(&net.take(CALLER))
+        .into_iter()
+        .find(|r| r.code == 200)
+        .expect("the caller is answered");
+    net.advance(Duration::from_millis(600));
+    let re = responses(&net.take(CALLER));
+    assert!(
+        re.iter().any(|r| r.code == 200 && r.body == ok.body),
+        "2xx retransmitted: {re:?}"
+    );
+    // The phone's 200 arrives again (its ACK was lost too): ACKed again, nothing else.
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&inv, 200, "pa", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+    );
+    let to_phone = net.take(PHONE_A);
+    assert_eq!(requests(&to_phone, Method::Ack).len(), 1);
+    assert_eq!(to_phone.len(), 1);
+    net.deliver(CALLER, &caller_ack(&to_tag(&ok), "l1"));
+    net.advance(Duration::from_secs(5));
+    assert!(
+        responses(&net.take(CALLER)).is_empty(),
+        "no more 2xx after the ACK"
+    );
+    assert_eq!(net.ep.active_calls(), 1);
+}
+
+#[test]
+fn reordered_ringing_after_the_answer_changes_nothing() {
+    let mut net = Net::new(&[PHONE_A]);
+    net.deliver(CALLER, &caller_invite("1002", "r1", &sdp(4000, "sendrecv")));
+    let inv = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&inv, 200, "pa", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+    );
+    net.deliver_msg(PHONE_A, &phone_response(&inv, 180, "pa", PHONE_A, None));
+    assert_eq!(
+        codes(&net.take(CALLER)),
+        vec![200],
+        "a late 180 is not relayed after the 200"
+    );
+}
+
+#[test]
+fn hold_is_passed_on_as_a_fresh_offer_and_resume_restores_sendrecv() {
+    let mut net = Net::new(&[PHONE_A]);
+    let (tag, _inv) = answered_call(&mut net, "h1");
+    // The caller puts the call on hold.
+    net.deliver(
+        CALLER,
+        &caller_in_dialog("INVITE", 2, &tag, "h1", &sdp(4000, "sendonly")),
+    );
+    assert!(
+        codes(&net.take(CALLER)).iter().all(|c| *c < 200),
+        "answered only once the phone agreed"
+    );
+    let re = requests(&net.take(PHONE_A), Method::Invite);
+    assert_eq!(re.len(), 1, "a re-INVITE to the phone");
+    assert_eq!(sdp_direction(&re[0].body), Direction::SendOnly);
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&re[0], 200, "phone", PHONE_A, Some(&sdp(6000, "recvonly"))),
+    );
+    assert_eq!(requests(&net.take(PHONE_A), Method::Ack).len(), 1);
+    let ok = responses(&net.take(CALLER));
+    let ok: Vec<&Response> = ok.iter().filter(|r| r.code >= 200).collect();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].code, 200);
+    assert_eq!(
+        sdp_direction(&ok[0].body),
+        Direction::RecvOnly,
+        "hold answered recvonly"
+    );
+    net.deliver(CALLER, &caller_ack(&tag, "h1"));
+    // Resume.
+    net.deliver(
+        CALLER,
+        &caller_in_dialog("INVITE", 3, &tag, "h1", &sdp(4000, "sendrecv")),
+    );
+    let re = requests(&net.take(PHONE_A), Method::Invite);
+    assert_eq!(sdp_direction(&re[0].body), Direction::SendRecv);
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&re[0], 200, "phone", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+    );
+    let ok: Vec<Response> = responses(&net.take(CALLER))
+        .into_iter()
+        .filter(|r| r.code >= 200)
+        .collect();
+    assert_eq!(
+        sdp_direction(&ok[0].body),
+        Direction::SendRecv,
+        "resume restores two-way audio"
+    );
+    // Each leg's media was reconfigured for hold and again for resume.
+    let configures = net
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::Configure { .. }))
+        .count();
+    assert!(configures >= 6, "{configures} configures");
+}
+
+#[test]
+fn a_reinvite_while_the_other_leg_is_busy_gets_491() {
+    let mut net = Net::new(&[PHONE_A]);
+    let (tag, _) = answered_call(&mut net, "g1");
+    net.deliver(
+        CALLER,
+        &caller_in_dialog("INVITE", 2, &tag, "g1", &sdp(4000, "sendonly")),
+    );
+    net.take(PHONE_A);
+    // A second one before the first is answered.
+    net.deliver(
+        CALLER,
+        &caller_in_dialog("INVITE", 3, &tag, "g1", &sdp(4000, "sendrecv")),
+    );
+    let finals: Vec<u16> = codes(&net.take(CALLER))
+        .into_iter()
+        .filter(|c| *c >= 200)
+        .collect();
+    assert!(finals == vec![500] || finals == vec![491], "{finals:?}");
+}
+
+#[test]
+fn info_dtmf_on_one_leg_is_sent_on_the_other() {
+    let mut net = Net::new(&[PHONE_A]);
+    let (tag, _) = answered_call(&mut net, "d1");
+    net.commands.clear();
+    net.deliver(
+        CALLER,
+        &caller_in_dialog("INFO", 2, &tag, "d1", "Signal=7\r\nDuration=160\r\n"),
+    );
+    assert_eq!(codes(&net.take(CALLER)), vec![200]);
+    let sent: Vec<&Command> = net
+        .commands
+        .iter()
+        .filter(|c| matches!(c, Command::SendDtmf { .. }))
+        .collect();
+    assert_eq!(sent.len(), 1, "{:?}", net.commands);
+    let Command::SendDtmf { digit, .. } = sent[0] else {
+        unreachable!()
+    };
+    assert_eq!(digit.as_char(), '7');
+}
+
+#[test]
+fn test_line_answers_plays_after_ack_and_reports_rfc4733_digits() {
+    let mut net = Net::new(&[]);
+    net.deliver(CALLER, &caller_invite("9999", "t1", &sdp(4000, "sendrecv")));
+    let ok = responses(&net.take(CALLER));
+    let ok: Vec<&Response> = ok.iter().filter(|r| r.code >= 200).collect();
+    assert_eq!(ok[0].code, 200);
+    assert!(
+        !net.commands
+            .iter()
+            .any(|c| matches!(c, Command::Echo { .. } | Command::Play { .. })),
+        "nothing plays before the ACK"
+    );
+    let tag = to_tag(ok[0]);
+    net.deliver(CALLER, &caller_ack(&tag, "t1"));
+    assert!(net
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::Echo { .. } | Command::Play { .. })));
+    let session = net
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Configure { id, params } => {
+                assert_eq!(params.telephone_event, Some(101));
+                Some(*id)
+            }
+            _ => None,
+        })
+        .unwrap();
+    net.ep.handle_media(
+        net.now,
+        MediaEvent::Digit {
+            id: session,
+            digit: switchboard_media::dtmf::rfc4733::Digit::from_char('1').unwrap(),
+            via: switchboard_media::control::DtmfVia::Rfc4733,
+            duration: Duration::from_millis(100),
+            relay_to: None,
+        },
+    );
+    net.pump();
+    assert!(
+        net.commands
+            .iter()
+            .any(|c| matches!(c, Command::SendDtmf { .. })),
+        "the digit is spoken back"
+    );
+}
+
+#[test]
+fn rtp_timeout_ends_the_call_with_bye_on_both_legs() {
+    let mut net = Net::new(&[PHONE_A]);
+    let (_tag, _) = answered_call(&mut net, "m1");
+    let session = net
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Bridge { a, .. } => Some(*a),
+            _ => None,
+        })
+        .unwrap();
+    net.ep.handle_media(
+        net.now,
+        MediaEvent::Inactive {
+            id: session,
+            silent_for: Duration::from_secs(30),
+        },
+    );
+    net.pump();
+    assert_eq!(requests(&net.take(CALLER), Method::Bye).len(), 1);
+    assert_eq!(requests(&net.take(PHONE_A), Method::Bye).len(), 1);
+    assert_eq!(net.ep.active_calls(), 0);
+}
+
+#[test]
+fn an_offer_we_cannot_take_gets_488_with_a_warning() {
+    let mut net = Net::new(&[]);
+    let g729 = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    net.deliver(CALLER, &caller_invite("9999", "w1", g729));
+    let finals: Vec<Response> = responses(&net.take(CALLER))
+        .into_iter()
+        .filter(|r| r.code >= 200)
+        .collect();
+    assert_eq!(finals[0].code, 488);
+    assert!(finals[0].headers.contains(&HeaderName::Warning));
+    assert_eq!(net.ep.active_calls(), 0);
+}
+
+#[test]
+fn late_offer_caller_gets_our_offer_in_the_200_and_answers_in_the_ack() {
+    let mut net = Net::new(&[]);
+    net.deliver(CALLER, &caller_invite("9999", "lo1", ""));
+    let ok: Vec<Response> = responses(&net.take(CALLER))
+        .into_iter()
+        .filter(|r| r.code >= 200)
+        .collect();
+    assert_eq!(ok[0].code, 200);
+    assert!(!ok[0].body.is_empty(), "our offer is in the 200");
+    let tag = to_tag(&ok[0]);
+    let body = sdp(4000, "sendrecv");
+    let ack = format!(
+        "ACK sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-lo1-ack\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:9999@switchboard>;tag={tag}\r\nCall-ID: lo1\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    net.deliver(CALLER, &ack);
+    assert!(
+        net.commands
+            .iter()
+            .any(|c| matches!(c, Command::Configure { .. })),
+        "the ACK's answer configures media"
+    );
+    assert!(net
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::Echo { .. } | Command::Play { .. })));
+}
