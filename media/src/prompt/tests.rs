@@ -378,3 +378,32 @@ fn every_shipped_prompt_loads() {
         assert!(!lib.get(name).unwrap().is_empty(), "{name}");
     }
 }
+
+/// The prompts `media/examples/make_prompts.rs` ships: each loads with a sensible length, and
+/// none of them (chimes, call-progress tones, hold music) looks like a DTMF key to the in-band
+/// detector, which may hear them echoed back from the caller.
+#[test]
+fn shipped_prompts_load_with_their_lengths_and_no_dtmf() {
+    let lib = PromptLibrary::load(&shipped_prompts()).unwrap();
+    let expected = [
+        ("beep", 250),
+        ("welcome", 1000),
+        ("goodbye", 1200),
+        ("ringback", 5000),
+        ("busy", 1000),
+        ("hold", 6000),
+    ];
+    for (name, ms) in expected {
+        let prompt = lib
+            .get(name)
+            .unwrap_or_else(|| panic!("prompts/{name}.wav is missing"));
+        assert_eq!(prompt.duration(), Duration::from_millis(ms), "{name}");
+        assert!(peak(prompt.samples()) > 1000, "{name} is silent");
+        let mut detector = crate::dtmf::goertzel::Detector::new();
+        for chunk in prompt.samples().chunks(SAMPLES_PER_FRAME) {
+            detector.push_samples(chunk);
+        }
+        detector.finish();
+        assert_eq!(detector.poll_event(), None, "{name} sounds like DTMF");
+    }
+}
