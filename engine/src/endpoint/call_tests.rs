@@ -288,6 +288,13 @@ fn account_call_is_answered_bridged_and_hung_up_by_the_caller() {
         .count();
     assert_eq!(closes, 2, "both RTP sessions close");
     assert_eq!(net.ep.active_calls(), 0);
+    // Once every transaction is over, nothing of the call is left.
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(&byes[0], 200, "phone", PHONE_A, None),
+    );
+    net.advance(Duration::from_secs(64));
+    assert_eq!(net.ep.calls.footprint(), [0; 7]);
 }
 
 #[test]
@@ -334,7 +341,9 @@ fn parallel_fork_first_answer_wins_and_the_other_phone_is_cancelled() {
         a.headers.top_via().unwrap().branch(),
         "CANCEL carries its INVITE's branch (RFC 3261 §9.1)"
     );
-    assert_eq!(codes(&net.take(CALLER)), vec![200]);
+    let ok = responses(&net.take(CALLER));
+    assert_eq!(ok.iter().map(|r| r.code).collect::<Vec<_>>(), vec![200]);
+    net.deliver(CALLER, &caller_ack(&to_tag(&ok[0]), "f1"));
     // The cancelled phone answers 200 to CANCEL and 487 to its INVITE; the layer ACKs the 487.
     net.deliver_msg(
         PHONE_A,
@@ -343,6 +352,11 @@ fn parallel_fork_first_answer_wins_and_the_other_phone_is_cancelled() {
     net.deliver_msg(PHONE_A, &phone_response(&a, 487, "pa", PHONE_A, None));
     assert_eq!(requests(&net.take(PHONE_A), Method::Ack).len(), 1);
     assert_eq!(net.ep.active_calls(), 1);
+    // The ringing timer of the answered call is spent; the loser's leg is forgotten once its
+    // transactions end.
+    net.advance(Duration::from_secs(64));
+    let [calls, legs, ..] = net.ep.calls.footprint();
+    assert_eq!((calls, legs), (1, 2), "the call and its two live legs");
 }
 
 #[test]

@@ -158,6 +158,8 @@ struct Leg {
     bye_sent: bool,
     media_closed: bool,
     playing_intro: bool,
+    /// Live transactions of this leg: it is forgotten only when none is left.
+    transactions: u32,
 }
 
 /// What a client transaction of ours was for.
@@ -186,6 +188,42 @@ impl Calls {
     fn next(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    fn track_client(&mut self, tx: ClientTxId, leg: LegId, purpose: Purpose) {
+        if self.by_client_tx.insert(tx, (leg, purpose)).is_none() {
+            if let Some(l) = self.legs.get_mut(&leg) {
+                l.transactions += 1;
+            }
+        }
+    }
+
+    fn track_server(&mut self, tx: ServerTxId, leg: LegId) {
+        if self.by_server_tx.insert(tx, leg).is_none() {
+            if let Some(l) = self.legs.get_mut(&leg) {
+                l.transactions += 1;
+            }
+        }
+    }
+
+    fn untrack(&mut self, leg: LegId) {
+        if let Some(l) = self.legs.get_mut(&leg) {
+            l.transactions = l.transactions.saturating_sub(1);
+        }
+    }
+
+    /// Entries in every index, for leak checks.
+    #[cfg(test)]
+    pub(super) fn footprint(&self) -> [usize; 7] {
+        [
+            self.calls.len(),
+            self.legs.len(),
+            self.by_dialog.len(),
+            self.by_server_tx.len(),
+            self.by_client_tx.len(),
+            self.by_session.len(),
+            self.timers.len(),
+        ]
     }
 
     pub(super) fn active(&self) -> usize {
@@ -338,7 +376,7 @@ impl Endpoint {
             leg.invite_tx = Some(id);
             leg.offer_in_invite = offer;
         }
-        self.calls.by_server_tx.insert(id, a);
+        self.calls.track_server(id, a);
         let session = self.calls.legs[&a].session;
         self.events.push_back(Event::OpenMedia {
             id: session,
@@ -445,6 +483,7 @@ impl Endpoint {
             bye_sent: false,
             media_closed: false,
             playing_intro: false,
+            transactions: 0,
         };
         self.calls.by_session.insert(session, id);
         self.calls.legs.insert(id, leg);
@@ -596,9 +635,7 @@ impl Endpoint {
         let leg = self.calls.legs.get_mut(&leg_id).expect("exists");
         leg.out_invite = Some(invite);
         leg.out_tx = Some(tx);
-        self.calls
-            .by_client_tx
-            .insert(tx, (leg_id, Purpose::Invite));
+        self.calls.track_client(tx, leg_id, Purpose::Invite);
     }
 
     /// Answer the caller: 200 with our answer (or our offer, when the INVITE had none).
@@ -759,11 +796,13 @@ impl Endpoint {
         match key {
             TxKey::Client(id) => {
                 if let Some((leg, _)) = self.calls.by_client_tx.remove(&id) {
+                    self.calls.untrack(leg);
                     self.forget_leg_if_done(leg);
                 }
             }
             TxKey::Server(id) => {
                 if let Some(leg) = self.calls.by_server_tx.remove(&id) {
+                    self.calls.untrack(leg);
                     self.forget_leg_if_done(leg);
                 }
             }
@@ -778,9 +817,7 @@ impl Endpoint {
         if call_alive {
             return;
         }
-        let busy = self.calls.by_client_tx.values().any(|(l, _)| *l == leg_id)
-            || self.calls.by_server_tx.values().any(|l| *l == leg_id);
-        if !busy {
+        if leg.transactions == 0 {
             if let Some(leg) = self.calls.legs.remove(&leg_id) {
                 self.calls.by_session.remove(&leg.session);
                 if let Some(d) = &leg.dialog {
@@ -1363,7 +1400,7 @@ impl Endpoint {
                 let target = ol.target;
                 let tx = self.tx.send_request(now, reinvite, target);
                 self.calls.legs.get_mut(&o).expect("other").reinvite_out = Some(tx);
-                self.calls.by_client_tx.insert(tx, (o, Purpose::Reinvite));
+                self.calls.track_client(tx, o, Purpose::Reinvite);
                 let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
                 leg.reinvite_in = Some((id, req.clone()));
                 leg.remote_sdp = Some(offer);
@@ -1544,7 +1581,7 @@ impl Endpoint {
         info.body = Bytes::from(body);
         let target = leg.target;
         let tx = self.tx.send_request(now, info, target);
-        self.calls.by_client_tx.insert(tx, (leg_id, Purpose::Info));
+        self.calls.track_client(tx, leg_id, Purpose::Info);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1730,7 +1767,7 @@ impl Endpoint {
         d.terminate();
         let target = leg.target;
         let tx = self.tx.send_request(now, bye, target);
-        self.calls.by_client_tx.insert(tx, (leg_id, Purpose::Bye));
+        self.calls.track_client(tx, leg_id, Purpose::Bye);
     }
 
     fn close_media(&mut self, leg_id: LegId) {
