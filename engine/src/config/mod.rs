@@ -24,7 +24,7 @@
 //! machine); as soon as any listener is reachable from elsewhere it is an error.
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -35,7 +35,7 @@ mod raw;
 
 pub use password::{check_password, WeakPassword};
 
-use raw::{RawAccount, RawAuth, RawConfig, RawRegistrar, RawSip, RawTrunk};
+use raw::{RawAccount, RawAuth, RawCalls, RawConfig, RawMedia, RawRegistrar, RawSip, RawTrunk};
 
 /// The validated configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct Config {
     /// SIP trunks (carriers, other PBXs), in file order; names are unique.
     pub trunks: Vec<Trunk>,
     pub logging: LoggingConfig,
+    pub media: MediaSettings,
+    pub calls: CallsConfig,
     /// What the file got away with: weak passwords on a loopback-only server, trusted ranges that cover
     /// this machine. The binary logs them with [`Config::log_warnings`]; none contains a secret.
     pub warnings: Vec<ConfigWarning>,
@@ -339,6 +341,83 @@ impl Default for LoggingConfig {
     }
 }
 
+/// `media:` — RTP and prompts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// Address RTP binds to and SDP advertises (RFC 4566 §5.7 `c=`). File key `rtp_address`; by default
+    /// the IP of the first SIP listener. Never unspecified (`0.0.0.0`, `::`) or multicast: a peer could
+    /// not send to it.
+    pub rtp_address: IpAddr,
+    /// The first port of the RTP range (keys `rtp_port_min`, `rtp_port_max`, inclusive). Even and at
+    /// least 1024: RTP takes the even port of a pair and RTCP the odd one above it (RFC 3550 §11).
+    pub rtp_port_min: u16,
+    /// The last port of the range; above `rtp_port_min`, so the range holds at least one pair.
+    pub rtp_port_max: u16,
+    /// Media worker threads; 0 means one per core.
+    pub workers: usize,
+    /// No RTP for this long while the peer should be sending ends the call; `None` (key `rtp_timeout_s: 0`)
+    /// never does.
+    pub rtp_timeout: Option<Duration>,
+    /// Where prompts are loaded from; a relative path is relative to the working directory.
+    pub prompts_dir: PathBuf,
+    /// Where call recordings are written; a relative path is relative to the working directory.
+    pub recordings_dir: PathBuf,
+    /// Record every bridged call (stereo WAV, one party per channel).
+    pub record_calls: bool,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            rtp_address: SipConfig::default().listen[0].address.ip(),
+            rtp_port_min: 10_000,
+            rtp_port_max: 20_000,
+            workers: 0,
+            rtp_timeout: Some(Duration::from_secs(30)),
+            prompts_dir: PathBuf::from("prompts"),
+            recordings_dir: PathBuf::from("data/recordings"),
+            record_calls: false,
+        }
+    }
+}
+
+/// `calls:` — call routing basics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallsConfig {
+    /// A number any phone can dial to hear a prompt and check its audio; `None` when the file sets
+    /// `calls.test_line.enabled: false`.
+    pub test_line: Option<TestLine>,
+    /// How long a dialled account's phones ring before the call gives up (1 s to 10 minutes).
+    pub ring_timeout: Duration,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            test_line: Some(TestLine::default()),
+            ring_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The test line: dialling `number` answers and plays `prompt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestLine {
+    /// Digits, `*`, `#` and `+`; never an account's user.
+    pub number: String,
+    /// A prompt name: a file in `media.prompts_dir` without its extension (`welcome` for `welcome.wav`).
+    pub prompt: String,
+}
+
+impl Default for TestLine {
+    fn default() -> Self {
+        TestLine {
+            number: "9999".to_owned(),
+            prompt: "welcome".to_owned(),
+        }
+    }
+}
+
 /// Why a request may skip digest authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestExemption<'a> {
@@ -568,6 +647,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let logging = LoggingConfig {
         level: log_level(ctx, raw.logging.level)?,
     };
+    let media = validate_media(raw.media, &sip, ctx)?;
+    let calls = validate_calls(raw.calls, &accounts, ctx)?;
     let mut config = Config {
         sip,
         http,
@@ -577,6 +658,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         accounts,
         trunks,
         logging,
+        media,
+        calls,
         warnings,
     };
     config
@@ -920,6 +1003,152 @@ fn validate_trunks(raw: Vec<RawTrunk>, ctx: &Ctx<'_>) -> Result<Vec<Trunk>, Conf
         });
     }
     Ok(trunks)
+}
+
+fn validate_media(
+    raw: RawMedia,
+    sip: &SipConfig,
+    ctx: &Ctx<'_>,
+) -> Result<MediaSettings, ConfigError> {
+    const FIELD: &str = "media.rtp_address";
+    let rtp_address = match raw.rtp_address {
+        Some(text) => text.trim().parse::<IpAddr>().map_err(|_| {
+            ctx.error(
+                FIELD,
+                format!(
+                    "expected an IP address such as `192.0.2.10` or `2001:db8::10`, got {text:?}"
+                ),
+            )
+        })?,
+        None => {
+            let first = sip.listen[0].address;
+            if first.ip().is_unspecified() {
+                return Err(ctx.error(
+                    FIELD,
+                    format!(
+                        "required because the first SIP listener ({first}) is on every address: give the address phones send RTP to, such as `192.0.2.10`"
+                    ),
+                ));
+            }
+            first.ip()
+        }
+    };
+    if rtp_address.is_unspecified() || rtp_address.is_multicast() {
+        return Err(ctx.error(
+            FIELD,
+            format!(
+                "{rtp_address} can not be advertised in SDP: give the address phones send RTP to"
+            ),
+        ));
+    }
+    let (min, max) = (raw.rtp_port_min, raw.rtp_port_max);
+    if min < 1024 || min % 2 != 0 {
+        return Err(ctx.error(
+            "media.rtp_port_min",
+            format!("must be an even port of at least 1024 (RTP on even ports, RTCP on the odd one above), got {min}"),
+        ));
+    }
+    if max <= min {
+        return Err(ctx.error(
+            "media.rtp_port_max",
+            format!("rtp_port_max ({max}) must be above rtp_port_min ({min})"),
+        ));
+    }
+    const MAX_WORKERS: usize = 1024;
+    if raw.workers > MAX_WORKERS {
+        return Err(ctx.error(
+            "media.workers",
+            format!(
+                "must be between 0 (one per core) and {MAX_WORKERS}, got {}",
+                raw.workers
+            ),
+        ));
+    }
+    let rtp_timeout = match raw.rtp_timeout_s {
+        0 => None,
+        s => Some(seconds(ctx, "media.rtp_timeout_s", s, 1, DAY_S)?),
+    };
+    let dir = |field: &str, text: String| -> Result<PathBuf, ConfigError> {
+        if text.trim().is_empty() || text.chars().any(char::is_control) {
+            return Err(ctx.error(
+                field,
+                "must be a directory path, non-empty and free of control characters",
+            ));
+        }
+        Ok(PathBuf::from(text))
+    };
+    Ok(MediaSettings {
+        rtp_address,
+        rtp_port_min: min,
+        rtp_port_max: max,
+        workers: raw.workers,
+        rtp_timeout,
+        prompts_dir: dir("media.prompts_dir", raw.prompts_dir)?,
+        recordings_dir: dir("media.recordings_dir", raw.recordings_dir)?,
+        record_calls: raw.record_calls,
+    })
+}
+
+fn validate_calls(
+    raw: RawCalls,
+    accounts: &[Account],
+    ctx: &Ctx<'_>,
+) -> Result<CallsConfig, ConfigError> {
+    const MAX_NUMBER_LEN: usize = 32;
+    let line = raw.test_line;
+    let number_ok = !line.number.is_empty()
+        && line.number.len() <= MAX_NUMBER_LEN
+        && line
+            .number
+            .chars()
+            .all(|c| c.is_ascii_digit() || "*#+".contains(c));
+    if !number_ok {
+        return Err(ctx.error(
+            "calls.test_line.number",
+            format!(
+                "a number must be 1 to {MAX_NUMBER_LEN} digits, `*`, `#` or `+`, got {:?}",
+                line.number
+            ),
+        ));
+    }
+    // A disabled test line routes nothing, so its number may be handed to an account.
+    if line.enabled {
+        if let Some(i) = accounts.iter().position(|a| a.user == line.number) {
+            let (account_line, _) = ctx.index.nearest(&format!("accounts[{i}].user"));
+            return Err(ctx.error(
+                "calls.test_line.number",
+                format!(
+                    "{} is also the user of accounts[{i}] (line {account_line}); pick another number or set calls.test_line.enabled: false",
+                    line.number
+                ),
+            ));
+        }
+    }
+    // Hidden files are never loaded as prompts, so a leading dot could not name one (and rules out `..`).
+    let prompt_ok = !line.prompt.is_empty()
+        && line.prompt.len() <= 255
+        && !line.prompt.starts_with('.')
+        && !line
+            .prompt
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
+    if !prompt_ok {
+        return Err(ctx.error(
+            "calls.test_line.prompt",
+            format!(
+                "expected a prompt name (a file in media.prompts_dir without its extension, such as `welcome`), got {:?}",
+                line.prompt
+            ),
+        ));
+    }
+    let ring_timeout = seconds(ctx, "calls.ring_timeout_s", raw.ring_timeout_s, 1, 600)?;
+    Ok(CallsConfig {
+        test_line: line.enabled.then_some(TestLine {
+            number: line.number,
+            prompt: line.prompt,
+        }),
+        ring_timeout,
+    })
 }
 
 /// A trusted range that covers a loopback address lets every phone on this machine skip digest; that is
@@ -1700,6 +1929,14 @@ mod tests {
         // The demo trunk must not let loopback phones skip digest.
         assert!(carrier.trusted_sources.is_empty());
         assert_eq!(config.digest_exemption("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(config.media.rtp_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            config.calls.test_line,
+            Some(TestLine {
+                number: "9999".into(),
+                prompt: "welcome".into()
+            })
+        );
         // The shipped values are the defaults: a minimal file behaves like the demo minus its accounts
         // and trunk.
         let minimal = load("").unwrap();
@@ -1768,6 +2005,8 @@ sip:
 accounts:
   - user: \"1001\"
     password: \"Vr7-tkq9-LmZp\"
+media:
+  rtp_address: \"192.0.2.10\"
 ";
         let config = load(text).unwrap();
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
@@ -1793,8 +2032,8 @@ accounts:
             }
         }
         // The root, sip, two listeners, timers, http, database, registrar, auth, lockout, 20 accounts,
-        // one trunk, logging.
-        assert_eq!(mappings.len(), 32, "{mappings:?}");
+        // one trunk, media, calls, test_line, logging.
+        assert_eq!(mappings.len(), 35, "{mappings:?}");
         let lines: Vec<&str> = SHIPPED.lines().collect();
         for mapping in mappings {
             let keys: Vec<&locate::Entry> = index
@@ -2106,6 +2345,253 @@ trunks:
         assert_eq!(
             config.digest_exemption("198.51.100.9".parse().unwrap()),
             None
+        );
+    }
+
+    #[test]
+    fn media_and_calls_defaults() {
+        let config = load("").unwrap();
+        assert_eq!(
+            config.media,
+            MediaSettings {
+                rtp_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                rtp_port_min: 10_000,
+                rtp_port_max: 20_000,
+                workers: 0,
+                rtp_timeout: Some(Duration::from_secs(30)),
+                prompts_dir: PathBuf::from("prompts"),
+                recordings_dir: PathBuf::from("data/recordings"),
+                record_calls: false,
+            }
+        );
+        assert_eq!(
+            config.calls,
+            CallsConfig {
+                test_line: Some(TestLine {
+                    number: "9999".into(),
+                    prompt: "welcome".into(),
+                }),
+                ring_timeout: Duration::from_secs(60),
+            }
+        );
+        // The RTP address follows the first listener, whichever family it is.
+        let config =
+            load("sip:\n  listen:\n    - transport: udp\n      address: \"[::1]:5060\"\n").unwrap();
+        assert_eq!(config.media.rtp_address, "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn media_and_calls_values_resolve() {
+        let text = "\
+media:
+  rtp_address: \"2001:db8::10\"
+  rtp_port_min: 30000
+  rtp_port_max: 30001
+  workers: 4
+  rtp_timeout_s: 0
+  prompts_dir: /srv/prompts
+  recordings_dir: rec
+  record_calls: true
+calls:
+  test_line:
+    number: \"*43\"
+    prompt: echo-test
+  ring_timeout_s: 600
+";
+        let config = load(text).unwrap();
+        assert_eq!(
+            config.media,
+            MediaSettings {
+                rtp_address: "2001:db8::10".parse().unwrap(),
+                rtp_port_min: 30_000,
+                rtp_port_max: 30_001,
+                workers: 4,
+                rtp_timeout: None,
+                prompts_dir: PathBuf::from("/srv/prompts"),
+                recordings_dir: PathBuf::from("rec"),
+                record_calls: true,
+            }
+        );
+        assert_eq!(
+            config.calls.test_line,
+            Some(TestLine {
+                number: "*43".into(),
+                prompt: "echo-test".into()
+            })
+        );
+        assert_eq!(config.calls.ring_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn the_rtp_address_is_required_behind_an_unspecified_listener() {
+        let text = "\
+sip:
+  listen:
+    - transport: udp
+      address: \"0.0.0.0:5060\"
+media:
+  rtp_port_min: 10000
+";
+        // Not written, so blamed on its section.
+        let shown = rejected(text, 5, "media.rtp_address");
+        assert!(
+            shown.contains("required because the first SIP listener (0.0.0.0:5060)"),
+            "{shown}"
+        );
+        let config = load(&format!("{text}  rtp_address: \"192.0.2.10\"\n")).unwrap();
+        assert_eq!(
+            config.media.rtp_address,
+            "192.0.2.10".parse::<IpAddr>().unwrap()
+        );
+        // With no media section at all, the document start.
+        rejected(
+            "sip:\n  listen:\n    - transport: tcp\n      address: \"[::]:5060\"\n",
+            1,
+            "media.rtp_address",
+        );
+        rejected(
+            "media:\n  rtp_address: \"0.0.0.0\"\n",
+            2,
+            "media.rtp_address",
+        );
+        rejected(
+            "media:\n  rtp_address: \"239.1.1.1\"\n",
+            2,
+            "media.rtp_address",
+        );
+        let shown = rejected(
+            "media:\n  rtp_address: \"pbx.local\"\n",
+            2,
+            "media.rtp_address",
+        );
+        assert!(
+            shown.starts_with("t.yaml:2:3: media.rtp_address: expected an IP address"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn media_values_are_checked() {
+        let shown = rejected("media:\n  rtp_port_min: 10001\n", 2, "media.rtp_port_min");
+        assert!(shown.contains("must be an even port"), "{shown}");
+        rejected(
+            "media:\n  rtp_port_min: 1000\n  rtp_port_max: 2000\n",
+            2,
+            "media.rtp_port_min",
+        );
+        let shown = rejected(
+            "media:\n  rtp_port_min: 20000\n  rtp_port_max: 20000\n",
+            3,
+            "media.rtp_port_max",
+        );
+        assert!(
+            shown.ends_with("rtp_port_max (20000) must be above rtp_port_min (20000)"),
+            "{shown}"
+        );
+        // A maximum that was not written is blamed on its section.
+        rejected("\nmedia:\n  rtp_port_min: 30000\n", 2, "media.rtp_port_max");
+        let shown = rejected("media:\n  rtp_port_max: 70000\n", 2, "media.rtp_port_max");
+        assert!(shown.contains("expected u16"), "{shown}");
+        rejected("media:\n  workers: 100000\n", 2, "media.workers");
+        rejected(
+            "media:\n  rtp_timeout_s: 100000\n",
+            2,
+            "media.rtp_timeout_s",
+        );
+        rejected("media:\n  prompts_dir: \"\"\n", 2, "media.prompts_dir");
+        rejected(
+            "media:\n  recordings_dir: \" \"\n",
+            2,
+            "media.recordings_dir",
+        );
+        rejected(
+            "media:\n  record_calls: sometimes\n",
+            2,
+            "media.record_calls",
+        );
+    }
+
+    #[test]
+    fn the_test_line_is_checked() {
+        let text = "\
+accounts:
+  - user: \"1001\"
+    password: \"demo-1001\"
+  - user: \"9999\"
+    password: \"demo-9999\"
+calls:
+  ring_timeout_s: 30
+";
+        // The default number collides: blamed on the section, naming the account's line.
+        let shown = rejected(text, 6, "calls.test_line.number");
+        assert!(
+            shown.contains("9999 is also the user of accounts[1] (line 4)"),
+            "{shown}"
+        );
+        let moved = format!("{text}  test_line:\n    number: \"1001\"\n");
+        let shown = rejected(&moved, 9, "calls.test_line.number");
+        assert!(shown.starts_with("t.yaml:9:5: "), "{shown}");
+        // Switched off, the number is free for an account.
+        let off = load(&format!("{text}  test_line:\n    enabled: false\n")).unwrap();
+        assert_eq!(off.calls.test_line, None);
+        assert_eq!(off.calls.ring_timeout, Duration::from_secs(30));
+        // There is one way to switch it off. `test_line:` left empty is an empty section like any
+        // other (the defaults), and an explicit null is refused like a null `sip:`.
+        let empty = load("calls:\n  test_line:\n").unwrap();
+        assert_eq!(empty.calls, CallsConfig::default());
+        for null in ["~", "null"] {
+            let shown = rejected(
+                &format!("calls:\n  test_line: {null}\n"),
+                2,
+                "calls.test_line",
+            );
+            assert!(shown.ends_with("expected a mapping"), "{shown}");
+        }
+        rejected("sip: ~\n", 1, "sip");
+        for bad in ["\"\"", "\"12 34\"", "\"1001a\"", "\"sip:9999\""] {
+            rejected(
+                &format!("calls:\n  test_line:\n    number: {bad}\n"),
+                3,
+                "calls.test_line.number",
+            );
+        }
+        let config = load("calls:\n  test_line: {number: \"+#*0\"}\n").unwrap();
+        assert_eq!(config.calls.test_line.unwrap().number, "+#*0");
+        for bad in [
+            "\"\"",
+            "\"../etc/passwd\"",
+            "\"a/b\"",
+            "'a\\b'",
+            "\".hidden\"",
+        ] {
+            let shown = rejected(
+                &format!("calls:\n  test_line:\n    prompt: {bad}\n"),
+                3,
+                "calls.test_line.prompt",
+            );
+            assert!(shown.contains("expected a prompt name"), "{shown}");
+        }
+        rejected("calls:\n  ring_timeout_s: 0\n", 2, "calls.ring_timeout_s");
+        rejected("calls:\n  ring_timeout_s: 601\n", 2, "calls.ring_timeout_s");
+    }
+
+    #[test]
+    fn unknown_keys_in_media_and_calls_are_rejected() {
+        let shown = rejected("media:\n  rtp_port: 10000\n", 2, "media.rtp_port");
+        assert!(
+            shown.starts_with("t.yaml:2:3: media.rtp_port: unknown field `rtp_port`"),
+            "{shown}"
+        );
+        let shown = rejected("calls:\n  ring_timeout: 60\n", 2, "calls.ring_timeout");
+        assert!(shown.contains("unknown field `ring_timeout`"), "{shown}");
+        let shown = rejected(
+            "calls:\n  test_line:\n    number: \"9999\"\n    promt: welcome\n",
+            4,
+            "calls.test_line.promt",
+        );
+        assert!(
+            shown.starts_with("t.yaml:4:5: calls.test_line.promt: unknown field `promt`"),
+            "{shown}"
         );
     }
 

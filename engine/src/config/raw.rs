@@ -9,8 +9,8 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::{
-    AuthConfig, DatabaseConfig, DigestAlgorithm, HttpConfig, Listener, LockoutPolicy,
-    LoggingConfig, RegistrarConfig, SipConfig, SipTimers, Transport,
+    AuthConfig, CallsConfig, DatabaseConfig, DigestAlgorithm, HttpConfig, Listener, LockoutPolicy,
+    LoggingConfig, MediaSettings, RegistrarConfig, SipConfig, SipTimers, TestLine, Transport,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     pub auth: RawAuth,
     pub accounts: Vec<RawAccount>,
     pub trunks: Vec<RawTrunk>,
+    pub media: RawMedia,
+    pub calls: RawCalls,
     pub logging: RawLogging,
 }
 
@@ -217,6 +219,75 @@ pub(super) struct RawTrunk {
     pub trusted_sources: Vec<String>,
     #[serde(default = "enabled")]
     pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawMedia {
+    /// Absent: the address of the first SIP listener.
+    pub rtp_address: Option<String>,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub workers: usize,
+    /// `0` disables the timeout.
+    pub rtp_timeout_s: u64,
+    pub prompts_dir: String,
+    pub recordings_dir: String,
+    pub record_calls: bool,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        let d = MediaSettings::default();
+        RawMedia {
+            rtp_address: None,
+            rtp_port_min: d.rtp_port_min,
+            rtp_port_max: d.rtp_port_max,
+            workers: d.workers,
+            rtp_timeout_s: d.rtp_timeout.map_or(0, |t| t.as_secs()),
+            prompts_dir: d.prompts_dir.to_string_lossy().into_owned(),
+            recordings_dir: d.recordings_dir.to_string_lossy().into_owned(),
+            record_calls: d.record_calls,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawCalls {
+    pub test_line: RawTestLine,
+    pub ring_timeout_s: u64,
+}
+
+impl Default for RawCalls {
+    fn default() -> Self {
+        RawCalls {
+            test_line: RawTestLine::default(),
+            ring_timeout_s: CallsConfig::default().ring_timeout.as_secs(),
+        }
+    }
+}
+
+/// Switched off with `enabled: false`, like accounts and trunks, and in no other way: not an `Option`,
+/// so `test_line: null` is refused (as `sip: null` is) and `test_line:` with nothing after it means the
+/// defaults, as for any empty section. An empty key must not quietly remove the line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawTestLine {
+    pub number: String,
+    pub prompt: String,
+    pub enabled: bool,
+}
+
+impl Default for RawTestLine {
+    fn default() -> Self {
+        let d = TestLine::default();
+        RawTestLine {
+            number: d.number,
+            prompt: d.prompt,
+            enabled: true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
