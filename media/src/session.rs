@@ -16,7 +16,9 @@
 //! * time — [`tick`](Session::tick) every 20 ms (the packetisation clock).
 //!
 //! and after each input drains [`poll_transmit`](Session::poll_transmit) (datagrams to
-//! send) and [`poll_event`](Session::poll_event) (what to tell the engine).
+//! send), [`poll_event`](Session::poll_event) (what to tell the engine) and
+//! [`poll_finished_recording`](Session::poll_finished_recording) (recordings to finalize
+//! off the packet path).
 //!
 //! # One outgoing stream
 //!
@@ -214,6 +216,7 @@ pub struct Session {
     last_sr: Option<(u32, Instant)>,
 
     recording: Option<Recording>,
+    finished_recordings: VecDeque<RecorderHandle>,
     stats: SessionStats,
     counters: Counters,
     transmits: VecDeque<Transmit>,
@@ -262,6 +265,7 @@ impl Session {
             rtcp_count: 0,
             last_sr: None,
             recording: None,
+            finished_recordings: VecDeque::new(),
             stats: SessionStats::default(),
             counters: Counters::default(),
             transmits: VecDeque::new(),
@@ -392,19 +396,25 @@ impl Session {
         }
     }
 
-    /// Finishes the recording, if any ([`MediaEvent::Recorded`] follows). Waits for the
-    /// writer to drain its (bounded) queue.
+    /// Stops the recording, if any. The handle moves to
+    /// [`poll_finished_recording`](Self::poll_finished_recording): finalizing waits for the
+    /// writer thread, which the owner does off the packet path, then reports
+    /// [`MediaEvent::Recorded`].
     pub fn stop_record(&mut self) {
         if let Some(rec) = self.recording.take() {
-            let result = rec.handle.finish().map_err(|e| e.to_string());
-            self.events.push_back(MediaEvent::Recorded {
-                id: self.id,
-                result,
-            });
+            self.finished_recordings.push_back(rec.handle);
         }
     }
 
-    /// Finishes the recording and reports [`MediaEvent::Closed`]. Idempotent.
+    /// A stopped recording to finalize ([`RecorderHandle::finish`], blocking) and report as
+    /// [`MediaEvent::Recorded`] for this session.
+    pub fn poll_finished_recording(&mut self) -> Option<RecorderHandle> {
+        self.finished_recordings.pop_front()
+    }
+
+    /// Stops the recording (see [`stop_record`](Self::stop_record)) and queues
+    /// [`MediaEvent::Closed`]; the owner reports `Closed` after the recording's `Recorded`.
+    /// Idempotent.
     pub fn close(&mut self) -> SessionStats {
         let stats = self.stats();
         if !self.closed {
@@ -610,7 +620,10 @@ impl Session {
     /// Sends one audio frame at clock position `pos` and records it on the right channel.
     fn send_audio_frame(&mut self, pt: u8, pos: u64, marker: bool, payload: &[u8], codec: Codec) {
         let end = pos + payload.len() as u64;
-        self.record_frame(Channel::Other, pos, payload, codec);
+        // The right channel is what the peer hears: nothing while on hold.
+        if self.sending().is_some() {
+            self.record_frame(Channel::Other, pos, payload, codec);
+        }
         self.send_packet(pt, self.timestamp_of(pos), marker, payload, end);
     }
 

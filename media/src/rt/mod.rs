@@ -155,8 +155,9 @@ struct Inner {
     stopped: AtomicBool,
 }
 
-/// Handle to the media workers. Cheap to share (`Arc` inside); dropping the last handle
-/// does not stop the workers: call [`MediaEngine::shutdown`].
+/// Handle to the media workers. Cheap to share (`Arc` inside). Call
+/// [`MediaEngine::shutdown`] to stop them and wait; if the last handle is merely dropped,
+/// the workers notice their closed channel, close their sessions and exit unjoined.
 #[derive(Clone)]
 pub struct MediaEngine {
     inner: Arc<Inner>,

@@ -276,6 +276,25 @@ fn record_writes_a_stereo_wav_with_the_caller_on_the_left() {
         .max();
     assert!(left_peak > Some(4000), "left {left_peak:?}");
     assert!(right_peak > Some(4000), "right {right_peak:?}");
+
+    // Close finishes a running recording first: Recorded, then Closed.
+    let second = dir.path().join("second.wav");
+    media.command(Command::Record {
+        id,
+        request: crate::control::RecordRequest {
+            path: second.clone(),
+        },
+    });
+    media.command(Command::Close { id });
+    let first = wait_for(&events, |e| {
+        matches!(e, MediaEvent::Recorded { .. } | MediaEvent::Closed { .. })
+    });
+    assert!(
+        matches!(&first, MediaEvent::Recorded { result: Ok(info), .. } if info.path == second),
+        "{first:?}"
+    );
+    wait_for(&events, |e| matches!(e, MediaEvent::Closed { .. }));
+    assert!(hound::WavReader::open(&second).is_ok());
     media.shutdown();
 }
 

@@ -4,6 +4,7 @@
 
 use super::{EventSink, Msg, Registry};
 use crate::control::{Command, DtmfVia, MediaEvent, SessionId};
+use crate::record::RecorderHandle;
 use crate::session::{Relay, Session, SessionInit, TICK};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
@@ -13,6 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -44,6 +46,9 @@ pub(super) struct Worker {
     next_token: usize,
     random: RandomState,
     random_counter: u64,
+    /// Threads finalizing recordings (a WAV finish waits on its writer; never on the
+    /// packet path). Joined before the worker exits.
+    finishers: Vec<JoinHandle<()>>,
 }
 
 impl Worker {
@@ -67,6 +72,7 @@ impl Worker {
             next_token: 0,
             random: RandomState::new(),
             random_counter: 0,
+            finishers: Vec::new(),
         }
     }
 
@@ -185,6 +191,10 @@ impl Worker {
             // Errors (full buffer, unreachable) drop the packet: media is loss-tolerant.
             let _ = socket.send_to(&t.data, t.to);
         }
+        let mut recordings = Vec::new();
+        while let Some(r) = slot.session.poll_finished_recording() {
+            recordings.push(r);
+        }
         let peer = slot.session.bridge_peer();
         let mut events = Vec::new();
         while let Some(e) = slot.session.poll_event() {
@@ -205,6 +215,38 @@ impl Worker {
                 *relay_to = self.relay_digit(peer, *digit, *via, *duration);
             }
             (self.sink)(event);
+        }
+        if !recordings.is_empty() {
+            self.finish_recordings(id, recordings, Vec::new());
+        }
+    }
+
+    /// Finalizes recordings on a helper thread, reports them, then reports `after` (a
+    /// session's `Closed`, so the engine sees the file complete before the leg is gone).
+    fn finish_recordings(
+        &mut self,
+        id: SessionId,
+        recordings: Vec<RecorderHandle>,
+        after: Vec<MediaEvent>,
+    ) {
+        self.finishers.retain(|t| !t.is_finished());
+        let sink = self.sink.clone();
+        let job = move || {
+            for r in recordings {
+                let result = r.finish().map_err(|e| e.to_string());
+                sink(MediaEvent::Recorded { id, result });
+            }
+            for e in after {
+                sink(e);
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sb-record-finish".into())
+            .spawn(job);
+        match spawned {
+            Ok(t) => self.finishers.push(t),
+            // The closure (and its handles, which finalize on drop) is gone with the error.
+            Err(e) => tracing::error!(session = %id, error = %e, "cannot finish recording"),
         }
     }
 
@@ -384,15 +426,35 @@ impl Worker {
         drop((rtp, rtcp));
         self.registry.release(id, rtp_port);
         self.load.fetch_sub(1, Ordering::Relaxed);
-        while let Some(e) = session.poll_event() {
-            (self.sink)(e);
+        let mut recordings = Vec::new();
+        while let Some(r) = session.poll_finished_recording() {
+            recordings.push(r);
+        }
+        let events: Vec<MediaEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+        if recordings.is_empty() {
+            for e in events {
+                (self.sink)(e);
+            }
+        } else {
+            // Closed waits for the recording's Recorded.
+            let (closed, before): (Vec<_>, Vec<_>) = events
+                .into_iter()
+                .partition(|e| matches!(e, MediaEvent::Closed { .. }));
+            for e in before {
+                (self.sink)(e);
+            }
+            self.finish_recordings(id, recordings, closed);
         }
     }
 
+    /// Closes every session and waits for their recordings to be finalized.
     fn close_all(&mut self) {
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             self.close(id);
+        }
+        for t in self.finishers.drain(..) {
+            let _ = t.join();
         }
     }
 }

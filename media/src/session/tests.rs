@@ -381,7 +381,7 @@ fn hold_sends_nothing_but_the_clock_runs() {
     h.s.configure(h.now(), p.clone());
     h.s.play(vec![prompt(320, 100)], false, 4);
     assert!(h.tick(5).is_empty());
-    // No inactivity on hold (remote None) for the first 5 s; with recvonly it counts.
+    // Back to sendrecv: the stream resumes where the clock is, with an unspent sequence.
     p.direction = Direction::SendRecv;
     h.s.configure(h.now(), p);
     h.s.play(vec![prompt(320, 100)], false, 5);
