@@ -375,3 +375,76 @@ fn a_two_port_range_holds_one_session() {
         |e| matches!(e, MediaEvent::Closed { id, .. } if *id == SessionId(2)),
     );
 }
+
+#[test]
+fn digit_to_a_leg_without_telephone_event_is_tones_and_an_info_hint() {
+    let (media, events) = engine(42_400, 42_499);
+    let (a, b) = (SessionId(1), SessionId(2));
+    let a_addr = media.open(a, None).unwrap();
+    media.open(b, Some(a)).unwrap();
+    let (phone_a, phone_b) = (peer(), peer());
+    media.command(Command::Configure {
+        id: a,
+        params: params(&phone_a, Codec::Pcmu),
+    });
+    let mut pb = params(&phone_b, Codec::Pcmu);
+    pb.telephone_event = None;
+    media.command(Command::Configure { id: b, params: pb });
+    media.command(Command::Bridge { a, b });
+    let deadline = Instant::now() + WAIT;
+    // Audio first, until it comes out on B: the bridge is in place.
+    let mut seq = 0u16;
+    let ulaw = tone_ulaw();
+    loop {
+        phone_a
+            .send_to(&rtp(0, seq, u32::from(seq) * 160, &ulaw), a_addr)
+            .unwrap();
+        seq += 1;
+        if recv_rtp(&phone_b, Instant::now() + Duration::from_millis(100)).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing relayed A → B");
+    }
+    for p in crate::dtmf::rfc4733::Sender::new(
+        crate::dtmf::rfc4733::Digit::Star,
+        90_000,
+        960,
+        Default::default(),
+    ) {
+        let bytes = p.event.to_bytes();
+        let mut pkt = RtpPacket::new(101, seq, p.timestamp, 0xCA11, &bytes);
+        pkt.marker = p.marker;
+        phone_a.send_to(&pkt.to_vec().unwrap(), a_addr).unwrap();
+        seq += 1;
+    }
+    let digit = wait_for(&events, |e| matches!(e, MediaEvent::Digit { .. }));
+    assert_eq!(
+        digit,
+        MediaEvent::Digit {
+            id: a,
+            digit: crate::dtmf::rfc4733::Digit::Star,
+            via: crate::control::DtmfVia::Rfc4733,
+            duration: Duration::from_millis(120),
+            relay_to: Some(b),
+        }
+    );
+    // B hears the tones: run its audio through the detector until the digit shows.
+    let mut detector = crate::dtmf::goertzel::Detector::new();
+    let found = loop {
+        let p = recv_rtp(&phone_b, deadline).expect("tones on B");
+        assert_eq!(
+            p.0, 0,
+            "no telephone-event on a leg that did not negotiate it"
+        );
+        let mut pcm = vec![0; p.5.len()];
+        crate::g711::decode_ulaw_into(&p.5, &mut pcm);
+        detector.push_samples(&pcm);
+        if let Some(crate::dtmf::goertzel::ToneEvent::DigitStarted { digit, .. }) =
+            detector.poll_event()
+        {
+            break digit;
+        }
+    };
+    assert_eq!(found, crate::dtmf::rfc4733::Digit::Star);
+    media.shutdown();
+}
