@@ -203,6 +203,8 @@ pub struct Session {
     rx_map: Option<TimeMap>,
     dtmf_in: rfc4733::Receiver,
     detector: Detector,
+    /// The in-band detector hears a digit right now.
+    inband_digit: bool,
     decode_buf: Vec<i16>,
     last_rx: Option<Instant>,
     /// When the inactivity timer was (re-)armed.
@@ -257,6 +259,7 @@ impl Session {
             rx_map: None,
             dtmf_in: rfc4733::Receiver::new(),
             detector: Detector::new(),
+            inband_digit: false,
             decode_buf: Vec::new(),
             last_rx: None,
             armed_at: now,
@@ -844,6 +847,9 @@ impl Session {
                 self.send_relayed(now, &relay);
                 None
             }
+            // A detected tone is not relayed as audio: the peer gets the digit regenerated
+            // as it negotiated (the detector needs ≈ 30 ms, so the onset leaks through).
+            Mode::Bridged(_) if self.inband_digit => None,
             Mode::Bridged(_) => Some(relay),
             _ => None,
         }
@@ -925,17 +931,20 @@ impl Session {
 
     fn drain_detector(&mut self) {
         while let Some(e) = self.detector.poll_event() {
-            if let ToneEvent::DigitEnded {
-                digit, duration, ..
-            } = e
-            {
-                self.events.push_back(MediaEvent::Digit {
-                    id: self.id,
-                    digit,
-                    via: DtmfVia::Inband,
-                    duration: samples_duration(duration),
-                    relay_to: None,
-                });
+            match e {
+                ToneEvent::DigitStarted { .. } => self.inband_digit = true,
+                ToneEvent::DigitEnded {
+                    digit, duration, ..
+                } => {
+                    self.inband_digit = false;
+                    self.events.push_back(MediaEvent::Digit {
+                        id: self.id,
+                        digit,
+                        via: DtmfVia::Inband,
+                        duration: samples_duration(duration),
+                        relay_to: None,
+                    });
+                }
             }
         }
     }

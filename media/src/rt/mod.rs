@@ -12,6 +12,19 @@
 //!
 //! Only the worker reads the clock; each [`Session`](crate::session::Session) gets `now`.
 //! The routing map is locked on `open`, `command` and close, never on the packet path.
+//!
+//! # Bridges and DTMF
+//!
+//! Both legs of a [`Command::Bridge`] must live on one worker (open the second leg with
+//! `near`); otherwise the bridge is refused with a warning. Audio is relayed on receipt,
+//! re-stamped into the other leg's own stream and transcoded PCMU↔PCMA. Digits are not
+//! relayed packet by packet: when a digit *ends* on one leg (RFC 4733 or detected in-band;
+//! detected tones are held back from the audio relay), the other leg regenerates it with
+//! the measured duration — RFC 4733 with its own payload type if it negotiated
+//! telephone-event, else in-band tones — and the [`MediaEvent::Digit`] of the first leg
+//! carries `relay_to: Some(other)` in the in-band case. The tones are already sent, so
+//! the engine should send SIP INFO only for a peer that needs it on top.
+//! Playing, echoing or silencing either leg ends the bridge (both legs fall silent).
 #![allow(clippy::disallowed_methods)]
 
 #[cfg(test)]

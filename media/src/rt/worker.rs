@@ -3,7 +3,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use super::{EventSink, Msg, Registry};
-use crate::control::{Command, DtmfVia, MediaEvent, SessionId};
+use crate::control::{Command, MediaEvent, SessionId};
 use crate::record::RecorderHandle;
 use crate::session::{Relay, Session, SessionInit, TICK};
 use mio::net::UdpSocket;
@@ -205,14 +205,13 @@ impl Worker {
                 Some(peer),
                 MediaEvent::Digit {
                     digit,
-                    via,
                     duration,
                     relay_to,
                     ..
                 },
             ) = (peer, &mut event)
             {
-                *relay_to = self.relay_digit(peer, *digit, *via, *duration);
+                *relay_to = self.relay_digit(peer, *digit, *duration);
             }
             (self.sink)(event);
         }
@@ -256,7 +255,6 @@ impl Worker {
         &mut self,
         peer: SessionId,
         digit: crate::dtmf::rfc4733::Digit,
-        via: DtmfVia,
         duration: Duration,
     ) -> Option<SessionId> {
         let slot = self.sessions.get_mut(&peer)?;
@@ -264,10 +262,9 @@ impl Worker {
             .session
             .params()
             .is_some_and(|p| p.telephone_event.is_some());
-        // In-band digits already reached a peer without RFC 4733 inside the relayed audio.
-        if has_te || via == DtmfVia::Rfc4733 {
-            slot.session.send_dtmf(digit, duration);
-        }
+        // Regenerated whichever way it came: RFC 4733 packets are not relayed as audio, and
+        // the session holds back detected in-band tones from the relay.
+        slot.session.send_dtmf(digit, duration);
         (!has_te).then_some(peer)
     }
 

@@ -537,3 +537,39 @@ fn arbitrary_datagrams_never_panic() {
     h.s.close();
     let _ = h.events();
 }
+
+#[test]
+fn detected_tones_are_not_relayed_as_audio() {
+    let mut h = Harness::new(Codec::Pcmu);
+    let mut p = params(Codec::Pcmu);
+    p.inband_dtmf = true;
+    h.s.configure(h.now(), p);
+    h.s.bridged(SessionId(2));
+    let mut pcm = synth::silence(60);
+    pcm.extend(synth::dtmf_tone(Digit::D8, 200));
+    pcm.extend(synth::silence(100));
+    let mut ulaw = vec![0; pcm.len()];
+    g711::encode_ulaw_into(&pcm, &mut ulaw);
+    let relayed: Vec<bool> = ulaw
+        .chunks(160)
+        .enumerate()
+        .map(|(i, frame)| {
+            let bytes = rtp(0, i as u16, i as u32 * 160, 7, i == 0, frame);
+            h.s.handle_rtp(h.at(i as u64 * 20), addr(PEER), &bytes)
+                .is_some()
+        })
+        .collect();
+    // Silence is relayed; from shortly after the tone's onset until its end, nothing.
+    assert!(relayed[..3].iter().all(|&r| r));
+    let held: usize = relayed.iter().filter(|&&r| !r).count();
+    assert!((7..=11).contains(&held), "{relayed:?}");
+    assert!(*relayed.last().unwrap());
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        MediaEvent::Digit {
+            digit: Digit::D8,
+            via: DtmfVia::Inband,
+            ..
+        }
+    )));
+}
