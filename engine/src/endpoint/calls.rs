@@ -168,7 +168,6 @@ enum Purpose {
     Invite,
     Reinvite,
     Bye,
-    Info,
 }
 
 /// All calls of the endpoint.
@@ -765,7 +764,7 @@ impl Endpoint {
         match purpose {
             Purpose::Invite => self.on_invite_response(now, leg_id, resp),
             Purpose::Reinvite => self.on_reinvite_response(now, leg_id, resp),
-            Purpose::Bye | Purpose::Info => {}
+            Purpose::Bye => {}
         }
         true
     }
@@ -787,7 +786,7 @@ impl Endpoint {
         match purpose {
             Purpose::Invite => self.on_invite_response(now, leg_id, resp),
             Purpose::Reinvite => self.on_reinvite_response(now, leg_id, resp),
-            Purpose::Bye | Purpose::Info => {}
+            Purpose::Bye => {}
         }
     }
 
@@ -1563,27 +1562,6 @@ impl Endpoint {
         let _ = now;
     }
 
-    /// Send a digit to a leg by SIP INFO (its peer does no RFC 4733).
-    fn send_info(&mut self, now: Instant, leg_id: LegId, digit: Digit, duration: Duration) {
-        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
-            return;
-        };
-        let Some(d) = leg
-            .dialog
-            .as_mut()
-            .filter(|d| d.state() == DialogState::Confirmed)
-        else {
-            return;
-        };
-        let mut info = d.request(Method::Info);
-        let (ct, body) = info_dtmf::build_dtmf_relay(digit, duration);
-        info.headers.push(HeaderName::ContentType, ct);
-        info.body = Bytes::from(body);
-        let target = leg.target;
-        let tx = self.tx.send_request(now, info, target);
-        self.calls.track_client(tx, leg_id, Purpose::Info);
-    }
-
     // -----------------------------------------------------------------------------------------
     // Media events, CANCEL, timers
     // -----------------------------------------------------------------------------------------
@@ -1602,10 +1580,10 @@ impl Endpoint {
                     DtmfVia::Rfc4733 => "rfc4733",
                     DtmfVia::Inband => "inband",
                 };
+                // A leg without RFC 4733 (`relay_to`) has already had the digit played to it
+                // as tones by the media worker; a SIP INFO as well would press it twice.
+                let _ = relay_to;
                 self.digit_heard(now, id, digit, via, duration);
-                if let Some(to) = relay_to.and_then(|s| self.calls.by_session.get(&s).copied()) {
-                    self.send_info(now, to, digit, duration);
-                }
             }
             MediaEvent::PlayDone { id, token } => {
                 if token == PLAY_INTRO {
