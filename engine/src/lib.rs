@@ -1,7 +1,8 @@
 //! # switchboard-engine
 //!
-//! The SIP side of Switchboard: message parsing, transports, RFC 3261 transactions, the registrar,
-//! digest authentication, configuration and the database store.
+//! The SIP side of Switchboard: message parsing, transports, RFC 3261 transactions and dialogs,
+//! the registrar, digest authentication, calls (the B2BUA in [`endpoint`]), configuration and
+//! the database store.
 //!
 //! ## Architecture: sans-IO core, thin async shell
 //! Every protocol decision is made in plain structs that never touch a socket or a clock

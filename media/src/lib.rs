@@ -1,12 +1,19 @@
 //! # switchboard-media
 //!
 //! Switchboard's media layer: RTP/RTCP, SDP offer/answer, G.711, DTMF (RFC 4733, in-band),
-//! and — as calls arrive — prompts, recording and the B2BUA relay. It depends on no other
-//! Switchboard crate.
+//! prompts, recording and the B2BUA relay. It depends on no other Switchboard crate.
 //!
-//! Everything here is sans-IO: packet parsing and building, codecs, DTMF detection and SDP
-//! negotiation are pure functions and state machines that take time as an input. The RTP
-//! socket loop lives in the engine's shell.
+//! Everything but [`rt`] is sans-IO: packet parsing and building, codecs, DTMF detection, SDP
+//! negotiation and the per-stream [`session::Session`] are pure functions and state machines
+//! that take time as an input. [`rt`] is the shell: worker threads that own the RTP/RTCP
+//! sockets, pace all their sessions from one 20 ms clock each, and talk to the engine in the
+//! vocabulary of [`control`] (commands in, events out).
+//!
+//! ```text
+//! engine ── MediaEngine::open(id, near) ──▶ binds a port pair, picks a worker
+//!        ── MediaEngine::command(Command) ─▶ worker ─▶ Session::{configure, play, ...}
+//!        ◀── EventSink(MediaEvent) ──────── worker ◀─ Session::poll_event
+//! ```
 pub mod control;
 pub mod dtmf;
 pub mod g711;
