@@ -152,7 +152,8 @@ impl Endpoint {
             .filter(|b| self.accounts.contains_key(&b.aor))
             .collect();
         self.registrar.restore(known, unix);
-        self.metrics.update(&self.registrar, &self.tx);
+        self.metrics
+            .update(&self.registrar, &self.tx, self.calls.active());
     }
 
     pub fn registrar(&self) -> &Registrar {
@@ -185,7 +186,8 @@ impl Endpoint {
             Err(e) => self.on_parse_error(from, e),
         }
         self.drain_tx_events(now);
-        self.metrics.update(&self.registrar, &self.tx);
+        self.metrics
+            .update(&self.registrar, &self.tx, self.calls.active());
     }
 
     /// The store finished (or failed) making a REGISTER's changes durable.
@@ -225,7 +227,8 @@ impl Endpoint {
             }
         }
         self.drain_tx_events(now);
-        self.metrics.update(&self.registrar, &self.tx);
+        self.metrics
+            .update(&self.registrar, &self.tx, self.calls.active());
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -872,6 +875,7 @@ struct Gauges {
     transactions: metrics::Gauge,
     bindings: metrics::Gauge,
     accounts: metrics::Gauge,
+    calls: metrics::Gauge,
 }
 
 impl Gauges {
@@ -880,10 +884,12 @@ impl Gauges {
             transactions: metrics::gauge!("sip_transactions_alive"),
             bindings: metrics::gauge!("sip_registrations"),
             accounts: metrics::gauge!("sip_registered_accounts"),
+            calls: metrics::gauge!("calls_active"),
         }
     }
 
-    fn update(&self, registrar: &Registrar, tx: &TransactionLayer) {
+    fn update(&self, registrar: &Registrar, tx: &TransactionLayer, calls: usize) {
+        self.calls.set(calls as f64);
         self.transactions.set(tx.len() as f64);
         self.bindings.set(registrar.len() as f64);
         self.accounts.set(registrar.aor_count() as f64);

@@ -1568,6 +1568,13 @@ impl Endpoint {
 
     /// Something the media workers saw.
     pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
+        self.on_media_event(now, event);
+        self.drain_tx_events(now);
+        self.metrics
+            .update(&self.registrar, &self.tx, self.calls.active());
+    }
+
+    fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
         match event {
             MediaEvent::Digit {
                 id,
