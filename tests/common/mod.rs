@@ -171,6 +171,33 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port found");
 }
 
+/// An even loopback UDP port with the three above it free too: SIPp takes `-mp` for audio RTP
+/// and the port two above for video, and a peer's RTCP would take the odd ones.
+pub fn free_media_port() -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        if port % 2 != 0 || port > u16::MAX - 3 {
+            continue;
+        }
+        let others: Vec<_> = (1..4)
+            .map_while(|i| UdpSocket::bind(("127.0.0.1", port + i)).ok())
+            .collect();
+        if others.len() == 3 {
+            return port;
+        }
+    }
+    panic!("no free pair of RTP ports found");
+}
+
+/// Wait until some process has bound UDP `port` on loopback (a peer started in the background
+/// is listening); false after `limit`.
+pub fn wait_udp_bound(port: u16, limit: Duration) -> bool {
+    poll_until(limit, || {
+        UdpSocket::bind(("127.0.0.1", port)).is_err().then_some(())
+    })
+    .is_some()
+}
+
 /// xorshift64: reproducible randomness for passwords and fuzz input.
 pub struct Xorshift(u64);
 
@@ -269,6 +296,16 @@ pub struct ServerConfig {
     pub udp_listen: Option<String>,
     pub tcp_listen: Option<String>,
     pub http_listen: String,
+    /// The RTP range (`media.rtp_port_min`, `rtp_port_max`); `None`: [`Server::start_in`] picks
+    /// one of its own, see [`rtp_range`].
+    pub rtp_ports: Option<(u16, u16)>,
+    pub record_calls: bool,
+    /// `None`: `recordings/` in the server's directory (set by [`Server::start_in`]).
+    pub recordings_dir: Option<PathBuf>,
+    /// `media.rtp_timeout_s`; `None`: the server's default.
+    pub rtp_timeout_s: Option<u64>,
+    /// `calls.ring_timeout_s`; `None`: the server's default.
+    pub ring_timeout_s: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -283,6 +320,11 @@ impl Default for ServerConfig {
             udp_listen: Some("127.0.0.1:0".into()),
             tcp_listen: Some("127.0.0.1:0".into()),
             http_listen: "127.0.0.1:0".into(),
+            rtp_ports: None,
+            record_calls: false,
+            recordings_dir: None,
+            rtp_timeout_s: None,
+            ring_timeout_s: None,
         }
     }
 }
@@ -319,6 +361,22 @@ impl ServerConfig {
 
     pub fn tcp_idle_timeout_s(mut self, s: u64) -> ServerConfig {
         self.tcp_idle_timeout_s = Some(s);
+        self
+    }
+
+    /// Record bridged calls (stereo WAV) into [`Server::recordings_dir`].
+    pub fn record_calls(mut self) -> ServerConfig {
+        self.record_calls = true;
+        self
+    }
+
+    pub fn rtp_timeout_s(mut self, s: u64) -> ServerConfig {
+        self.rtp_timeout_s = Some(s);
+        self
+    }
+
+    pub fn ring_timeout_s(mut self, s: u64) -> ServerConfig {
+        self.ring_timeout_s = Some(s);
         self
     }
 
@@ -361,9 +419,40 @@ impl ServerConfig {
                 );
             }
         }
+        // Media: the repository's prompts whatever the working directory, the shipped `beep` as
+        // the test line's prompt (the only prompt the repository ships), loopback RTP.
+        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let _ = writeln!(
+            y,
+            "media:\n  rtp_address: \"127.0.0.1\"\n  prompts_dir: \"{}\"\n  record_calls: {}",
+            prompts.display(),
+            self.record_calls
+        );
+        if let Some((min, max)) = self.rtp_ports {
+            let _ = writeln!(y, "  rtp_port_min: {min}\n  rtp_port_max: {max}");
+        }
+        if let Some(dir) = &self.recordings_dir {
+            let _ = writeln!(y, "  recordings_dir: \"{}\"", dir.display());
+        }
+        if let Some(s) = self.rtp_timeout_s {
+            let _ = writeln!(y, "  rtp_timeout_s: {s}");
+        }
+        y.push_str("calls:\n  test_line:\n    number: \"9999\"\n    prompt: beep\n");
+        if let Some(s) = self.ring_timeout_s {
+            let _ = writeln!(y, "  ring_timeout_s: {s}");
+        }
         y.push_str("logging:\n  level: info\n");
         y
     }
+}
+
+/// An RTP range of 200 ports for one server: parallel tests must not share one, or one server's
+/// sessions would find every port taken by another's. The base is a port the system just handed
+/// out (random, even after rounding down), moved into 20000–58800; a port some other process
+/// holds meanwhile is skipped by the server, which tries the next pair.
+pub fn rtp_range() -> (u16, u16) {
+    let base = (free_port() & !1).clamp(20_000, 58_800);
+    (base, base + 199)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -379,6 +468,7 @@ pub struct Server {
     pub tcp: SocketAddr,
     pub http: SocketAddr,
     pub pid: u32,
+    recordings: PathBuf,
     stdout: PathBuf,
     stderr: PathBuf,
     http_client: reqwest::Client,
@@ -396,6 +486,12 @@ impl Server {
     pub fn start_in(dir: Arc<TempDir>, config: &ServerConfig) -> Server {
         let n = next_id();
         let path = dir.path();
+        let mut config = config.clone();
+        config.rtp_ports.get_or_insert_with(rtp_range);
+        let recordings = config
+            .recordings_dir
+            .get_or_insert_with(|| path.join("recordings"))
+            .clone();
         let config_path = path.join(format!("switchboard-{n}.yaml"));
         fs::write(&config_path, config.yaml(&db_url(path))).expect("write the config");
         let ready = path.join(format!("ready-{n}.json"));
@@ -459,6 +555,7 @@ impl Server {
             tcp,
             http,
             pid,
+            recordings,
             stdout,
             stderr,
             // A fresh connection per request: nothing pooled can go stale while a test drives
@@ -478,6 +575,11 @@ impl Server {
     /// The directory, to start a successor in (it outlives this server).
     pub fn dir_handle(&self) -> Arc<TempDir> {
         self.dir.clone()
+    }
+
+    /// Where call recordings go (`media.recordings_dir`).
+    pub fn recordings_dir(&self) -> &Path {
+        &self.recordings
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -702,6 +804,8 @@ pub struct Sipp {
     rate: u32,
     timeout_s: u32,
     trace_msg: bool,
+    port: Option<u16>,
+    media_port: Option<u16>,
     extra: Vec<OsString>,
 }
 
@@ -719,6 +823,8 @@ impl Sipp {
             rate: 10,
             timeout_s: 20,
             trace_msg: false,
+            port: None,
+            media_port: None,
             extra: Vec::new(),
         }
     }
@@ -763,6 +869,31 @@ impl Sipp {
         self
     }
 
+    /// SIPp's own SIP port (`-p`), for a peer the test must address or that must take over a
+    /// port another SIPp registered from; by default one of [`free_port`]'s.
+    pub fn port(mut self, port: u16) -> Sipp {
+        self.port = Some(port);
+        self
+    }
+
+    /// SIPp's RTP port (`-mp`); by default one of [`free_media_port`]'s, never SIPp's fixed 6000
+    /// that parallel runs would share.
+    pub fn media_port(mut self, port: u16) -> Sipp {
+        self.media_port = Some(port);
+        self
+    }
+
+    /// Overall limit (`-timeout`, in seconds; reaching it fails the run).
+    pub fn timeout_s(mut self, s: u32) -> Sipp {
+        self.timeout_s = s;
+        self
+    }
+
+    /// A scenario keyword: `[name]` in the scenario becomes `value` (`-key name value`).
+    pub fn key(self, name: &str, value: impl std::fmt::Display) -> Sipp {
+        self.arg("-key").arg(name).arg(value.to_string())
+    }
+
     pub fn arg(mut self, a: impl Into<OsString>) -> Sipp {
         self.extra.push(a.into());
         self
@@ -793,7 +924,8 @@ impl Sipp {
             file("messages.log"),
             file("stdout.log"),
         );
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
+        let media_port = self.media_port.unwrap_or_else(free_media_port);
         let mut cmd = Command::new("sipp");
         cmd.arg(self.remote().to_string());
         match (&self.scenario, self.builtin) {
@@ -810,6 +942,7 @@ impl Sipp {
             cmd.args(["-t", "t1"]);
         }
         cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-mi", "127.0.0.1", "-mp", &media_port.to_string()])
             .args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()])
             .arg("-nostdin")
             .args([
