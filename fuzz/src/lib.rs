@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use switchboard_engine::auth::{AccountSecret, DigestConfig, LockoutConfig, ServerSecret};
-use switchboard_engine::endpoint::{Endpoint, EndpointConfig, Event, Received};
+use switchboard_engine::endpoint::{
+    CallSettings, Endpoint, EndpointConfig, Event, Received, TestLineSettings,
+};
 use switchboard_engine::registrar::RegistrarConfig;
 use switchboard_engine::sip::framing::{self, Frame, FrameError};
 use switchboard_engine::sip::msg::{self, ErrorKind, Framing, HeaderName, Message};
@@ -61,6 +63,14 @@ fn config() -> EndpointConfig {
                     )
                 })
                 .collect(),
+            // The test line, so fuzzed INVITEs and in-dialog requests reach a real call.
+            calls: CallSettings {
+                test_line: Some(TestLineSettings {
+                    number: "9999".into(),
+                    prompt: None,
+                }),
+                ..CallSettings::default()
+            },
         })
         .clone()
 }
@@ -139,9 +149,22 @@ impl Driver {
             let mut progressed = false;
             while let Some(ev) = self.ep.poll_event() {
                 progressed = true;
-                // Irrefutable today; a new kind of event must be handled here too.
-                let Event::Persist { token, .. } = ev;
-                self.ep.handle_persisted(self.now, token, self.persist_ok);
+                match ev {
+                    Event::Persist { token, .. } => {
+                        self.ep.handle_persisted(self.now, token, self.persist_ok)
+                    }
+                    // The media workers are played by a script: every session gets a port
+                    // (or, when stores fail, none), and commands go nowhere.
+                    Event::OpenMedia { id, .. } => {
+                        let result = if self.persist_ok {
+                            Ok(addr("127.0.0.1:20000"))
+                        } else {
+                            Err("no ports".to_string())
+                        };
+                        self.ep.handle_media_opened(self.now, id, result);
+                    }
+                    Event::Media(_) => {}
+                }
             }
             while let Some(t) = self.ep.poll_transmit() {
                 progressed = true;
