@@ -208,7 +208,7 @@ impl Driver {
 /// - it goes out on the transport (and TCP connection) its request came in on, to a port
 ///   other than 0;
 /// - it is a response with a valid status line: `SIP/2.0 SP 3DIGIT(100…699) SP reason CRLF`,
-///   the reason free of CR/LF (the endpoint never originates requests yet);
+///   the reason free of CR/LF — or a request a call originated, which must parse;
 /// - it is exactly one frame for the stream framer: `framing::check` finds the whole payload
 ///   (so its Content-Length is right, and a TCP peer stays in sync);
 /// - when `strict` (it answers a message that parsed, or it was sent by a timer), it parses
@@ -216,6 +216,21 @@ impl Driver {
 pub fn check_transmit(t: &Transmit, strict: bool, transport: Transport, conn: Option<ConnId>) {
     let p = &t.payload;
     let show = || String::from_utf8_lossy(p).into_owned();
+    // A request of our own (a call's BYE, CANCEL, ACK, INVITE to a phone): built from parsed
+    // input, so it always parses, is one frame, and goes to a real port.
+    if !p.starts_with(b"SIP/2.0 ") {
+        assert_ne!(t.target.addr.port(), 0, "request to port 0:\n{}", show());
+        assert_eq!(
+            framing::check(p, usize::MAX),
+            Ok(Frame::Message(p.len())),
+            "a request we sent is not exactly one frame:\n{}",
+            show()
+        );
+        match msg::parse(p.clone(), Framing::Stream) {
+            Ok(Message::Request(_)) => return,
+            other => panic!("a request we sent does not parse: {other:?}\n{}", show()),
+        }
+    }
     assert_eq!(t.target.transport, transport, "answer on another transport");
     if transport == Transport::Tcp {
         assert_eq!(t.target.conn, conn, "answer on another connection");
