@@ -1203,6 +1203,110 @@ impl Baresip {
         Baresip { child, output }
     }
 
+    /// A phone that makes calls: G.711 only, the repository's `prompts/hold.wav` as its
+    /// microphone, auto-answer, and the `ctrl_tcp` control socket on `ctrl` (see
+    /// [`Baresip::command`]). Registers `account` at `server` over UDP.
+    pub fn phone(dir: &Path, server: SocketAddr, account: &Account, ctrl: u16) -> Baresip {
+        let n = next_id();
+        let conf = dir.join(format!("baresip-{n}"));
+        fs::create_dir_all(&conf).unwrap();
+        let mic = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/hold.wav");
+        fs::write(
+            conf.join("config"),
+            format!(
+                "sip_listen\t\t127.0.0.1:0\n\
+                 module_path\t\t{BARESIP_MODULES}\n\
+                 module\t\t\tg711.so\n\
+                 module\t\t\taufile.so\n\
+                 module\t\t\tctrl_tcp.so\n\
+                 module_app\t\taccount.so\n\
+                 module_app\t\tmenu.so\n\
+                 ctrl_tcp_listen\t\t127.0.0.1:{ctrl}\n\
+                 audio_source\t\taufile,{}\n\
+                 audio_alert\t\taufile,/dev/null\n",
+                mic.display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            conf.join("accounts"),
+            format!(
+                "<sip:{}@{server};transport=udp>;auth_pass={};regint=600;answermode=auto\n",
+                account.user, account.password
+            ),
+        )
+        .unwrap();
+        let output = dir.join(format!("baresip-{n}.log"));
+        let out = fs::File::create(&output).unwrap();
+        let child = ChildGuard::spawn(
+            Command::new("baresip")
+                .arg("-f")
+                .arg(&conf)
+                .args(["-s", "-t", "60"])
+                .stdin(Stdio::null())
+                .stderr(out.try_clone().unwrap())
+                .stdout(out),
+        )
+        .expect("start baresip (Debian package baresip)");
+        Baresip { child, output }
+    }
+
+    /// Send one command to a [`Baresip::phone`]'s control socket (netstring-framed JSON,
+    /// baresip's `ctrl_tcp`) and return what it answered within a bounded wait.
+    pub fn command(ctrl: u16, command: &str, params: Option<&str>) -> String {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut sock = loop {
+            match std::net::TcpStream::connect(("127.0.0.1", ctrl)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("baresip control socket {ctrl}: {e}"),
+            }
+        };
+        let mut body = serde_json::json!({ "command": command, "token": "t" });
+        if let Some(p) = params {
+            body["params"] = serde_json::Value::from(p);
+        }
+        let body = body.to_string();
+        sock.write_all(format!("{}:{body},", body.len()).as_bytes())
+            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match sock.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&got).contains(r#""response":true"#) {
+                        break;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// The highest receive bit rate baresip's status line showed (`audio=<tx>/<rx> (bit/s)`).
+    pub fn max_rx_bitrate(&self) -> u64 {
+        let out = fs::read(&self.output).unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        text.split("audio=")
+            .skip(1)
+            .filter_map(|s| {
+                let (_, rest) = s.split_once('/')?;
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn output(&self) -> String {
         fs::read_to_string(&self.output).unwrap_or_default()
     }
