@@ -1168,52 +1168,28 @@ impl Baresip {
     /// Register `account` at `server` over UDP (`regint` 600 s). baresip quits by itself after
     /// 60 s should the test not get to kill it.
     pub fn register(dir: &Path, server: SocketAddr, account: &Account) -> Baresip {
-        let n = next_id();
-        let conf = dir.join(format!("baresip-{n}"));
-        fs::create_dir_all(&conf).unwrap();
-        fs::write(
-            conf.join("config"),
-            format!(
+        Baresip::spawn(
+            dir,
+            &format!(
                 "sip_listen\t\t127.0.0.1:0\n\
                  module_path\t\t{BARESIP_MODULES}\n\
                  module_app\t\taccount.so\n"
             ),
-        )
-        .unwrap();
-        fs::write(
-            conf.join("accounts"),
-            format!(
+            &format!(
                 "<sip:{}@{server};transport=udp>;auth_pass={};regint=600\n",
                 account.user, account.password
             ),
         )
-        .unwrap();
-        let output = dir.join(format!("baresip-{n}.log"));
-        let out = fs::File::create(&output).unwrap();
-        let child = ChildGuard::spawn(
-            Command::new("baresip")
-                .arg("-f")
-                .arg(&conf)
-                .args(["-s", "-t", "60"])
-                .stdin(Stdio::null())
-                .stderr(out.try_clone().unwrap())
-                .stdout(out),
-        )
-        .expect("start baresip (Debian package baresip)");
-        Baresip { child, output }
     }
 
     /// A phone that makes calls: G.711 only, the repository's `prompts/hold.wav` as its
     /// microphone, auto-answer, and the `ctrl_tcp` control socket on `ctrl` (see
     /// [`Baresip::command`]). Registers `account` at `server` over UDP.
     pub fn phone(dir: &Path, server: SocketAddr, account: &Account, ctrl: u16) -> Baresip {
-        let n = next_id();
-        let conf = dir.join(format!("baresip-{n}"));
-        fs::create_dir_all(&conf).unwrap();
         let mic = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/hold.wav");
-        fs::write(
-            conf.join("config"),
-            format!(
+        Baresip::spawn(
+            dir,
+            &format!(
                 "sip_listen\t\t127.0.0.1:0\n\
                  module_path\t\t{BARESIP_MODULES}\n\
                  module\t\t\tg711.so\n\
@@ -1226,16 +1202,20 @@ impl Baresip {
                  audio_alert\t\taufile,/dev/null\n",
                 mic.display()
             ),
-        )
-        .unwrap();
-        fs::write(
-            conf.join("accounts"),
-            format!(
+            &format!(
                 "<sip:{}@{server};transport=udp>;auth_pass={};regint=600;answermode=auto\n",
                 account.user, account.password
             ),
         )
-        .unwrap();
+    }
+
+    /// Writes the config and accounts files into a fresh folder and starts baresip on them.
+    fn spawn(dir: &Path, config: &str, accounts: &str) -> Baresip {
+        let n = next_id();
+        let conf = dir.join(format!("baresip-{n}"));
+        fs::create_dir_all(&conf).unwrap();
+        fs::write(conf.join("config"), config).unwrap();
+        fs::write(conf.join("accounts"), accounts).unwrap();
         let output = dir.join(format!("baresip-{n}.log"));
         let out = fs::File::create(&output).unwrap();
         let child = ChildGuard::spawn(

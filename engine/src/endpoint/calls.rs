@@ -292,6 +292,29 @@ fn stated_direction(sdp: &SessionDescription) -> Direction {
     }
 }
 
+/// `caps` narrowed to `codec` if `offer` can be answered with it alone: a leg keeps its codec
+/// (or takes the other leg's) whenever the offer allows, so the relay need not transcode.
+fn narrowed_to(
+    offer: &SessionDescription,
+    caps: &Capabilities,
+    codec: Option<sdp::Codec>,
+    addr: IpAddr,
+    port: u16,
+) -> Capabilities {
+    let Some(codec) = codec else {
+        return caps.clone();
+    };
+    let narrowed = Capabilities {
+        codecs: vec![codec],
+        ..caps.clone()
+    };
+    let mut scratch = LocalSession::new(0, 0);
+    match sdp::answer(offer, &narrowed, addr, port, &mut scratch) {
+        Ok(_) => narrowed,
+        Err(_) => caps.clone(),
+    }
+}
+
 fn user_of(uri: &Uri) -> String {
     uri.user_decoded()
         .and_then(|u| String::from_utf8(u).ok())
@@ -659,23 +682,7 @@ impl Endpoint {
         let body = match leg.offer_in_invite.clone() {
             Some(offer) => {
                 // Prefer the other leg's codec when the caller offers it.
-                let mut answer_caps = caps.clone();
-                if let Some(c) = prefer {
-                    let offered = sdp::answer(
-                        &offer,
-                        &Capabilities {
-                            codecs: vec![c],
-                            ..caps.clone()
-                        },
-                        addr,
-                        rtp.port(),
-                        &mut leg.sdp.clone(),
-                    )
-                    .is_ok();
-                    if offered {
-                        answer_caps.codecs = vec![c];
-                    }
-                }
+                let answer_caps = narrowed_to(&offer, &caps, prefer, addr, rtp.port());
                 match sdp::answer(&offer, &answer_caps, addr, rtp.port(), &mut leg.sdp) {
                     Ok((answer, negotiated)) => {
                         self.events.push_back(Event::Media(Command::Configure {
@@ -1431,23 +1438,9 @@ impl Endpoint {
         let (Some(offer), Some(rtp)) = (leg.remote_sdp.clone(), leg.local_rtp) else {
             return;
         };
-        let mut answer_caps = caps;
-        if let Some(n) = &leg.negotiated {
-            let keep = sdp::answer(
-                &offer,
-                &Capabilities {
-                    codecs: vec![n.codec.codec],
-                    ..answer_caps.clone()
-                },
-                addr,
-                rtp.port(),
-                &mut leg.sdp.clone(),
-            )
-            .is_ok();
-            if keep {
-                answer_caps.codecs = vec![n.codec.codec];
-            }
-        }
+        // Keep the codec the leg already uses when the new offer still has it.
+        let current = leg.negotiated.as_ref().map(|n| n.codec.codec);
+        let answer_caps = narrowed_to(&offer, &caps, current, addr, rtp.port());
         leg.sdp.direction = allowed;
         let result = sdp::answer(&offer, &answer_caps, addr, rtp.port(), &mut leg.sdp);
         leg.sdp.direction = Direction::SendRecv;
