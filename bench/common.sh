@@ -42,6 +42,8 @@ build() {
 
 # start_server NAME PROMPT: a fresh server in $WORK/NAME, pinned to $SERVER_CPU; sets SERVER_PID,
 # SIP (ip:port) and HTTP (ip:port). 127.0.0.1 is trusted (auth.trusted), so no digest.
+# PROMPTS_DIR (default: the repository's prompts/) and MEDIA_WORKERS (default 0: one per core
+# the server may run on, so 1 under taskset) override media.prompts_dir and media.workers.
 start_server() {
     local dir=$WORK/$1
     mkdir -p "$dir"
@@ -62,10 +64,11 @@ auth:
   trusted: ["127.0.0.1/32"]
 accounts: []
 media:
+  workers: ${MEDIA_WORKERS:-0}
   rtp_address: "127.0.0.1"
   rtp_port_min: 20000
   rtp_port_max: 29998
-  prompts_dir: "$ROOT/prompts"
+  prompts_dir: "${PROMPTS_DIR:-$ROOT/prompts}"
   recordings_dir: "$dir/recordings"
   rtp_timeout_s: 0
 calls:

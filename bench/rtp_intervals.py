@@ -5,6 +5,12 @@ Reads a tcpdump capture (link type EN10MB, as `tcpdump -i lo` writes it), keeps 
 sent from the server's RTP range, groups them by SSRC and prints, over every gap between
 consecutive packets of one stream: the count, p50, p99 and max of the interval, and p50/p99 of
 its deviation from the 20 ms packetisation time (the jitter of the server's sending clock).
+
+Only gaps between packets with consecutive RTP sequence numbers count: a packet missing from the
+capture (tcpdump dropped it) would otherwise show as a 40 ms gap the server never made. Such
+gaps are counted apart (`skipped`), with the packets captured (`packets`) and the share of each
+stream's packets, between its first and last sequence number captured, that the capture holds
+(`captured`).
 """
 import struct
 import sys
@@ -36,18 +42,28 @@ def main():
         rtp = ip[ihl + 8:]
         if not lo <= sport <= hi or len(rtp) < 12 or rtp[0] >> 6 != 2:
             continue
+        if 192 <= rtp[1] <= 223:  # RTCP (packet types 192-223), from the odd port
+            continue
+        seq = struct.unpack(">H", rtp[2:4])[0]
         ssrc = struct.unpack(">I", rtp[8:12])[0]
-        streams.setdefault((sport, ssrc), []).append(t)
-    gaps = []
-    for times in streams.values():
-        gaps += [(b - a) * 1000 for a, b in zip(times, times[1:])]
+        streams.setdefault((sport, ssrc), []).append((t, seq))
+    gaps, skipped = [], 0
+    for pkts in streams.values():
+        for (a, sa), (b, sb) in zip(pkts, pkts[1:]):
+            if (sb - sa) & 0xFFFF == 1:
+                gaps.append((b - a) * 1000)
+            else:
+                skipped += 1
+    npkts = sum(len(p) for p in streams.values())
+    sent = sum(((p[-1][1] - p[0][1]) & 0xFFFF) + 1 for p in streams.values())
     if not gaps:
         print("no RTP from the server's range in the capture")
         return
     gaps.sort()
     dev = sorted(abs(g - 20) for g in gaps)
     q = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))]
-    print(f"streams {len(streams)} intervals {len(gaps)} "
+    print(f"streams {len(streams)} packets {npkts} intervals {len(gaps)} skipped {skipped} "
+          f"captured {100 * npkts / max(sent, 1):.1f}% "
           f"interval_ms p50 {q(gaps, .5):.2f} p99 {q(gaps, .99):.2f} max {gaps[-1]:.2f} "
           f"jitter_ms p50 {q(dev, .5):.3f} p99 {q(dev, .99):.3f}")
 
