@@ -967,17 +967,21 @@ impl Endpoint {
             a: a_session,
             b: b_session,
         }));
-        if self.call_cfg.record_calls {
-            let path = self.call_cfg.recordings_dir.join(format!(
-                "call-{}-{}.wav",
-                key.0,
-                self.tags.next()
-            ));
-            self.events.push_back(Event::Media(Command::Record {
-                id: a_session,
-                request: RecordRequest { path },
-            }));
+        self.record_if_configured(key, a_session);
+    }
+
+    /// With `media.record_calls`, record the caller's leg (caller left, the other side right)
+    /// into a file named after the call.
+    fn record_if_configured(&mut self, key: CallKey, caller_session: SessionId) {
+        if !self.call_cfg.record_calls {
+            return;
         }
+        let name = format!("call-{}-{}.wav", key.0, self.tags.next());
+        let path = self.call_cfg.recordings_dir.join(name);
+        self.events.push_back(Event::Media(Command::Record {
+            id: caller_session,
+            request: RecordRequest { path },
+        }));
     }
 
     /// Tell the caller it is ringing (once): 180 on the early dialog.
@@ -1289,17 +1293,7 @@ impl Endpoint {
         if is_test && !leg.playing_intro && leg.negotiated.is_some() {
             leg.playing_intro = true;
             let session = leg.session;
-            if self.call_cfg.record_calls {
-                let path = self.call_cfg.recordings_dir.join(format!(
-                    "call-{}-{}.wav",
-                    key.0,
-                    self.tags.next()
-                ));
-                self.events.push_back(Event::Media(Command::Record {
-                    id: session,
-                    request: RecordRequest { path },
-                }));
-            }
+            self.record_if_configured(key, session);
             match self
                 .call_cfg
                 .test_line
