@@ -19,7 +19,9 @@
 pub mod auth;
 pub mod config;
 pub mod endpoint;
+pub mod ivr;
 pub mod registrar;
 pub mod rt;
 pub mod sip;
 pub mod store;
+pub(crate) mod yamlpos;
