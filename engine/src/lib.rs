@@ -17,6 +17,7 @@
 //! `handle_timeout(now)` when it is reached. The core never reads a clock itself
 //! (`clippy.toml` forbids `Instant::now` and `SystemTime::now` outside `rt`).
 pub mod auth;
+pub mod cdr;
 pub mod config;
 pub mod endpoint;
 pub mod ivr;
