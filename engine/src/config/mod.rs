@@ -4,8 +4,10 @@
 //! The file is read in two steps. `raw` mirrors the YAML with serde structs that deny unknown keys and
 //! fill in defaults; [`Config::from_yaml_str`] then checks every value and builds [`Config`]: addresses
 //! parsed into [`SocketAddr`], CIDR ranges into [`IpNet`], durations into [`Duration`], cross-field rules
-//! (`min_expires_s <= default_expires_s <= max_expires_s`, unique users and trunk names) enforced. Past this
-//! point nothing re-checks the configuration.
+//! (`min_expires_s <= default_expires_s <= max_expires_s`, unique users and trunk names, service numbers
+//! that name configured trunks and collide with no account or test line) enforced. Past this point nothing
+//! re-checks the configuration. Which IVR flows exist is the flow loader's business (`ivr.flows_dir`):
+//! here a service number's flow is only checked to be a well-formed name.
 //!
 //! ## Errors name the file, line, column and field
 //! ```text
@@ -35,7 +37,10 @@ mod raw;
 
 pub use password::{check_password, WeakPassword};
 
-use raw::{RawAccount, RawAuth, RawCalls, RawConfig, RawMedia, RawRegistrar, RawSip, RawTrunk};
+use raw::{
+    RawAccount, RawAuth, RawBlacklist, RawCalls, RawConfig, RawIvr, RawMedia, RawRegistrar,
+    RawServiceNumber, RawSip, RawTrunk,
+};
 
 /// The validated configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +57,10 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub media: MediaSettings,
     pub calls: CallsConfig,
+    pub ivr: IvrSettings,
+    /// Service numbers bound to IVR flows, in file order; (number, trunk) pairs are unique.
+    pub numbers: Vec<ServiceNumber>,
+    pub blacklist: Blacklist,
     /// What the file got away with: weak passwords on a loopback-only server, trusted ranges that cover
     /// this machine. The binary logs them with [`Config::log_warnings`]; none contains a secret.
     pub warnings: Vec<ConfigWarning>,
@@ -418,6 +427,85 @@ impl Default for TestLine {
     }
 }
 
+/// `ivr:` — where flows live and how they are published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IvrSettings {
+    /// The folder of flow files (`<name>.yaml`), relative to the working directory.
+    pub flows_dir: PathBuf,
+    /// Publish a flow when its file changes (a broken file is rejected and the old version keeps
+    /// serving); `false` loads flows at start-up only.
+    pub watch: bool,
+}
+
+impl Default for IvrSettings {
+    fn default() -> Self {
+        IvrSettings {
+            flows_dir: PathBuf::from("ivr-flows"),
+            watch: true,
+        }
+    }
+}
+
+/// A service number (服务号) bound to an IVR flow: a call to `number` enters `flow`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceNumber {
+    /// Digits, `*`, `#` and `+`; never an account's user or the test line's number.
+    pub number: String,
+    /// A flow name: the stem of a file in `ivr.flows_dir` (`main` for `main.yaml`). Whether the flow
+    /// exists is checked when flows are loaded, not here.
+    pub flow: String,
+    /// When set, only calls arriving on this trunk (a configured trunk's name) match; an entry with a
+    /// trunk wins over one without for the same number.
+    pub trunk: Option<String>,
+    /// `false`: calls to the number are refused as "trunk number disabled" (中继号码停用).
+    pub enabled: bool,
+}
+
+/// `blacklist:` — numbers refused before any routing (客户号码黑名单).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blacklist {
+    /// Callers refused on inbound calls.
+    pub inbound: Vec<NumberPattern>,
+}
+
+impl Blacklist {
+    /// Whether an inbound call from `number` is refused. Spaces are dropped (a number pasted as
+    /// `138 0000 0000`) and a leading `+` is ignored on both sides; otherwise numbers compare as
+    /// written: no country-code rewriting, so list both `+8613800000000` and `13800000000` if callers
+    /// arrive in both forms.
+    pub fn blocks(&self, number: &str) -> bool {
+        let number = normalize_number(number);
+        !number.is_empty() && self.inbound.iter().any(|p| p.matches(&number))
+    }
+}
+
+/// A blacklist entry, kept without spaces and without a leading `+`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumberPattern {
+    /// `"+8613800000000"`: exactly this number.
+    Exact(String),
+    /// `"1380000*"`: every number starting with these digits.
+    Prefix(String),
+}
+
+impl NumberPattern {
+    /// `number` is already normalized.
+    fn matches(&self, number: &str) -> bool {
+        match self {
+            NumberPattern::Exact(n) => number == n,
+            NumberPattern::Prefix(p) => number.starts_with(p.as_str()),
+        }
+    }
+}
+
+fn normalize_number(number: &str) -> String {
+    let compact: String = number.chars().filter(|c| !c.is_whitespace()).collect();
+    match compact.strip_prefix('+') {
+        Some(rest) => rest.to_owned(),
+        None => compact,
+    }
+}
+
 /// Why a request may skip digest authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestExemption<'a> {
@@ -457,6 +545,21 @@ impl Config {
 
     pub fn trunk(&self, name: &str) -> Option<&Trunk> {
         self.trunks.iter().find(|t| t.name == name)
+    }
+
+    /// The service number a call to `number` arriving on `trunk` (a trunk name, `None` from a
+    /// phone) reaches, enabled or not: the entry bound to that trunk first, then the one for any trunk.
+    pub fn service_number(&self, number: &str, trunk: Option<&str>) -> Option<&ServiceNumber> {
+        let bound = trunk.and_then(|t| {
+            self.numbers
+                .iter()
+                .find(|n| n.number == number && n.trunk.as_deref() == Some(t))
+        });
+        bound.or_else(|| {
+            self.numbers
+                .iter()
+                .find(|n| n.number == number && n.trunk.is_none())
+        })
     }
 
     /// Whether a request from `source` skips digest authentication, and why: `auth.trusted` first, then
@@ -649,6 +752,9 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     };
     let media = validate_media(raw.media, &sip, ctx)?;
     let calls = validate_calls(raw.calls, &accounts, ctx)?;
+    let ivr = validate_ivr(raw.ivr, ctx)?;
+    let numbers = validate_numbers(raw.numbers, &accounts, &trunks, &calls, ctx)?;
+    let blacklist = validate_blacklist(raw.blacklist, ctx)?;
     let mut config = Config {
         sip,
         http,
@@ -660,6 +766,9 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         logging,
         media,
         calls,
+        ivr,
+        numbers,
+        blacklist,
         warnings,
     };
     config
@@ -1089,20 +1198,24 @@ fn validate_media(
     })
 }
 
+const MAX_NUMBER_LEN: usize = 32;
+
+/// A dialable number as the routing tables hold it: digits, `*`, `#` and `+`.
+fn is_dial_number(number: &str) -> bool {
+    !number.is_empty()
+        && number.len() <= MAX_NUMBER_LEN
+        && number
+            .chars()
+            .all(|c| c.is_ascii_digit() || "*#+".contains(c))
+}
+
 fn validate_calls(
     raw: RawCalls,
     accounts: &[Account],
     ctx: &Ctx<'_>,
 ) -> Result<CallsConfig, ConfigError> {
-    const MAX_NUMBER_LEN: usize = 32;
     let line = raw.test_line;
-    let number_ok = !line.number.is_empty()
-        && line.number.len() <= MAX_NUMBER_LEN
-        && line
-            .number
-            .chars()
-            .all(|c| c.is_ascii_digit() || "*#+".contains(c));
-    if !number_ok {
+    if !is_dial_number(&line.number) {
         return Err(ctx.error(
             "calls.test_line.number",
             format!(
@@ -1149,6 +1262,142 @@ fn validate_calls(
         }),
         ring_timeout,
     })
+}
+
+fn validate_ivr(raw: RawIvr, ctx: &Ctx<'_>) -> Result<IvrSettings, ConfigError> {
+    if raw.flows_dir.trim().is_empty() || raw.flows_dir.chars().any(char::is_control) {
+        return Err(ctx.error(
+            "ivr.flows_dir",
+            "must be a directory path, non-empty and free of control characters",
+        ));
+    }
+    Ok(IvrSettings {
+        flows_dir: PathBuf::from(raw.flows_dir),
+        watch: raw.watch,
+    })
+}
+
+/// A flow name as the flow loader derives it from a file name: no path, no extension, no leading dot.
+fn is_flow_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+fn validate_numbers(
+    raw: Vec<RawServiceNumber>,
+    accounts: &[Account],
+    trunks: &[Trunk],
+    calls: &CallsConfig,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<ServiceNumber>, ConfigError> {
+    let mut numbers: Vec<ServiceNumber> = Vec::with_capacity(raw.len());
+    for (i, n) in raw.into_iter().enumerate() {
+        let number_field = format!("numbers[{i}].number");
+        if !is_dial_number(&n.number) {
+            return Err(ctx.error(
+                &number_field,
+                format!(
+                    "a number must be 1 to {MAX_NUMBER_LEN} digits, `*`, `#` or `+`, got {:?}",
+                    n.number
+                ),
+            ));
+        }
+        if !is_flow_name(&n.flow) {
+            return Err(ctx.error(
+                &format!("numbers[{i}].flow"),
+                format!(
+                    "expected a flow name (a file in ivr.flows_dir without its extension, such as `main`): 1 to {MAX_NAME_LEN} letters, digits or `-_`, got {:?}",
+                    n.flow
+                ),
+            ));
+        }
+        if let Some(trunk) = &n.trunk {
+            if !trunks.iter().any(|t| &t.name == trunk) {
+                return Err(ctx.error(
+                    &format!("numbers[{i}].trunk"),
+                    format!("no trunk is named {trunk:?}"),
+                ));
+            }
+        }
+        if let Some(first) = numbers
+            .iter()
+            .position(|x| x.number == n.number && x.trunk == n.trunk)
+        {
+            let (line, _) = ctx.index.nearest(&format!("numbers[{first}].number"));
+            let on = match &n.trunk {
+                Some(t) => format!(" on trunk {t}"),
+                None => String::new(),
+            };
+            return Err(ctx.error(
+                &number_field,
+                format!(
+                    "number {}{on} is already bound (numbers[{first}], line {line})",
+                    n.number
+                ),
+            ));
+        }
+        if let Some(a) = accounts.iter().position(|a| a.user == n.number) {
+            let (line, _) = ctx.index.nearest(&format!("accounts[{a}].user"));
+            return Err(ctx.error(
+                &number_field,
+                format!(
+                    "{} is also the user of accounts[{a}] (line {line}); a dialled number must reach one thing",
+                    n.number
+                ),
+            ));
+        }
+        if let Some(test_line) = calls.test_line.as_ref().filter(|t| t.number == n.number) {
+            let whose = match ctx.index.occurrence("calls.test_line.number", 0) {
+                Some((line, _)) => format!("the test line's number (line {line})"),
+                None => "the test line's default number".to_owned(),
+            };
+            return Err(ctx.error(
+                &number_field,
+                format!(
+                    "{} is also {whose}; pick another number or set calls.test_line.enabled: false",
+                    test_line.number
+                ),
+            ));
+        }
+        numbers.push(ServiceNumber {
+            number: n.number,
+            flow: n.flow,
+            trunk: n.trunk,
+            enabled: n.enabled,
+        });
+    }
+    Ok(numbers)
+}
+
+fn validate_blacklist(raw: RawBlacklist, ctx: &Ctx<'_>) -> Result<Blacklist, ConfigError> {
+    let mut inbound = Vec::with_capacity(raw.inbound.len());
+    for (i, text) in raw.inbound.iter().enumerate() {
+        let compact = normalize_number(text);
+        let (digits, prefix) = match compact.strip_suffix('*') {
+            Some(head) => (head, true),
+            None => (compact.as_str(), false),
+        };
+        let ok = !digits.is_empty()
+            && digits.len() <= MAX_NUMBER_LEN
+            && digits.chars().all(|c| c.is_ascii_digit());
+        if !ok {
+            return Err(ctx.error(
+                &format!("blacklist.inbound[{i}]"),
+                format!(
+                    "expected a number (`+8613800000000`) or a prefix ending in `*` (`1380000*`), digits only, got {text:?}"
+                ),
+            ));
+        }
+        inbound.push(if prefix {
+            NumberPattern::Prefix(digits.to_owned())
+        } else {
+            NumberPattern::Exact(digits.to_owned())
+        });
+    }
+    Ok(Blacklist { inbound })
 }
 
 /// A trusted range that covers a loopback address lets every phone on this machine skip digest; that is
@@ -1406,13 +1655,25 @@ mod tests {
                 prompt: "welcome".into()
             })
         );
-        // The shipped values are the defaults: a minimal file behaves like the demo minus its accounts
-        // and trunk.
+        assert_eq!(config.ivr, IvrSettings::default());
+        assert_eq!(
+            config.numbers,
+            [ServiceNumber {
+                number: "4000".into(),
+                flow: "main".into(),
+                trunk: None,
+                enabled: true,
+            }]
+        );
+        assert_eq!(config.blacklist, Blacklist::default());
+        // The shipped values are the defaults: a minimal file behaves like the demo minus its accounts,
+        // trunk and service number.
         let minimal = load("").unwrap();
         assert_eq!(
             Config {
                 accounts: Vec::new(),
                 trunks: Vec::new(),
+                numbers: Vec::new(),
                 warnings: Vec::new(),
                 ..config
             },
@@ -1501,8 +1762,8 @@ media:
             }
         }
         // The root, sip, two listeners, timers, http, database, registrar, auth, lockout, 20 accounts,
-        // one trunk, media, calls, test_line, logging.
-        assert_eq!(mappings.len(), 35, "{mappings:?}");
+        // one trunk, media, calls, test_line, ivr, one service number, blacklist, logging.
+        assert_eq!(mappings.len(), 38, "{mappings:?}");
         let lines: Vec<&str> = SHIPPED.lines().collect();
         for mapping in mappings {
             let keys: Vec<&locate::Entry> = index
@@ -2062,6 +2323,232 @@ calls:
             shown.starts_with("t.yaml:4:5: calls.test_line.promt: unknown field `promt`"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn ivr_numbers_and_blacklist_defaults() {
+        let config = load("ivr:\nblacklist:\n").unwrap();
+        assert_eq!(
+            config.ivr,
+            IvrSettings {
+                flows_dir: PathBuf::from("ivr-flows"),
+                watch: true
+            }
+        );
+        assert!(config.numbers.is_empty());
+        assert!(config.blacklist.inbound.is_empty());
+        assert!(!config.blacklist.blocks("13800000000"));
+    }
+
+    #[test]
+    fn service_numbers_resolve() {
+        let text = "\
+trunks:
+  - name: carrier
+    address: \"127.0.0.1:5080\"
+  - name: backup
+    address: \"127.0.0.1:5081\"
+ivr:
+  flows_dir: \"/etc/switchboard/flows\"
+  watch: false
+numbers:
+  - number: \"4000\"
+    flow: main
+  - number: \"4000\"
+    flow: main-backup
+    trunk: backup
+  - number: \"+862188880000\"
+    flow: sales_2
+    trunk: carrier
+    enabled: false
+";
+        let config = load(text).unwrap();
+        assert_eq!(
+            config.ivr.flows_dir,
+            PathBuf::from("/etc/switchboard/flows")
+        );
+        assert!(!config.ivr.watch);
+        assert_eq!(config.numbers.len(), 3);
+        assert_eq!(
+            config.numbers[2],
+            ServiceNumber {
+                number: "+862188880000".into(),
+                flow: "sales_2".into(),
+                trunk: Some("carrier".into()),
+                enabled: false,
+            }
+        );
+        // The entry bound to the call's trunk wins; otherwise the one for any trunk.
+        let flow = |number, trunk| {
+            config
+                .service_number(number, trunk)
+                .map(|n| n.flow.as_str())
+        };
+        assert_eq!(flow("4000", Some("backup")), Some("main-backup"));
+        assert_eq!(flow("4000", Some("carrier")), Some("main"));
+        assert_eq!(flow("4000", None), Some("main"));
+        assert_eq!(flow("+862188880000", Some("carrier")), Some("sales_2"));
+        assert_eq!(flow("+862188880000", Some("backup")), None);
+        assert_eq!(flow("+862188880000", None), None);
+        assert_eq!(flow("4001", None), None);
+    }
+
+    #[test]
+    fn service_numbers_are_checked() {
+        let number = |line: &str| format!("numbers:\n  - number: {line}\n    flow: main\n");
+        let shown = rejected(&number("\"40-00\""), 2, "numbers[0].number");
+        assert!(
+            shown.starts_with("t.yaml:2:5: numbers[0].number: a number must be"),
+            "{shown}"
+        );
+        rejected(&number("\"\""), 2, "numbers[0].number");
+        // serde_yaml reads an unquoted number as its digits; the README still says to quote (a leading
+        // zero or `+` would not survive as a YAML number).
+        assert_eq!(load(&number("4000")).unwrap().numbers[0].number, "4000");
+        for flow in ["\"main.yaml\"", "\"../main\"", "\"\"", "\".hidden\""] {
+            let shown = rejected(
+                &format!("numbers:\n  - number: \"4000\"\n    flow: {flow}\n"),
+                3,
+                "numbers[0].flow",
+            );
+            assert!(shown.contains("expected a flow name"), "{shown}");
+        }
+        let shown = rejected("numbers:\n  - number: \"4000\"\n", 2, "numbers[0]");
+        assert!(shown.contains("missing field `flow`"), "{shown}");
+        let shown = rejected(
+            "numbers:\n  - number: \"4000\"\n    flow: main\n    trunk: nowhere\n",
+            4,
+            "numbers[0].trunk",
+        );
+        assert!(shown.contains("no trunk is named \"nowhere\""), "{shown}");
+        let text = "\
+trunks:
+  - name: carrier
+    address: \"127.0.0.1:5080\"
+numbers:
+  - number: \"4000\"
+    flow: main
+    trunk: carrier
+  - number: \"4000\"
+    flow: other
+  - number: \"4000\"
+    flow: other
+    trunk: carrier
+";
+        let shown = rejected(text, 10, "numbers[2].number");
+        assert!(
+            shown.contains("number 4000 on trunk carrier is already bound (numbers[0], line 5)"),
+            "{shown}"
+        );
+        let text = "\
+numbers:
+  - number: \"4000\"
+    flow: main
+  - number: \"4000\"
+    flow: other
+";
+        let shown = rejected(text, 4, "numbers[1].number");
+        assert!(
+            shown.contains("number 4000 is already bound (numbers[0], line 2)"),
+            "{shown}"
+        );
+        let text = "\
+accounts:
+  - user: \"1001\"
+    password: \"demo-1001\"
+numbers:
+  - number: \"1001\"
+    flow: main
+";
+        let shown = rejected(text, 5, "numbers[0].number");
+        assert!(
+            shown.contains("1001 is also the user of accounts[0] (line 2)"),
+            "{shown}"
+        );
+        // The test line's number, default or written out; free once the test line is off.
+        let shown = rejected(&number("\"9999\""), 2, "numbers[0].number");
+        assert!(
+            shown.contains("9999 is also the test line's default number"),
+            "{shown}"
+        );
+        let text = format!(
+            "calls:\n  test_line:\n    number: \"8888\"\n{}",
+            number("\"8888\"")
+        );
+        let shown = rejected(&text, 5, "numbers[0].number");
+        assert!(
+            shown.contains("8888 is also the test line's number (line 3)"),
+            "{shown}"
+        );
+        let off = format!(
+            "calls:\n  test_line:\n    enabled: false\n{}",
+            number("\"9999\"")
+        );
+        assert_eq!(load(&off).unwrap().numbers[0].number, "9999");
+    }
+
+    #[test]
+    fn the_inbound_blacklist_matches_numbers_and_prefixes() {
+        let config = load(
+            "blacklist:\n  inbound: [\"+8613800000000\", \"1380000*\", \" 021 5555 \", \"+44*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.blacklist.inbound,
+            [
+                NumberPattern::Exact("8613800000000".into()),
+                NumberPattern::Prefix("1380000".into()),
+                NumberPattern::Exact("0215555".into()),
+                NumberPattern::Prefix("44".into()),
+            ]
+        );
+        let blocks = |n| config.blacklist.blocks(n);
+        assert!(blocks("+8613800000000"));
+        assert!(blocks("8613800000000"));
+        assert!(blocks(" +86 138 0000 0000 "));
+        assert!(!blocks("86138000000001"));
+        assert!(blocks("13800001234"));
+        assert!(blocks("138 0000 1234"));
+        assert!(!blocks("13800011234"));
+        assert!(blocks("0215555"));
+        assert!(blocks("+447700900123"));
+        assert!(!blocks(""));
+        assert!(!blocks("anonymous"));
+        for (bad, why) in [
+            ("\"*\"", "matches everyone"),
+            ("\"+\"", "empty"),
+            ("\"138*0\"", "star inside"),
+            ("\"138-0000\"", "punctuation"),
+            ("\"sip:1380000\"", "a URI"),
+        ] {
+            let shown = rejected(
+                &format!("blacklist:\n  inbound:\n    - \"1\"\n    - {bad}\n"),
+                4,
+                "blacklist.inbound[1]",
+            );
+            assert!(
+                shown.contains("or a prefix ending in `*`"),
+                "{why}: {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_ivr_numbers_and_blacklist_are_rejected() {
+        let shown = rejected("ivr:\n  flow_dir: flows\n", 2, "ivr.flow_dir");
+        assert!(
+            shown.starts_with("t.yaml:2:3: ivr.flow_dir: unknown field `flow_dir`"),
+            "{shown}"
+        );
+        let shown = rejected(
+            "numbers:\n  - number: \"4000\"\n    flow: main\n    trunks: carrier\n",
+            4,
+            "numbers[0].trunks",
+        );
+        assert!(shown.contains("unknown field `trunks`"), "{shown}");
+        let shown = rejected("blacklist:\n  outbound: []\n", 2, "blacklist.outbound");
+        assert!(shown.contains("unknown field `outbound`"), "{shown}");
+        rejected("ivr:\n  flows_dir: \"\"\n", 2, "ivr.flows_dir");
     }
 
     /// "A malformed input never panics": truncations of the shipped file and stray YAML punctuation on

@@ -9,8 +9,9 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::{
-    AuthConfig, CallsConfig, DatabaseConfig, DigestAlgorithm, HttpConfig, Listener, LockoutPolicy,
-    LoggingConfig, MediaSettings, RegistrarConfig, SipConfig, SipTimers, TestLine, Transport,
+    AuthConfig, CallsConfig, DatabaseConfig, DigestAlgorithm, HttpConfig, IvrSettings, Listener,
+    LockoutPolicy, LoggingConfig, MediaSettings, RegistrarConfig, SipConfig, SipTimers, TestLine,
+    Transport,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +26,9 @@ pub(super) struct RawConfig {
     pub trunks: Vec<RawTrunk>,
     pub media: RawMedia,
     pub calls: RawCalls,
+    pub ivr: RawIvr,
+    pub numbers: Vec<RawServiceNumber>,
+    pub blacklist: RawBlacklist,
     pub logging: RawLogging,
 }
 
@@ -288,6 +292,40 @@ impl Default for RawTestLine {
             enabled: true,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawIvr {
+    pub flows_dir: String,
+    pub watch: bool,
+}
+
+impl Default for RawIvr {
+    fn default() -> Self {
+        let d = IvrSettings::default();
+        RawIvr {
+            flows_dir: d.flows_dir.to_string_lossy().into_owned(),
+            watch: d.watch,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub(super) struct RawServiceNumber {
+    pub number: String,
+    pub flow: String,
+    #[serde(default)]
+    pub trunk: Option<String>,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a mapping")]
+pub(super) struct RawBlacklist {
+    pub inbound: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
