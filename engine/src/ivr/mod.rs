@@ -9,5 +9,6 @@
 //! ```
 //! `model` is the contract between the three: nothing past validation holds a node name that
 //! might not exist.
+pub mod hours;
 pub mod interp;
 pub mod model;
