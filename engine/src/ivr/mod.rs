@@ -12,3 +12,5 @@
 pub mod hours;
 pub mod interp;
 pub mod model;
+pub mod syntax;
+pub mod validate;
