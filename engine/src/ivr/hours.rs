@@ -50,7 +50,9 @@ fn covers(range: &DateRange, date: (i16, i8, i8)) -> bool {
 }
 
 fn within(intervals: &[(u16, u16)], minute: u16) -> bool {
-    intervals.iter().any(|&(start, end)| start <= minute && minute < end)
+    intervals
+        .iter()
+        .any(|&(start, end)| start <= minute && minute < end)
 }
 
 #[cfg(test)]
@@ -97,7 +99,7 @@ mod tests {
     #[test]
     fn weekly_hours_in_the_calendars_zone() {
         let cal = office("Asia/Shanghai"); // UTC+8, no DST
-        // Wednesday 2024-05-15: 09:00 local is 01:00 UTC.
+                                           // Wednesday 2024-05-15: 09:00 local is 01:00 UTC.
         assert!(!is_open(&cal, utc(2024, 5, 15, 0, 59)).unwrap());
         assert!(is_open(&cal, utc(2024, 5, 15, 1, 0)).unwrap());
         assert!(is_open(&cal, utc(2024, 5, 15, 9, 59)).unwrap());
@@ -118,8 +120,10 @@ mod tests {
             to: (2024, 10, 7),
         });
         // ...but the 1st is staffed 10:00–12:00, and Saturday the 12th is a make-up working day.
-        cal.special_days.push((day(2024, 10, 1), vec![(10 * 60, 12 * 60)]));
-        cal.special_days.push((day(2024, 10, 12), vec![(9 * 60, 18 * 60)]));
+        cal.special_days
+            .push((day(2024, 10, 1), vec![(10 * 60, 12 * 60)]));
+        cal.special_days
+            .push((day(2024, 10, 12), vec![(9 * 60, 18 * 60)]));
 
         // 10-01 (Tuesday) 11:00 local: special day, open.
         assert!(is_open(&cal, utc(2024, 10, 1, 3, 0)).unwrap());
