@@ -9,6 +9,8 @@
 //! ```
 //! `model` is the contract between the three: nothing past validation holds a node name that
 //! might not exist.
+pub mod flowtest;
+pub mod graph;
 pub mod hours;
 pub mod interp;
 pub mod model;
