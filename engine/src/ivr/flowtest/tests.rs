@@ -329,3 +329,34 @@ fn run_dir_summarises_files() {
     assert!(text.ends_with("1 passed, 1 failed"), "{text}");
     assert!(text.contains("b.yaml:"), "{text}");
 }
+
+/// Corpus: every test file in `ivr-flows/tests/` passes against the shipped flows.
+#[test]
+fn shipped_flow_tests_pass() {
+    use crate::ivr::validate::{load_dir, Context};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let prompts = std::fs::read_dir(root.join("prompts"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            Some(p.file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect();
+    let ctx = Context {
+        prompts,
+        queues: ["sales", "support"].map(String::from).into(),
+        flows: Default::default(),
+        extensions: (1001..=1020).map(|n| n.to_string()).collect(),
+    };
+    let (loaded, errors) = load_dir(&root.join("ivr-flows"), &ctx);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let flows = Flows(
+        loaded
+            .into_iter()
+            .map(|f| (f.name.clone(), Arc::new(f)))
+            .collect(),
+    );
+    let summary = run_dir(&root.join("ivr-flows/tests"), &flows).unwrap();
+    assert!(summary.ok(), "{summary}");
+    assert!(summary.passed() >= 15, "{summary}");
+}
