@@ -49,6 +49,22 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// IVR flow tools.
+    Flow {
+        #[command(subcommand)]
+        command: FlowCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowCommand {
+    /// Check a flow file, or every `*.yaml` in a folder, against the prompt library, the
+    /// queues and the accounts of the configuration. Prints every error as
+    /// `file:line:column: [node] field: message`; exits 1 if there is any.
+    Validate {
+        /// A flow file or a folder of flows (default: the configuration's `ivr.flows_dir`).
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -84,6 +100,12 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Flow {
+            command: FlowCommand::Validate { path },
+        } => {
+            let path = path.unwrap_or_else(|| config.ivr.flows_dir.clone());
+            validate_flows(&config, &path)
+        }
         Command::Run => {
             config.log_warnings();
             tracing::info!(config = %source, "starting Switchboard {}", env!("CARGO_PKG_VERSION"));
@@ -104,6 +126,72 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `switchboard flow validate`: every error of every flow, then a summary.
+fn validate_flows(config: &Config, path: &Path) -> ExitCode {
+    use switchboard_engine::ivr::validate::{load_dir, load_file, Context};
+    let mut ctx = Context {
+        prompts: prompt_names(&config.media.prompts_dir),
+        // The demo's skill groups; the ACD's queue configuration adds to these.
+        queues: ["sales", "support"].map(String::from).into(),
+        flows: Default::default(),
+        extensions: config.accounts.iter().map(|a| a.user.clone()).collect(),
+    };
+    let (flows, errors) = if path.is_dir() {
+        load_dir(path, &ctx)
+    } else {
+        // A single file may refer to its neighbours.
+        if let Some(dir) = path.parent() {
+            ctx.flows = yaml_stems(dir);
+        }
+        match load_file(path, &ctx) {
+            Ok(flow) => (vec![flow], Vec::new()),
+            Err(errors) => (Vec::new(), errors),
+        }
+    };
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if errors.is_empty() {
+        let n = flows.len();
+        println!("{n} flow{} OK", if n == 1 { "" } else { "s" });
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} error{}; {} flow{} OK",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            flows.len(),
+            if flows.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// Prompt names: the stems of the audio files in the prompt folder (decoding them is not needed
+/// to know their names).
+fn prompt_names(dir: &Path) -> std::collections::BTreeSet<String> {
+    stems(dir, &["wav", "mp3", "ogg", "oga", "flac"])
+}
+
+fn yaml_stems(dir: &Path) -> std::collections::BTreeSet<String> {
+    stems(dir, &["yaml"])
+}
+
+fn stems(dir: &Path, extensions: &[&str]) -> std::collections::BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Default::default();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| extensions.contains(&x.to_ascii_lowercase().as_str()))
+        })
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect()
 }
 
 fn load_config(path: Option<&Path>) -> Result<(Config, String), ConfigError> {
