@@ -25,13 +25,15 @@ use crate::sip::msg::{
 use crate::sip::transaction::{Incoming, ServerTxId, TimerConfig, TransactionLayer, TxEvent};
 use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
-pub use calls::{CallSettings, EndReason, TestLineSettings};
+pub use calls::{CallSettings, EndReason, NumberRoute, TestLineSettings, TrunkRoute};
+pub use flows::{FlowSet, HttpRequest};
 use ipnet::IpNet;
 use switchboard_media::control::{Command, SessionId};
 
 #[cfg(test)]
 mod call_tests;
 mod calls;
+mod flows;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -86,6 +88,19 @@ pub enum Event {
     },
     /// A command for the media worker that owns the session.
     Media(Command),
+    /// An HTTP request for a call's flow; answer with [`Endpoint::handle_http`].
+    Http {
+        call: u64,
+        token: u64,
+        request: HttpRequest,
+    },
+    /// Insert a call record (the call has arrived).
+    CdrOpen(crate::cdr::CdrOpen),
+    /// Complete a call record (the call has ended).
+    CdrClose {
+        call_id: String,
+        close: crate::cdr::CdrClose,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +128,12 @@ pub struct Endpoint {
     counters: Counters,
     calls: calls::Calls,
     call_cfg: CallSettings,
+    /// The published flows new calls start in.
+    flows: FlowSet,
+    /// The shell's last wall-clock reading: (monotonic instant, Unix milliseconds).
+    clock: Option<(Instant, i64)>,
+    /// Unix seconds of the last input (binding expiry for lookups made by flows).
+    last_unix: u64,
 }
 
 impl Endpoint {
@@ -140,6 +161,9 @@ impl Endpoint {
             counters: Counters::new(),
             calls: calls::Calls::default(),
             call_cfg: config.calls,
+            flows: FlowSet::default(),
+            clock: None,
+            last_unix: 0,
         }
     }
 
@@ -165,7 +189,22 @@ impl Endpoint {
     }
 
     /// One datagram (UDP) or one frame cut by [`crate::sip::framing`] (TCP).
+    /// The wall clock now, in Unix milliseconds, for call records. The shell calls it now and
+    /// then (the core derives later times from `now`); without it, records use the seconds
+    /// passed with each input.
+    pub fn set_clock(&mut self, now: Instant, unix_ms: i64) {
+        self.clock = Some((now, unix_ms));
+    }
+
+    fn note_time(&mut self, now: Instant, unix: u64) {
+        self.last_unix = unix;
+        if self.clock.is_none() {
+            self.clock = Some((now, unix as i64 * 1000));
+        }
+    }
+
     pub fn handle_message(&mut self, now: Instant, unix: u64, from: Received, data: Bytes) {
+        self.note_time(now, unix);
         self.arm_housekeeping(now);
         let framing = match from.transport {
             Transport::Udp => Framing::Datagram,
@@ -215,6 +254,7 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, unix: u64) {
+        self.note_time(now, unix);
         self.tx.handle_timeout(now);
         self.drain_tx_events(now);
         self.call_timeouts(now);
@@ -410,9 +450,7 @@ impl Endpoint {
         {
             return;
         }
-        if !self.start_call(now, unix, from, id, req) {
-            self.reply(now, id, req, 404);
-        }
+        self.start_call(now, unix, from, id, req);
     }
 
     fn on_cancel(&mut self, now: Instant, id: ServerTxId, req: &Request) {
@@ -825,6 +863,10 @@ impl TagSource {
     fn new(seed: u64) -> TagSource {
         use rand::SeedableRng;
         TagSource(rand::rngs::StdRng::seed_from_u64(seed))
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand::Rng::random(&mut self.0)
     }
 
     fn next_u32(&mut self) -> u32 {

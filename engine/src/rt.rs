@@ -14,8 +14,10 @@
 use crate::auth::{AccountSecret, Algorithm, DigestConfig, LockoutConfig, ServerSecret};
 use crate::config::{self, Config};
 use crate::endpoint::{
-    CallSettings, Endpoint, EndpointConfig, Event, PersistToken, Received, TestLineSettings,
+    CallSettings, Endpoint, EndpointConfig, Event, HttpRequest, NumberRoute, PersistToken,
+    Received, TestLineSettings, TrunkRoute,
 };
+use crate::ivr::model::{Flow, HttpMethod};
 use crate::registrar::{Change, RegistrarConfig};
 use crate::sip::framing::{self, Frame, FrameError};
 use crate::sip::transaction::TimerConfig;
@@ -64,9 +66,40 @@ fn describe_bind(e: &io::Error) -> String {
 
 /// What reaches the engine task.
 enum Input {
-    Message { from: Received, data: Bytes },
-    ConnOpened { id: ConnId, tx: mpsc::Sender<Bytes> },
-    ConnClosed { id: ConnId },
+    Message {
+        from: Received,
+        data: Bytes,
+    },
+    ConnOpened {
+        id: ConnId,
+        tx: mpsc::Sender<Bytes>,
+    },
+    ConnClosed {
+        id: ConnId,
+    },
+    /// A flow's HTTP request finished.
+    Http {
+        call: u64,
+        token: u64,
+        result: Result<(u16, String), String>,
+    },
+    /// Flows to publish (start-up load, or a changed file that validated).
+    Flows(Vec<Arc<Flow>>),
+}
+
+impl From<Vec<Arc<Flow>>> for Input {
+    fn from(flows: Vec<Arc<Flow>>) -> Input {
+        Input::Flows(flows)
+    }
+}
+
+/// Call record writes, in the order the engine made them.
+enum CdrOp {
+    Open(crate::cdr::CdrOpen),
+    Close {
+        call_id: String,
+        close: crate::cdr::CdrClose,
+    },
 }
 
 /// The writer's report: these REGISTERs' changes are committed (or failed). On a channel of
@@ -187,6 +220,27 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
             ring_timeout: config.calls.ring_timeout,
             record_calls: config.media.record_calls,
             recordings_dir: config.media.recordings_dir.clone(),
+            numbers: config
+                .numbers
+                .iter()
+                .filter(|n| n.enabled)
+                .map(|n| NumberRoute {
+                    number: n.number.clone(),
+                    trunk: n.trunk.clone(),
+                    flow: n.flow.clone(),
+                })
+                .collect(),
+            trunks: config
+                .trunks
+                .iter()
+                .filter(|t| t.enabled)
+                .map(|t| TrunkRoute {
+                    name: t.name.clone(),
+                    address: t.address,
+                    sources: t.trusted_sources.clone(),
+                })
+                .collect(),
+            blacklist: config.blacklist.clone(),
             ..CallSettings::default()
         },
     }
@@ -281,10 +335,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let unix = unix_now();
     let bindings = store.load_bindings(unix).await?;
     let restored = bindings.len();
+    let repaired = store.repair_open_cdrs(unix_ms()).await?;
+    if repaired > 0 {
+        tracing::warn!(
+            repaired,
+            "call records left open by an earlier stop were closed as system failures"
+        );
+    }
     let mut ep_config = endpoint_config(config);
     if let Some(t) = &mut ep_config.calls.test_line {
         t.prompt = test_line_prompt(config, &prompts);
     }
+    ep_config.calls.prompts = Arc::new(prompts.clone());
     let mut endpoint = Endpoint::new(ep_config, ServerSecret::random(), rand::random());
     endpoint.restore_bindings(bindings, unix);
     tracing::info!(restored, "registrations restored from the store");
@@ -322,6 +384,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         ));
     }
     tasks.spawn(writer(store.clone(), persist_rx, done_tx));
+    let (cdr_tx, cdr_rx) = mpsc::unbounded_channel::<CdrOp>();
+    tasks.spawn(cdr_writer(store.clone(), cdr_rx));
+    let flows = crate::ivr::load::startup(config, &prompts);
+    let _ = input_tx.send(Input::Flows(flows)).await;
+    if config.ivr.watch {
+        crate::ivr::load::watch(
+            config,
+            &prompts,
+            input_tx.clone(),
+            shutdown_rx.clone(),
+            store.clone(),
+        );
+    }
     tasks.spawn(sweeper(store, shutdown_rx.clone()));
     let sockets: HashMap<SocketAddr, Arc<UdpSocket>> = udp.into_iter().collect();
     tasks.spawn(engine_task(
@@ -330,6 +405,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             sockets,
             media,
             persist: persist_tx,
+            http: reqwest::Client::builder()
+                .user_agent(concat!("Switchboard/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| StartError::Prompts(format!("cannot build the HTTP client: {e}")))?,
+            input: input_tx.clone(),
+            cdr: cdr_tx,
         },
         input_rx,
         done_rx,
@@ -630,6 +711,10 @@ struct Io {
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
     media: MediaEngine,
     persist: mpsc::Sender<(PersistToken, Vec<Change>)>,
+    /// For flows' HTTP requests; answers come back as [`Input::Http`].
+    http: reqwest::Client,
+    input: mpsc::Sender<Input>,
+    cdr: mpsc::UnboundedSender<CdrOp>,
 }
 
 async fn engine_task(
@@ -642,6 +727,7 @@ async fn engine_task(
 ) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Bytes>> = HashMap::new();
     loop {
+        endpoint.set_clock(now(), unix_ms());
         // Timers first: under a flood the input branch is always ready, and a `biased` select
         // would never poll the sleep — no retransmission, no Timer J, no expiry.
         if endpoint.poll_timeout().is_some_and(|d| d <= now()) {
@@ -727,6 +813,30 @@ async fn flush(endpoint: &mut Endpoint, io: &Io, conns: &HashMap<ConnId, mpsc::S
                 endpoint.handle_media_opened(now(), id, result);
             }
             Event::Media(command) => io.media.command(command),
+            Event::Http {
+                call,
+                token,
+                request,
+            } => {
+                let client = io.http.clone();
+                let input = io.input.clone();
+                tokio::spawn(async move {
+                    let result = http_request(&client, request).await;
+                    let _ = input
+                        .send(Input::Http {
+                            call,
+                            token,
+                            result,
+                        })
+                        .await;
+                });
+            }
+            Event::CdrOpen(open) => {
+                let _ = io.cdr.send(CdrOp::Open(open));
+            }
+            Event::CdrClose { call_id, close } => {
+                let _ = io.cdr.send(CdrOp::Close { call_id, close });
+            }
         }
     }
 }
@@ -743,6 +853,17 @@ fn handle_input(
         }
         Input::ConnClosed { id } => {
             conns.remove(&id);
+        }
+        Input::Http {
+            call,
+            token,
+            result,
+        } => endpoint.handle_http(now(), call, token, result),
+        Input::Flows(flows) => {
+            for f in &flows {
+                tracing::info!(flow = %f.name, version = %&f.version[..f.version.len().min(16)], "flow published");
+            }
+            endpoint.publish_flows(flows);
         }
     }
 }
@@ -785,6 +906,59 @@ async fn send(
             }
         }
     }
+}
+
+/// One flow HTTP request, bounded by its timeout. A body that is not UTF-8 is replaced
+/// lossily (flows read JSON).
+async fn http_request(
+    client: &reqwest::Client,
+    request: HttpRequest,
+) -> Result<(u16, String), String> {
+    let method = match request.method {
+        HttpMethod::Get => reqwest::Method::GET,
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+    };
+    let mut builder = client
+        .request(method, &request.url)
+        .timeout(request.timeout);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = request.body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    // Bounded: a flow reads a few fields, not a download.
+    let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+    if bytes.len() > 1 << 20 {
+        return Err(format!(
+            "response body of {} bytes is over 1 MiB",
+            bytes.len()
+        ));
+    }
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Writes call records in order: each open is durable before the close that follows it.
+async fn cdr_writer(store: Store, mut rx: mpsc::UnboundedReceiver<CdrOp>) {
+    while let Some(op) = rx.recv().await {
+        let result = match &op {
+            CdrOp::Open(open) => store.open_cdr(open).await,
+            CdrOp::Close { call_id, close } => store.close_cdr(call_id, close).await.map(|_| ()),
+        };
+        if let Err(e) = result {
+            metrics::counter!("cdr_write_errors_total").increment(1);
+            tracing::error!(error = %e, "call record not written");
+        }
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Commit registrar changes in batches: whatever queued up while the last commit ran goes

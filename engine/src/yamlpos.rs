@@ -457,10 +457,10 @@ mod tests {
 # comment: not a key
 sip:
   listen:
-- transport: udp   # trailing
-  address: \"127.0.0.1:5060\"
-- transport: tcp
-  address: '127.0.0.1:5060'
+    - transport: udp   # trailing
+      address: \"127.0.0.1:5060\"
+    - transport: tcp
+      address: '127.0.0.1:5060'
   domain: switchboard
 auth:
   trusted: [10.0.0.0/8, \"192.168.0.0/16\"]

@@ -163,7 +163,14 @@ impl Driver {
                         };
                         self.ep.handle_media_opened(self.now, id, result);
                     }
-                    Event::Media(_) => {}
+                    Event::Media(_) | Event::CdrOpen(_) | Event::CdrClose { .. } => {}
+                    // Answered at once as failed: no network in the fuzzer.
+                    Event::Http { call, token, .. } => self.ep.handle_http(
+                        self.now,
+                        call,
+                        token,
+                        Err("no network".into()),
+                    ),
                 }
             }
             while let Some(t) = self.ep.poll_transmit() {

@@ -31,6 +31,9 @@ struct Net {
     next_port: u16,
     commands: Vec<Command>,
     wire: Vec<(Target, Message)>,
+    http: Vec<(u64, u64, HttpRequest)>,
+    opened: Vec<crate::cdr::CdrOpen>,
+    closed: Vec<(String, crate::cdr::CdrClose)>,
 }
 
 impl Net {
@@ -88,6 +91,9 @@ impl Net {
             next_port: 20000,
             commands: Vec::new(),
             wire: Vec::new(),
+            http: Vec::new(),
+            opened: Vec::new(),
+            closed: Vec::new(),
         }
     }
 
@@ -109,6 +115,13 @@ impl Net {
                 }
                 Event::Media(c) => self.commands.push(c),
                 Event::Persist { token, .. } => self.ep.handle_persisted(self.now, token, true),
+                Event::Http {
+                    call,
+                    token,
+                    request,
+                } => self.http.push((call, token, request)),
+                Event::CdrOpen(open) => self.opened.push(open),
+                Event::CdrClose { call_id, close } => self.closed.push((call_id, close)),
             }
         }
     }
@@ -736,4 +749,313 @@ fn late_offer_caller_gets_our_offer_in_the_200_and_answers_in_the_ack() {
         .commands
         .iter()
         .any(|c| matches!(c, Command::Echo { .. } | Command::Play { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service numbers and IVR flows
+// ---------------------------------------------------------------------------------------------
+
+mod flows {
+    use super::*;
+    use crate::cdr::{CallResult, MissedReason};
+    use crate::ivr::model::{self, Flow, Node, NodeId, NodeKind};
+    use std::sync::Arc;
+    use switchboard_media::prompt::{synth, Prompt, PromptLibrary};
+
+    fn node(name: &str, kind: NodeKind) -> Node {
+        Node {
+            name: name.into(),
+            line: 1,
+            kind,
+        }
+    }
+
+    /// menu (1 → sales notice → bye, 2 → dial 1002 → bye, 3 → bridge to the third party →
+    /// bye, 4 → http lookup → bye; no input or invalid → bye).
+    fn main_flow() -> Flow {
+        let ids = |n: u32| NodeId(n);
+        Flow {
+            name: "main".into(),
+            version: "0123456789abcdef".into(),
+            start: ids(0),
+            nodes: vec![
+                node(
+                    "menu",
+                    NodeKind::Menu {
+                        prompts: vec!["welcome".into()],
+                        choices: vec![('1', ids(1)), ('2', ids(2)), ('3', ids(4)), ('4', ids(5))],
+                        timeout: Duration::from_secs(5),
+                        retries: 0,
+                        no_input_prompts: vec![],
+                        invalid_prompts: vec![],
+                        no_input: ids(3),
+                        invalid: ids(3),
+                    },
+                ),
+                node(
+                    "sales",
+                    NodeKind::Play {
+                        prompts: vec!["welcome".into()],
+                        barge_in: false,
+                        next: ids(3),
+                    },
+                ),
+                node(
+                    "agent",
+                    NodeKind::Dial {
+                        target: model::DialTarget::Extension(model::Template("1002".into())),
+                        ring_timeout: Duration::from_secs(20),
+                        answered: ids(3),
+                        no_answer: ids(3),
+                        busy: ids(3),
+                        failed: ids(3),
+                    },
+                ),
+                node(
+                    "bye",
+                    NodeKind::Hangup {
+                        cause: model::HangupCause::Normal,
+                    },
+                ),
+                node(
+                    "bot",
+                    NodeKind::Bridge {
+                        uri: model::Template("sip:bot@10.0.0.3:5064".into()),
+                        headers: vec![("X-Caller".into(), model::Template("{{ caller }}".into()))],
+                        result_headers: vec![("X-Intent".into(), "intent".into())],
+                        ring_timeout: Duration::from_secs(20),
+                        returned: ids(3),
+                        failed: ids(3),
+                    },
+                ),
+                node(
+                    "lookup",
+                    NodeKind::Http {
+                        method: model::HttpMethod::Get,
+                        url: model::Template("http://crm.example/c/{{ caller }}".into()),
+                        headers: vec![],
+                        body: None,
+                        timeout: Duration::from_secs(2),
+                        extract: vec![("level".into(), "/level".into())],
+                        ok: ids(3),
+                        error: ids(3),
+                    },
+                ),
+            ],
+            calendars: Default::default(),
+            file: "main.yaml".into(),
+        }
+    }
+
+    fn flow_net(contacts: &[&str], blacklist: &str) -> Net {
+        let mut net = Net::new(contacts);
+        let mut library = PromptLibrary::new();
+        library.add(Prompt::from_samples(
+            "welcome",
+            &synth::tone(440.0, 200, 8000),
+        ));
+        library.add(Prompt::from_samples("beep", &synth::beep()));
+        net.ep.call_cfg.prompts = Arc::new(library);
+        net.ep.call_cfg.numbers = vec![crate::endpoint::NumberRoute {
+            number: "4000".into(),
+            trunk: None,
+            flow: "main".into(),
+        }];
+        if !blacklist.is_empty() {
+            let yaml = format!("blacklist:\n  inbound: [\"{blacklist}\"]\n");
+            let cfg = crate::config::Config::from_yaml_str(&yaml, "t.yaml").expect("config");
+            net.ep.call_cfg.blacklist = cfg.blacklist;
+        }
+        net.ep.publish_flows([Arc::new(main_flow())]);
+        net
+    }
+
+    /// Answer the caller's INVITE to 4000 and ACK: the flow starts.
+    fn enter(net: &mut Net, call_id: &str) -> (String, SessionId) {
+        net.deliver(
+            CALLER,
+            &caller_invite("4000", call_id, &sdp(4000, "sendrecv")),
+        );
+        let ok: Vec<Response> = responses(&net.take(CALLER))
+            .into_iter()
+            .filter(|r| r.code >= 200)
+            .collect();
+        assert_eq!(ok[0].code, 200, "a service number answers at once");
+        let tag = to_tag(&ok[0]);
+        let ack = caller_ack(&tag, call_id)
+            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
+        net.deliver(CALLER, &ack);
+        let session = net
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                Command::Play { id, .. } => Some(*id),
+                _ => None,
+            })
+            .expect("the menu prompt plays after the ACK");
+        (tag, session)
+    }
+
+    fn play_done(net: &mut Net, session: SessionId) {
+        let token = net
+            .commands
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::Play { id, token, .. } if *id == session => Some(*token),
+                _ => None,
+            })
+            .expect("something plays");
+        net.ep
+            .handle_media(net.now, MediaEvent::PlayDone { id: session, token });
+        net.pump();
+    }
+
+    fn key(net: &mut Net, session: SessionId, c: char) {
+        net.ep.handle_media(
+            net.now,
+            MediaEvent::Digit {
+                id: session,
+                digit: switchboard_media::dtmf::rfc4733::Digit::from_char(c).unwrap(),
+                via: switchboard_media::control::DtmfVia::Rfc4733,
+                duration: Duration::from_millis(100),
+                relay_to: None,
+            },
+        );
+        net.pump();
+    }
+
+    #[test]
+    fn digit_1_takes_the_menu_branch_and_the_record_shows_the_trail() {
+        let mut net = flow_net(&[], "");
+        let (_tag, session) = enter(&mut net, "v1");
+        assert_eq!(net.opened.len(), 1);
+        assert_eq!(net.opened[0].service_number.as_deref(), Some("4000"));
+        play_done(&mut net, session);
+        key(&mut net, session, '1');
+        play_done(&mut net, session);
+        // The flow hung up: BYE to the caller, and the record is closed.
+        assert_eq!(requests(&net.take(CALLER), Method::Bye).len(), 1);
+        let (_, close) = net.closed.last().expect("record closed");
+        assert_eq!(
+            close.ivr_trail,
+            vec!["main:menu→1", "main:sales→next", "main:bye"]
+        );
+        assert_eq!(close.flow.as_deref(), Some("main"));
+        assert_eq!(close.missed_reason, Some(MissedReason::HungUpInIvr));
+    }
+
+    #[test]
+    fn blacklisted_unrouted_and_quick_hangups_get_their_missed_call_reasons() {
+        let mut net = flow_net(&[], "1001");
+        net.deliver(CALLER, &caller_invite("4000", "k1", &sdp(4000, "sendrecv")));
+        assert_eq!(codes(&net.take(CALLER)), vec![403]);
+        assert_eq!(
+            net.closed[0].1.missed_reason,
+            Some(MissedReason::Blacklisted)
+        );
+        assert_eq!(net.closed[0].1.result, CallResult::SystemNotAnswered);
+
+        let mut net = flow_net(&[], "");
+        net.deliver(CALLER, &caller_invite("4001", "k2", &sdp(4000, "sendrecv")));
+        assert_eq!(codes(&net.take(CALLER)), vec![404]);
+        assert_eq!(
+            net.closed[0].1.missed_reason,
+            Some(MissedReason::InboundRouteNotMatched)
+        );
+
+        let (tag, _session) = enter(&mut net, "k3");
+        net.advance(Duration::from_secs(2));
+        let bye = caller_in_dialog("BYE", 2, &tag, "k3", "")
+            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
+        net.deliver(CALLER, &bye);
+        let (_, close) = net.closed.last().unwrap();
+        assert_eq!(
+            close.missed_reason,
+            Some(MissedReason::InboundRouteNotCompleted)
+        );
+        assert_eq!(close.result, CallResult::SystemNotAnswered);
+    }
+
+    #[test]
+    fn a_dialled_extension_answers_then_the_caller_returns_to_the_flow() {
+        let mut net = flow_net(&[PHONE_A], "");
+        let (_tag, session) = enter(&mut net, "x1");
+        key(&mut net, session, '2');
+        let inv = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+        net.deliver_msg(
+            PHONE_A,
+            &phone_response(&inv, 200, "pa", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+        );
+        assert!(net
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Bridge { .. })));
+        // The phone hangs up: the caller is unbridged and the flow goes on (to `bye`).
+        let bye = format!(
+            "BYE sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE_A};branch=z9hG4bK-xb\r\nMax-Forwards: 70\r\nFrom: <sip:1002@switchboard>;tag=pa\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
+            inv.headers.get_str(&HeaderName::From).unwrap(),
+            inv.headers.call_id().unwrap()
+        );
+        net.deliver(PHONE_A, &bye);
+        assert!(net
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Unbridge { .. })));
+        assert_eq!(requests(&net.take(CALLER), Method::Bye).len(), 1);
+        let (_, close) = net.closed.last().unwrap();
+        assert_eq!(close.result, CallResult::Answered);
+        assert_eq!(close.ivr_trail.last().map(String::as_str), Some("main:bye"));
+        assert!(
+            close.ivr_trail.iter().any(|t| t == "main:agent→answered"),
+            "{:?}",
+            close.ivr_trail
+        );
+    }
+
+    #[test]
+    fn the_third_party_hangs_up_and_its_headers_come_back_as_variables() {
+        let mut net = flow_net(&[], "");
+        let (_tag, session) = enter(&mut net, "b1");
+        key(&mut net, session, '3');
+        let inv = requests(&net.take(PHONE_B), Method::Invite).remove(0);
+        assert_eq!(
+            inv.headers.get_str(&HeaderName::Other("X-Caller".into())),
+            Some("1001")
+        );
+        net.deliver_msg(
+            PHONE_B,
+            &phone_response(&inv, 200, "bot", PHONE_B, Some(&sdp(7000, "sendrecv"))),
+        );
+        let bye = format!(
+            "BYE sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE_B};branch=z9hG4bK-bb\r\nMax-Forwards: 70\r\nFrom: <sip:bot@10.0.0.3>;tag=bot\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nX-Intent: billing\r\nContent-Length: 0\r\n\r\n",
+            inv.headers.get_str(&HeaderName::From).unwrap(),
+            inv.headers.call_id().unwrap()
+        );
+        net.deliver(PHONE_B, &bye);
+        let (_, close) = net.closed.last().expect("the flow went on to `bye`");
+        assert!(
+            close.ivr_trail.iter().any(|t| t == "main:bot→returned"),
+            "{:?}",
+            close.ivr_trail
+        );
+    }
+
+    #[test]
+    fn an_http_node_asks_the_shell_and_goes_on_with_the_answer() {
+        let mut net = flow_net(&[], "");
+        let (_tag, session) = enter(&mut net, "h1");
+        key(&mut net, session, '4');
+        let (call, token, req) = net.http.pop().expect("an HTTP request");
+        assert_eq!(req.url, "http://crm.example/c/1001");
+        net.ep
+            .handle_http(net.now, call, token, Ok((200, r#"{"level":"vip"}"#.into())));
+        net.pump();
+        let (_, close) = net.closed.last().expect("ended");
+        assert!(
+            close.ivr_trail.iter().any(|t| t == "main:lookup→ok"),
+            "{:?}",
+            close.ivr_trail
+        );
+    }
 }

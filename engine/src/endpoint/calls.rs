@@ -10,7 +10,11 @@
 //! through [`Endpoint::handle_media_opened`] and [`Endpoint::handle_media`]. Offer/answer is
 //! done per leg with [`switchboard_media::sdp`]; hold and resume on one leg become a fresh
 //! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
+use super::flows::FlowRun;
 use super::{Endpoint, Event, Received};
+use crate::cdr::{self, CallResult, CallType, CdrClose, CdrOpen, HangupBy, MissedReason};
+use crate::ivr::interp::{CallInfo, End, Event as FlowEvent, LegOutcome};
+use crate::ivr::model::Flow;
 use crate::sip::dialog::{Dialog, DialogError, DialogId, DialogState};
 use crate::sip::info_dtmf;
 use crate::sip::msg::{HeaderName, Method, NameAddr, Request, Response, Uri};
@@ -27,7 +31,7 @@ use switchboard_media::control::{
     Command, DtmfVia, MediaEvent, RecordRequest, SessionId, StreamParams,
 };
 use switchboard_media::dtmf::rfc4733::Digit;
-use switchboard_media::prompt::Prompt;
+use switchboard_media::prompt::{Prompt, PromptLibrary};
 use switchboard_media::sdp::{
     self, Capabilities, Direction, LocalSession, Negotiated, SessionDescription,
 };
@@ -46,6 +50,33 @@ pub struct CallSettings {
     /// Record bridged calls (stereo WAV) into `recordings_dir`.
     pub record_calls: bool,
     pub recordings_dir: PathBuf,
+    /// Prompts flows play, by name.
+    pub prompts: Arc<PromptLibrary>,
+    /// Service numbers and the flows they run.
+    pub numbers: Vec<NumberRoute>,
+    /// Trunks: where calls to numbers go, and which sources are a trunk's.
+    pub trunks: Vec<TrunkRoute>,
+    /// Callers refused before routing.
+    pub blacklist: crate::config::Blacklist,
+}
+
+/// A service number bound to a flow (`numbers:` in the configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberRoute {
+    pub number: String,
+    /// Only calls arriving from this trunk (`None`: from anywhere).
+    pub trunk: Option<String>,
+    pub flow: String,
+}
+
+/// A trunk as calls see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkRoute {
+    pub name: String,
+    /// Where calls out through the trunk go.
+    pub address: SocketAddr,
+    /// Sources whose calls are this trunk's.
+    pub sources: Vec<ipnet::IpNet>,
 }
 
 impl Default for CallSettings {
@@ -58,6 +89,10 @@ impl Default for CallSettings {
             ring_timeout: Duration::from_secs(60),
             record_calls: false,
             recordings_dir: PathBuf::from("data/recordings"),
+            prompts: Arc::new(PromptLibrary::new()),
+            numbers: Vec::new(),
+            trunks: Vec::new(),
+            blacklist: crate::config::Blacklist::default(),
         }
     }
 }
@@ -85,10 +120,25 @@ pub enum EndReason {
     NoAck,
     MediaFailure,
     Shutdown,
+    /// The flow hung up (a `hangup` node, the end of a flow).
+    FlowHangup,
+    /// The flow could not go on (a flow it needed is gone).
+    FlowError,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct CallKey(u64);
+pub(super) struct CallKey(pub(super) u64);
+
+/// What a call timer is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum TimerKey {
+    /// The dialled phones have rung for `calls.ring_timeout` (or a flow's ring timeout).
+    Ring,
+    /// A timer the flow interpreter armed.
+    Flow(u64),
+    /// A voicemail reached its maximum length.
+    VoicemailMax,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct LegId(u64);
@@ -97,6 +147,8 @@ struct LegId(u64);
 enum Kind {
     TestLine,
     Bridge,
+    /// A service number: the call runs an IVR flow.
+    Flow,
 }
 
 #[derive(Debug)]
@@ -112,6 +164,23 @@ struct Call {
     answered: bool,
     caller: String,
     callee: String,
+    /// The flow to start when the caller's ACK comes (service numbers).
+    flow_def: Option<Arc<Flow>>,
+    /// The running flow.
+    flow: Option<Box<FlowRun>>,
+    /// The call record being built.
+    cdr: CdrDraft,
+}
+
+/// What the call record will say, gathered as the call goes.
+#[derive(Debug)]
+struct CdrDraft {
+    call_id: String,
+    started_ms: i64,
+    answered_ms: Option<i64>,
+    ring_ms: Option<i64>,
+    /// The call's recording: path, and duration once finished.
+    recording: Option<(String, Option<i64>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +248,7 @@ pub(super) struct Calls {
     by_server_tx: HashMap<ServerTxId, LegId>,
     by_client_tx: HashMap<ClientTxId, (LegId, Purpose)>,
     by_session: HashMap<SessionId, LegId>,
-    timers: BinaryHeap<Reverse<(Instant, CallKey)>>,
+    timers: BinaryHeap<Reverse<(Instant, CallKey, TimerKey)>>,
     next_id: u64,
 }
 
@@ -225,12 +294,31 @@ impl Calls {
         ]
     }
 
+    pub(super) fn arm(&mut self, at: Instant, key: CallKey, timer: TimerKey) {
+        self.timers.push(Reverse((at, key, timer)));
+    }
+
+    pub(super) fn flow_mut(&mut self, key: CallKey) -> Option<&mut FlowRun> {
+        self.calls.get_mut(&key)?.flow.as_deref_mut()
+    }
+
+    pub(super) fn set_flow(&mut self, key: CallKey, run: FlowRun) {
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.flow = Some(Box::new(run));
+        }
+    }
+
+    pub(super) fn caller_session(&self, key: CallKey) -> Option<SessionId> {
+        let call = self.calls.get(&key)?;
+        self.legs.get(&call.a).map(|l| l.session)
+    }
+
     pub(super) fn active(&self) -> usize {
         self.calls.len()
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
     }
 }
 
@@ -326,8 +414,8 @@ impl Endpoint {
     // New calls
     // -----------------------------------------------------------------------------------------
 
-    /// An authenticated INVITE outside any dialog: route it. Returns false if no call
-    /// handles the number (the caller answers 404).
+    /// An authenticated INVITE outside any dialog: route it (blacklist, test line, account,
+    /// service number) and open its call record. Every INVITE that reaches here is answered.
     pub(super) fn start_call(
         &mut self,
         now: Instant,
@@ -335,13 +423,63 @@ impl Endpoint {
         from: Received,
         id: ServerTxId,
         req: &Request,
-    ) -> bool {
+    ) {
         let callee = user_of(&req.uri);
         let caller = req
             .headers
             .from()
             .map(|f| user_of(&f.uri))
             .unwrap_or_default();
+        let trunk = self
+            .call_cfg
+            .trunks
+            .iter()
+            .find(|t| t.sources.iter().any(|n| n.contains(&from.remote.ip())))
+            .map(|t| t.name.clone());
+        let started_ms = self.unix_ms(now);
+        let call_id = format!("{:016x}{:016x}", self.tags.next_u64(), self.tags.next_u64());
+        let flow_route = self
+            .call_cfg
+            .numbers
+            .iter()
+            .find(|n| n.number == callee && (n.trunk.is_none() || n.trunk == trunk))
+            .map(|n| n.flow.clone());
+        let internal = self.accounts.contains_key(&caller) && trunk.is_none();
+        let open = CdrOpen {
+            call_id: call_id.clone(),
+            call_type: if flow_route.is_some() || !internal {
+                CallType::Inbound
+            } else {
+                CallType::Internal
+            },
+            direction: cdr::Direction::Inbound,
+            customer_number: caller.trim().to_owned(),
+            trunk_number: trunk.as_ref().map(|_| callee.clone()),
+            service_number: flow_route.as_ref().map(|_| callee.clone()),
+            started_at_ms: started_ms,
+        };
+        let refuse = |ep: &mut Endpoint, code: u16, reason: &str, missed: MissedReason| {
+            let resp = ep.response(req, code).with_reason(reason.to_owned());
+            ep.respond(now, id, resp);
+            ep.events.push_back(Event::CdrOpen(open.clone()));
+            ep.events.push_back(Event::CdrClose {
+                call_id: call_id.clone(),
+                close: CdrClose {
+                    ended_at_ms: started_ms,
+                    result: missed.result(),
+                    missed_reason: Some(missed),
+                    hangup_by: Some(HangupBy::System),
+                    ..CdrClose::default()
+                },
+            });
+            metrics::counter!("calls_refused_total", "reason" => missed.code()).increment(1);
+        };
+        if self.call_cfg.blacklist.blocks(&caller) {
+            tracing::info!(%callee, "caller on the inbound blacklist; refused");
+            refuse(self, 403, "Forbidden", MissedReason::Blacklisted);
+            return;
+        }
+        let mut flow_def = None;
         let kind = if self
             .call_cfg
             .test_line
@@ -349,10 +487,24 @@ impl Endpoint {
             .is_some_and(|t| t.number == callee)
         {
             Kind::TestLine
+        } else if let Some(name) = &flow_route {
+            match self.flows.0.get(name) {
+                Some(f) => {
+                    flow_def = Some(f.clone());
+                    Kind::Flow
+                }
+                None => {
+                    tracing::warn!(%callee, flow = %name, "service number bound to a flow that is not published");
+                    refuse(self, 404, "Not Found", MissedReason::InboundRouteNotMatched);
+                    return;
+                }
+            }
         } else if self.accounts.contains_key(&callee) {
             Kind::Bridge
         } else {
-            return false;
+            tracing::info!(%callee, "no route for the dialled number");
+            refuse(self, 404, "Not Found", MissedReason::InboundRouteNotMatched);
+            return;
         };
         let offer = match sdp_of(&req.body) {
             None => None,
@@ -363,7 +515,7 @@ impl Endpoint {
                     .response(req, 400)
                     .with_reason("Bad Request (malformed SDP)");
                 self.respond(now, id, resp);
-                return true;
+                return;
             }
         };
         let contacts: Vec<crate::registrar::Binding> = if kind == Kind::Bridge {
@@ -377,11 +529,13 @@ impl Endpoint {
         };
         if kind == Kind::Bridge && contacts.is_empty() {
             tracing::info!(%caller, %callee, "call to an account with no registered phone");
-            let resp = self
-                .response(req, 480)
-                .with_reason("Temporarily Unavailable (not registered)");
-            self.respond(now, id, resp);
-            return true;
+            refuse(
+                self,
+                480,
+                "Temporarily Unavailable (not registered)",
+                MissedReason::CustomerNoAnswer,
+            );
+            return;
         }
         let key = CallKey(self.calls.next());
         let target = Target {
@@ -404,62 +558,121 @@ impl Endpoint {
             id: session,
             near: None,
         });
-        let mut forks = Vec::new();
-        if kind == Kind::Bridge {
-            for b in &contacts {
-                let target = Target {
-                    transport: b.transport,
-                    addr: b.source,
-                    conn: b.conn,
-                    local: b.local,
-                };
-                let Ok(contact_uri) = NameAddr::parse(&b.contact)
-                    .map(|n| n.uri)
-                    .or_else(|_| Uri::parse(&b.contact))
-                else {
-                    continue;
-                };
-                let leg_id = self.new_leg(Side::Outbound, target);
-                let max_forwards = req
-                    .headers
-                    .max_forwards()
-                    .ok()
-                    .flatten()
-                    .unwrap_or(70)
-                    .saturating_sub(1);
-                let invite = self.outbound_invite(leg_id, req, contact_uri, &callee, max_forwards);
-                let leg = self.calls.legs.get_mut(&leg_id).expect("just made");
-                leg.call = Some(key);
-                leg.out_invite = Some(invite);
-                let s = leg.session;
-                self.events.push_back(Event::OpenMedia {
-                    id: s,
-                    near: Some(session),
-                });
-                forks.push(leg_id);
-            }
-        }
-        tracing::info!(call = key.0, %caller, %callee, kind = ?kind, forks = forks.len(), "call started");
-        metrics::counter!("calls_total", "kind" => match kind { Kind::TestLine => "test_line", Kind::Bridge => "account" }).increment(1);
         let ring_deadline = (kind == Kind::Bridge).then(|| now + self.call_cfg.ring_timeout);
         if let Some(t) = ring_deadline {
-            self.calls.timers.push(Reverse((t, key)));
+            self.calls.arm(t, key, TimerKey::Ring);
         }
+        self.events.push_back(Event::CdrOpen(open));
         self.calls.calls.insert(
             key,
             Call {
                 kind,
                 a,
-                forks,
+                forks: Vec::new(),
                 winner: None,
                 fork_codes: Vec::new(),
                 ring_deadline,
                 answered: false,
-                caller,
-                callee,
+                caller: caller.clone(),
+                callee: callee.clone(),
+                flow_def,
+                flow: None,
+                cdr: CdrDraft {
+                    call_id,
+                    started_ms,
+                    answered_ms: None,
+                    ring_ms: None,
+                    recording: None,
+                },
             },
         );
-        true
+        if kind == Kind::Bridge {
+            let forks = self.make_forks(key, req, &contacts, &callee, &[]);
+            if let Some(c) = self.calls.calls.get_mut(&key) {
+                c.forks = forks;
+            }
+        }
+        tracing::info!(call = key.0, %caller, %callee, kind = ?kind, "call started");
+        metrics::counter!("calls_total", "kind" => match kind { Kind::TestLine => "test_line", Kind::Bridge => "account", Kind::Flow => "flow" }).increment(1);
+    }
+
+    /// Outbound legs to every contact of a binding list (parallel fork); their RTP sessions
+    /// open on the caller's worker, and each INVITE leaves once its port is bound.
+    fn make_forks(
+        &mut self,
+        key: CallKey,
+        incoming: &Request,
+        contacts: &[crate::registrar::Binding],
+        callee: &str,
+        extra_headers: &[(String, String)],
+    ) -> Vec<LegId> {
+        let Some(session) = self.calls.caller_session(key) else {
+            return Vec::new();
+        };
+        let mut forks = Vec::new();
+        for b in contacts {
+            let target = Target {
+                transport: b.transport,
+                addr: b.source,
+                conn: b.conn,
+                local: b.local,
+            };
+            let Ok(contact_uri) = NameAddr::parse(&b.contact)
+                .map(|n| n.uri)
+                .or_else(|_| Uri::parse(&b.contact))
+            else {
+                continue;
+            };
+            if let Some(l) = self.new_outbound(
+                key,
+                session,
+                target,
+                incoming,
+                contact_uri,
+                callee,
+                extra_headers,
+            ) {
+                forks.push(l);
+            }
+        }
+        forks
+    }
+
+    /// One outbound leg: its INVITE is built now and sent when its RTP port is bound.
+    #[allow(clippy::too_many_arguments)]
+    fn new_outbound(
+        &mut self,
+        key: CallKey,
+        caller_session: SessionId,
+        target: Target,
+        incoming: &Request,
+        uri: Uri,
+        callee: &str,
+        extra_headers: &[(String, String)],
+    ) -> Option<LegId> {
+        let leg_id = self.new_leg(Side::Outbound, target);
+        let max_forwards = incoming
+            .headers
+            .max_forwards()
+            .ok()
+            .flatten()
+            .unwrap_or(70)
+            .saturating_sub(1);
+        let mut invite = self.outbound_invite(leg_id, incoming, uri, callee, max_forwards);
+        for (name, value) in extra_headers {
+            invite
+                .headers
+                .push(HeaderName::Other(name.as_str().into()), value.clone());
+        }
+        let leg = self.calls.legs.get_mut(&leg_id)?;
+        leg.call = Some(key);
+        leg.out_invite = Some(invite);
+        let s = leg.session;
+        self.events.push_back(Event::OpenMedia {
+            id: s,
+            near: Some(caller_session),
+        });
+        Some(leg_id)
     }
 
     fn new_leg(&mut self, side: Side, target: Target) -> LegId {
@@ -591,34 +804,20 @@ impl Endpoint {
         let Some(key) = self.calls.legs.get(&leg_id).and_then(|l| l.call) else {
             return;
         };
-        // Proceed once every leg of the call has its port.
         let Some(call) = self.calls.calls.get(&key) else {
             return;
         };
-        let all = std::iter::once(call.a)
-            .chain(call.forks.iter().copied())
-            .all(|l| {
-                self.calls
-                    .legs
-                    .get(&l)
-                    .is_some_and(|l| l.local_rtp.is_some())
-            });
-        let already = self.calls.legs[&call.a].dialog.is_some()
-            || call
-                .forks
-                .iter()
-                .any(|f| self.calls.legs.get(f).is_some_and(|l| l.out_tx.is_some()));
-        if !all || already {
-            return;
-        }
-        match call.kind {
-            Kind::TestLine => self.answer_inbound(now, key, None),
-            Kind::Bridge => {
-                let forks = call.forks.clone();
-                for f in forks {
-                    self.send_fork(now, f);
-                }
-            }
+        let kind = call.kind;
+        let leg = &self.calls.legs[&leg_id];
+        match leg.side {
+            // Each outbound INVITE leaves as soon as its own port is bound.
+            Side::Outbound if leg.out_tx.is_none() => self.send_fork(now, leg_id),
+            Side::Outbound => {}
+            // The test line and flows answer at once; a call to an account waits for a phone.
+            Side::Inbound => match kind {
+                Kind::TestLine | Kind::Flow => self.answer_inbound(now, key, None),
+                Kind::Bridge => {}
+            },
         }
     }
 
@@ -666,6 +865,9 @@ impl Endpoint {
         let Some(call) = self.calls.calls.get(&key) else {
             return;
         };
+        if call.answered {
+            return; // a flow call, answered on arrival, now bridged to a dialled leg
+        }
         let a = call.a;
         let mut caps = self.call_cfg.capabilities.clone();
         if let Some(c) = prefer {
@@ -728,9 +930,13 @@ impl Endpoint {
         leg.dialog = Some(dialog);
         self.decorate(&mut resp);
         self.tx.respond(now, tx, resp);
+        let at = self.unix_ms(now);
         if let Some(call) = self.calls.calls.get_mut(&key) {
             call.answered = true;
             call.ring_deadline = None;
+            if call.kind != Kind::Flow {
+                call.cdr.answered_ms = Some(at);
+            }
             tracing::info!(call = key.0, caller = %call.caller, callee = %call.callee, "call answered");
         }
     }
@@ -916,7 +1122,7 @@ impl Endpoint {
             self.calls
                 .calls
                 .get(k)
-                .is_some_and(|c| c.winner.is_none() && !c.answered)
+                .is_some_and(|c| c.winner.is_none() && c.forks.contains(&leg_id))
         });
         let Some(key) = won else {
             // Too late: the call was answered elsewhere or is over.
@@ -962,6 +1168,14 @@ impl Endpoint {
             self.cancel_fork(now, o);
         }
         self.answer_inbound(now, key, Some(codec));
+        let at = self.unix_ms(now);
+        if let Some(call) = self.calls.calls.get_mut(&key) {
+            call.ring_deadline = None;
+            call.cdr.answered_ms.get_or_insert(at);
+            if let Some(run) = call.flow.as_deref_mut() {
+                run.leg_answered = true;
+            }
+        }
         let a_session = self.calls.legs[&a].session;
         self.events.push_back(Event::Media(Command::Bridge {
             a: a_session,
@@ -978,6 +1192,11 @@ impl Endpoint {
         }
         let name = format!("call-{}-{}.wav", key.0, self.tags.next());
         let path = self.call_cfg.recordings_dir.join(name);
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            // The duration is known when the file is finished, which may be after the record
+            // is closed; the path is known now.
+            c.cdr.recording = Some((path.display().to_string(), None));
+        }
         self.events.push_back(Event::Media(Command::Record {
             id: caller_session,
             request: RecordRequest { path },
@@ -1033,6 +1252,18 @@ impl Endpoint {
             return;
         };
         if !call.forks.is_empty() || call.answered {
+            return;
+        }
+        if call.kind == Kind::Flow {
+            let codes = call.fork_codes.clone();
+            let outcome = if codes.iter().any(|c| matches!(c, 486 | 600 | 603)) {
+                LegOutcome::Busy
+            } else if codes.iter().any(|c| matches!(c, 408 | 480 | 487)) {
+                LegOutcome::NoAnswer
+            } else {
+                LegOutcome::Failed
+            };
+            self.dial_finished(now, key, outcome, Vec::new());
             return;
         }
         // Every phone said no: the caller gets the most telling answer.
@@ -1222,10 +1453,32 @@ impl Endpoint {
                 };
                 leg.bye_sent = true; // the dialog is over: no BYE back
                 self.reply_in_dialog(now, id, resp);
-                if let Some(key) = key {
-                    self.end_call(now, key, reason, None);
-                } else {
-                    self.close_media(leg_id);
+                let in_flow = key
+                    .and_then(|k| self.calls.calls.get(&k))
+                    .is_some_and(|c| c.kind == Kind::Flow);
+                match key {
+                    // A dialled party (or a third-party system) hung up: the caller goes on
+                    // in the flow, with the BYE's headers for a bridge's results.
+                    Some(key) if in_flow && reason == EndReason::CalleeHangup => {
+                        let headers = req
+                            .headers
+                            .0
+                            .iter()
+                            .map(|h| (h.name.as_str().to_owned(), h.value_str().into_owned()))
+                            .collect();
+                        self.close_media(leg_id);
+                        if let Some(l) = self.calls.legs.get_mut(&leg_id) {
+                            l.call = None;
+                        }
+                        self.dial_finished(now, key, LegOutcome::AnsweredThenHungUp, headers);
+                    }
+                    Some(key) => {
+                        if in_flow {
+                            self.flow_event(now, key, FlowEvent::CallerHangup);
+                        }
+                        self.end_call(now, key, reason, None);
+                    }
+                    None => self.close_media(leg_id),
                 }
             }
             Method::Invite => self.on_reinvite(now, leg_id, id, req),
@@ -1284,6 +1537,21 @@ impl Endpoint {
             }
         }
         let Some(key) = leg.call else { return };
+        let flow_start = self.calls.calls.get_mut(&key).and_then(|c| {
+            (c.a == leg_id && c.flow.is_none())
+                .then(|| c.flow_def.take())
+                .flatten()
+                .map(|f| (f, c.caller.clone(), c.callee.clone()))
+        });
+        if let Some((flow, caller, called)) = flow_start {
+            let info = CallInfo {
+                caller,
+                called,
+                vars: Default::default(),
+            };
+            self.start_flow(now, key, flow, info);
+            return;
+        }
         let is_test = self
             .calls
             .calls
@@ -1532,7 +1800,10 @@ impl Endpoint {
                     duration: duration.clamp(Duration::from_millis(80), Duration::from_millis(500)),
                 }));
             }
-            Kind::Bridge => {
+            Kind::Flow if call.a == leg_id && call.winner.is_none() => {
+                self.flow_digit(now, key, digit.as_char());
+            }
+            Kind::Flow | Kind::Bridge => {
                 if via == "info" {
                     if let Some(other) = self.other_leg(key, leg_id) {
                         let s = self.calls.legs[&other].session;
@@ -1546,7 +1817,6 @@ impl Endpoint {
                 metrics::counter!("dtmf_relayed_total", "via" => via).increment(1);
             }
         }
-        let _ = now;
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1580,7 +1850,21 @@ impl Endpoint {
                 self.digit_heard(now, id, digit, via, duration);
             }
             MediaEvent::PlayDone { id, token } => {
-                if token == PLAY_INTRO {
+                let flow_call = self
+                    .calls
+                    .by_session
+                    .get(&id)
+                    .and_then(|l| self.calls.legs.get(l))
+                    .and_then(|l| l.call)
+                    .filter(|k| {
+                        self.calls
+                            .calls
+                            .get(k)
+                            .is_some_and(|c| c.kind == Kind::Flow)
+                    });
+                if let Some(key) = flow_call {
+                    self.flow_play_done(now, key, token);
+                } else if token == PLAY_INTRO {
                     // The test line echoes after its greeting.
                     self.events.push_back(Event::Media(Command::Echo { id }));
                 }
@@ -1600,12 +1884,33 @@ impl Endpoint {
             MediaEvent::Latched { id, remote } => {
                 tracing::debug!(session = %id, %remote, "RTP latched to the address it comes from");
             }
-            MediaEvent::Recorded { id, result } => match result {
-                Ok(info) => {
-                    tracing::info!(session = %id, path = %info.path.display(), duration_ms = info.duration.as_millis() as u64, "recording finished")
+            MediaEvent::Recorded { id, result } => {
+                let key = self
+                    .calls
+                    .by_session
+                    .get(&id)
+                    .and_then(|l| self.calls.legs.get(l))
+                    .and_then(|l| l.call);
+                match result {
+                    Ok(info) => {
+                        tracing::info!(session = %id, path = %info.path.display(), duration_ms = info.duration.as_millis() as u64, "recording finished");
+                        let path = info.path.display().to_string();
+                        let Some(key) = key else { return };
+                        let is_flow = match self.calls.calls.get_mut(&key) {
+                            Some(c) => {
+                                c.cdr.recording =
+                                    Some((path.clone(), Some(info.duration.as_millis() as i64)));
+                                c.kind == Kind::Flow && c.winner.is_none()
+                            }
+                            None => false,
+                        };
+                        if is_flow {
+                            self.flow_recorded(now, key, path, info.duration);
+                        }
+                    }
+                    Err(e) => tracing::warn!(session = %id, error = %e, "recording failed"),
                 }
-                Err(e) => tracing::warn!(session = %id, error = %e, "recording failed"),
-            },
+            }
             MediaEvent::Closed { id, stats } => {
                 tracing::debug!(session = %id, sent = stats.packets_sent, received = stats.packets_received, lost = stats.packets_lost, "media session closed");
                 if let Some(leg) = self.calls.by_session.remove(&id) {
@@ -1648,19 +1953,35 @@ impl Endpoint {
     }
 
     pub(super) fn call_timeouts(&mut self, now: Instant) {
-        while let Some(Reverse((t, key))) = self.calls.timers.peek().copied() {
+        while let Some(Reverse((t, key, timer))) = self.calls.timers.peek().copied() {
             if t > now {
                 break;
             }
             self.calls.timers.pop();
-            let due = self
-                .calls
-                .calls
-                .get(&key)
-                .is_some_and(|c| c.ring_deadline == Some(t) && !c.answered);
-            if due {
-                tracing::info!(call = key.0, "no answer within the ring timeout");
-                self.end_call(now, key, EndReason::NoAnswer, Some(480));
+            let Some(call) = self.calls.calls.get(&key) else {
+                continue;
+            };
+            match timer {
+                TimerKey::Ring => {
+                    if call.ring_deadline != Some(t) || call.winner.is_some() {
+                        continue;
+                    }
+                    tracing::info!(call = key.0, "no answer within the ring timeout");
+                    if call.kind == Kind::Flow {
+                        let forks = call.forks.clone();
+                        for f in forks {
+                            self.cancel_fork(now, f);
+                        }
+                        if let Some(c) = self.calls.calls.get_mut(&key) {
+                            c.forks.clear();
+                            c.ring_deadline = None;
+                        }
+                        self.dial_finished(now, key, LegOutcome::NoAnswer, Vec::new());
+                    } else if !call.answered {
+                        self.end_call(now, key, EndReason::NoAnswer, Some(480));
+                    }
+                }
+                other => self.flow_timer(now, key, other),
             }
         }
     }
@@ -1676,6 +1997,7 @@ impl Endpoint {
             return;
         };
         tracing::info!(call = key.0, caller = %call.caller, callee = %call.callee, ?reason, "call ended");
+        self.close_record(now, &call, reason);
         metrics::counter!("calls_ended_total", "reason" => reason_label(reason)).increment(1);
         // The caller's leg.
         let a = call.a;
@@ -1772,6 +2094,232 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Wall-clock milliseconds for `now`, from the shell's last clock reading.
+    pub(super) fn unix_ms(&self, now: Instant) -> i64 {
+        let Some((at, ms)) = self.clock else {
+            return self.last_unix as i64 * 1000;
+        };
+        match now.checked_duration_since(at) {
+            Some(d) => ms + d.as_millis() as i64,
+            None => ms - at.duration_since(now).as_millis() as i64,
+        }
+    }
+
+    /// A flow's `dial` or `bridge`: ring the target; the outcome comes back as a leg event.
+    /// False if there is nothing to ring (an extension with no phone, a bad URI).
+    pub(super) fn dial_from_flow(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        target: &crate::ivr::interp::DialSpec,
+        ring_timeout: Duration,
+        headers: &[(String, String)],
+    ) -> bool {
+        use crate::ivr::interp::DialSpec;
+        let Some(call) = self.calls.calls.get(&key) else {
+            return false;
+        };
+        let a = call.a;
+        let Some(a_leg) = self.calls.legs.get(&a) else {
+            return false;
+        };
+        let (Some(incoming), local) = (a_leg.invite.clone(), a_leg.target.local) else {
+            return false;
+        };
+        let caller_session = a_leg.session;
+        let forks = match target {
+            DialSpec::Extension(user) => {
+                let contacts: Vec<crate::registrar::Binding> = self
+                    .registrar
+                    .lookup(user, self.last_unix)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                self.make_forks(key, &incoming, &contacts, user, headers)
+            }
+            DialSpec::Number { number, trunk } => {
+                let route = match trunk {
+                    Some(name) => self.call_cfg.trunks.iter().find(|t| &t.name == name),
+                    None => self.call_cfg.trunks.first(),
+                };
+                let Some(route) = route.cloned() else {
+                    tracing::warn!(call = key.0, %number, "no trunk to dial through");
+                    return false;
+                };
+                let Ok(uri) = Uri::parse(&format!("sip:{number}@{}", route.address)) else {
+                    return false;
+                };
+                let target = Target {
+                    transport: Transport::Udp,
+                    addr: route.address,
+                    conn: None,
+                    local,
+                };
+                self.new_outbound(key, caller_session, target, &incoming, uri, number, headers)
+                    .into_iter()
+                    .collect()
+            }
+            DialSpec::Uri(text) => {
+                let Ok(uri) = Uri::parse(text) else {
+                    tracing::warn!(call = key.0, uri = %text, "bridge target is not a SIP URI");
+                    return false;
+                };
+                let Some(ip) = uri.host.as_ref().and_then(|h| h.ip()) else {
+                    tracing::warn!(call = key.0, uri = %text, "bridge target must name an IP address");
+                    return false;
+                };
+                let target = Target {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::new(ip, uri.port.unwrap_or(5060)),
+                    conn: None,
+                    local,
+                };
+                let user = user_of(&uri);
+                self.new_outbound(key, caller_session, target, &incoming, uri, &user, headers)
+                    .into_iter()
+                    .collect()
+            }
+        };
+        if forks.is_empty() {
+            return false;
+        }
+        let deadline = now + ring_timeout;
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.forks = forks;
+            c.fork_codes.clear();
+            c.ring_deadline = Some(deadline);
+        }
+        self.calls.arm(deadline, key, TimerKey::Ring);
+        true
+    }
+
+    /// A flow's dialled leg is over (or never answered): the caller is unbridged and the flow
+    /// goes on.
+    fn dial_finished(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        outcome: LegOutcome,
+        headers: Vec<(String, String)>,
+    ) {
+        let Some(call) = self.calls.calls.get_mut(&key) else {
+            return;
+        };
+        let had_winner = call.winner.take().is_some();
+        call.forks.clear();
+        call.fork_codes.clear();
+        call.ring_deadline = None;
+        let a = call.a;
+        if had_winner {
+            if let Some(s) = self.calls.legs.get(&a).map(|l| l.session) {
+                self.events
+                    .push_back(Event::Media(Command::Unbridge { id: s }));
+            }
+        }
+        self.flow_event(now, key, FlowEvent::Leg { outcome, headers });
+    }
+
+    /// The flow is over: end the call the way it says.
+    pub(super) fn flow_ended(&mut self, now: Instant, key: CallKey, end: End) {
+        let reason = match &end {
+            End::Hangup(_) => EndReason::FlowHangup,
+            End::CallerHangup { .. } => EndReason::CallerHangup,
+            End::Error(e) => {
+                tracing::error!(call = key.0, error = %e, "flow failed");
+                EndReason::FlowError
+            }
+        };
+        self.end_call(now, key, reason, Some(480));
+    }
+
+    /// Close the call record: result and missed-call reason from how the call went.
+    fn close_record(&mut self, now: Instant, call: &Call, reason: EndReason) {
+        let ended = self.unix_ms(now);
+        let answered = call.cdr.answered_ms.is_some();
+        let in_flow = call.kind == Kind::Flow;
+        let missed = match reason {
+            EndReason::CallerHangup | EndReason::CallerCancelled if in_flow => {
+                // The seed's rule: hanging up in the first seconds, before the flow could route
+                // the call, is a route not completed.
+                if ended - call.cdr.started_ms < 5_000 {
+                    MissedReason::InboundRouteNotCompleted
+                } else {
+                    MissedReason::HungUpInIvr
+                }
+            }
+            EndReason::FlowHangup => MissedReason::HungUpInIvr,
+            EndReason::CallerHangup
+            | EndReason::CallerCancelled
+            | EndReason::CalleeHangup
+            | EndReason::NoAnswer
+            | EndReason::Unavailable => MissedReason::CustomerNoAnswer,
+            EndReason::Busy | EndReason::Declined | EndReason::Rejected(_) => {
+                MissedReason::CustomerBusy
+            }
+            EndReason::MediaTimeout
+            | EndReason::NoAck
+            | EndReason::MediaFailure
+            | EndReason::Shutdown
+            | EndReason::FlowError => MissedReason::SystemFailure,
+        };
+        // A flow that reached its own end after serving the caller (a dialled party answered,
+        // or a voicemail was left) is not a missed call.
+        let served_by_flow = in_flow
+            && reason == EndReason::FlowHangup
+            && (call.flow.as_ref().is_some_and(|f| f.leg_answered) || call.cdr.recording.is_some());
+        let (result, missed) = if answered || served_by_flow {
+            (CallResult::Answered, None)
+        } else {
+            (missed.result(), Some(missed))
+        };
+        let hangup_by = match reason {
+            EndReason::CallerHangup | EndReason::CallerCancelled => HangupBy::Caller,
+            EndReason::CalleeHangup => HangupBy::Callee,
+            _ => HangupBy::System,
+        };
+        let (trail, inputs, flow, version) = match &call.flow {
+            Some(run) => (
+                run.interp
+                    .trail()
+                    .iter()
+                    .map(|t| {
+                        cdr::TrailStep {
+                            flow: t.flow.clone(),
+                            node: t.node.clone(),
+                            exit: t.exit.clone(),
+                        }
+                        .to_string()
+                    })
+                    .collect(),
+                run.inputs.clone(),
+                Some(run.flow.clone()),
+                Some(run.version.clone()),
+            ),
+            None => (Vec::new(), Vec::new(), None, None),
+        };
+        let close = CdrClose {
+            ended_at_ms: ended,
+            ring_at_ms: call.cdr.ring_ms,
+            answered_at_ms: (result == CallResult::Answered)
+                .then(|| call.cdr.answered_ms.unwrap_or(ended)),
+            result,
+            missed_reason: missed,
+            ivr_trail: trail,
+            inputs,
+            flow,
+            flow_version: version,
+            hangup_by: Some(hangup_by),
+            recording_path: call.cdr.recording.as_ref().map(|r| r.0.clone()),
+            recording_duration_ms: call.cdr.recording.as_ref().and_then(|r| r.1),
+        };
+        self.events.push_back(Event::CdrClose {
+            call_id: call.cdr.call_id.clone(),
+            close,
+        });
+    }
+}
+
 fn digit_label(d: Digit) -> &'static str {
     const LABELS: [&str; 16] = [
         "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "A", "B", "C", "D",
@@ -1793,5 +2341,7 @@ fn reason_label(r: EndReason) -> &'static str {
         EndReason::NoAck => "no_ack",
         EndReason::MediaFailure => "media_failure",
         EndReason::Shutdown => "shutdown",
+        EndReason::FlowHangup => "flow_hangup",
+        EndReason::FlowError => "flow_error",
     }
 }

@@ -13,6 +13,7 @@ pub mod flowtest;
 pub mod graph;
 pub mod hours;
 pub mod interp;
+pub mod load;
 pub mod model;
 pub mod syntax;
 pub mod validate;

@@ -1,0 +1,194 @@
+//! Loading and live publishing of the flow folder (the shell's side of flows).
+//!
+//! At start-up every `*.yaml` in `ivr.flows_dir` is validated and the valid ones are published;
+//! an invalid file is logged with all its errors and left out. With `ivr.watch`, the folder
+//! is checked every second: a changed file that validates is published (new calls take it,
+//! calls in progress finish on the version they started with); one that does not is rejected
+//! with its errors logged, and the version that was serving keeps serving. Every publish and
+//! every rejection goes to the operation log (`flow_publications`) with a unified diff.
+//!
+//! The folder is polled rather than watched with inotify: a handful of files, checked once a
+//! second, cost nothing, and polling behaves the same on every file system (network mounts,
+//! editors that replace files by rename).
+#![allow(clippy::disallowed_methods)] // a shell: reads the wall clock for the log
+
+use super::model::Flow;
+use super::validate::{self, Context, FlowError};
+use crate::config::Config;
+use crate::store::{FlowPublication, PublishAction, Store};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use switchboard_media::prompt::PromptLibrary;
+use tokio::sync::{mpsc, watch as watch_channel};
+
+/// How often the folder is checked for changes.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What the validator needs to know about the rest of the configuration.
+pub fn context(config: &Config, prompts: &PromptLibrary, flow_names: BTreeSet<String>) -> Context {
+    Context {
+        prompts: prompts.names().map(str::to_owned).collect(),
+        // Skill groups arrive with the ACD; until then the demo's two are known.
+        queues: ["sales", "support"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        flows: flow_names,
+        extensions: config.accounts.iter().map(|a| a.user.clone()).collect(),
+    }
+}
+
+fn flow_files(dir: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                out.insert(stem.to_owned(), p);
+            }
+        }
+    }
+    out
+}
+
+fn log_errors(errors: &[FlowError]) {
+    for e in errors {
+        tracing::error!("{e}");
+    }
+}
+
+/// Validate every flow in the folder; the valid ones are returned for publishing.
+pub fn startup(config: &Config, prompts: &PromptLibrary) -> Vec<Arc<Flow>> {
+    let dir = &config.ivr.flows_dir;
+    if !dir.is_dir() {
+        tracing::warn!(dir = %dir.display(), "flow folder not found; no service number has a flow");
+        return Vec::new();
+    }
+    let names = flow_files(dir).into_keys().collect();
+    let ctx = context(config, prompts, names);
+    let (flows, errors) = validate::load_dir(dir, &ctx);
+    if !errors.is_empty() {
+        tracing::error!(
+            errors = errors.len(),
+            "some flows are invalid and were not published"
+        );
+        log_errors(&errors);
+    }
+    flows.into_iter().map(Arc::new).collect()
+}
+
+/// A unified diff of two versions of a flow file (`None` when there was no previous one).
+pub fn diff(old: Option<&str>, new: &str, name: &str) -> Option<String> {
+    let old = old?;
+    let d = similar::TextDiff::from_lines(old, new);
+    Some(
+        d.unified_diff()
+            .context_radius(2)
+            .header(&format!("{name} (serving)"), &format!("{name} (new)"))
+            .to_string(),
+    )
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Poll the flow folder and publish changed files through `publish` (the engine's input).
+pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
+    config: &Config,
+    prompts: &PromptLibrary,
+    publish: mpsc::Sender<I>,
+    mut shutdown: watch_channel::Receiver<bool>,
+    store: Store,
+) {
+    let dir = config.ivr.flows_dir.clone();
+    let config = config.clone();
+    let prompts = prompts.clone();
+    tokio::spawn(async move {
+        // What each file held when last seen (text), and its modification stamp.
+        let mut seen: BTreeMap<String, (Option<SystemTime>, u64, String)> = BTreeMap::new();
+        for (name, path) in flow_files(&dir) {
+            if let (Ok(meta), Ok(text)) = (std::fs::metadata(&path), std::fs::read_to_string(&path))
+            {
+                seen.insert(name, (meta.modified().ok(), meta.len(), text));
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            let files = flow_files(&dir);
+            let names: BTreeSet<String> = files.keys().cloned().collect();
+            for (name, path) in &files {
+                let Ok(meta) = std::fs::metadata(path) else {
+                    continue;
+                };
+                let stamp = (meta.modified().ok(), meta.len());
+                if seen.get(name).is_some_and(|(m, l, _)| (*m, *l) == stamp) {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(path) else {
+                    continue;
+                };
+                let previous = seen.get(name).map(|(_, _, t)| t.clone());
+                seen.insert(name.clone(), (stamp.0, stamp.1, text.clone()));
+                if previous.as_deref() == Some(text.as_str()) {
+                    continue; // touched, not changed
+                }
+                let ctx = context(&config, &prompts, names.clone());
+                let file = path.display().to_string();
+                let version_of = |t: &str| {
+                    use sha2::Digest;
+                    hex::encode(sha2::Sha256::digest(t.as_bytes()))
+                };
+                let entry = |action, errors: Option<String>| FlowPublication {
+                    at_ms: unix_ms(),
+                    flow: name.clone(),
+                    version: version_of(&text),
+                    actor: "file-watch".into(),
+                    action,
+                    diff: diff(previous.as_deref(), &text, name),
+                    errors,
+                };
+                match validate::validate(&file, &text, &ctx) {
+                    Ok(flow) => {
+                        tracing::info!(flow = %name, "flow file changed; publishing the new version");
+                        if let Err(e) = store
+                            .log_flow_publication(&entry(PublishAction::Published, None))
+                            .await
+                        {
+                            tracing::error!(error = %e, "operation log not written");
+                        }
+                        if publish.send(I::from(vec![Arc::new(flow)])).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(errors) => {
+                        tracing::error!(flow = %name, errors = errors.len(), "flow file changed but is invalid; the serving version stays");
+                        log_errors(&errors);
+                        metrics::counter!("flow_publish_rejected_total").increment(1);
+                        let text = errors
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n");
+                        if let Err(e) = store
+                            .log_flow_publication(&entry(PublishAction::Rejected, Some(text)))
+                            .await
+                        {
+                            tracing::error!(error = %e, "operation log not written");
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
