@@ -3,8 +3,16 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use switchboard_engine::cdr::Lang;
 use switchboard_engine::config::{Config, ConfigError};
+use switchboard_engine::endpoint::FlowSet;
+use switchboard_engine::ivr::model::Flow;
+use switchboard_engine::ivr::validate::{self, FlowError};
+use switchboard_engine::ivr::{flowtest, graph, load};
 use switchboard_engine::rt;
+use switchboard_engine::store::{CdrRow, Store};
+use switchboard_media::prompt::PromptLibrary;
 use tracing_subscriber::EnvFilter;
 
 /// A registrar holds hundreds of thousands of small, long-lived allocations (transactions, their
@@ -54,6 +62,44 @@ enum Command {
         #[command(subcommand)]
         command: FlowCommand,
     },
+    /// Call records (CDRs) from the database.
+    Cdr {
+        #[command(subcommand)]
+        command: CdrCommand,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LangArg {
+    En,
+    Zh,
+}
+
+impl From<LangArg> for Lang {
+    fn from(l: LangArg) -> Lang {
+        match l {
+            LangArg::En => Lang::En,
+            LangArg::Zh => Lang::Zh,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum CdrCommand {
+    /// The most recent call records, newest first: start, call id, type, customer, service
+    /// number, result, missed-call reason and IVR trail.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, value_enum, default_value = "en")]
+        lang: LangArg,
+    },
+    /// One call record in full.
+    Show {
+        call_id: String,
+        #[arg(long, value_enum, default_value = "en")]
+        lang: LangArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -64,6 +110,17 @@ enum FlowCommand {
     Validate {
         /// A flow file or a folder of flows (default: the configuration's `ivr.flows_dir`).
         path: Option<PathBuf>,
+    },
+    /// Run flow tests (a file, or every `*.yaml` of a folder; default `<flows_dir>/tests`)
+    /// against the configuration's flows. Exits 1 if any fails.
+    Test { path: Option<PathBuf> },
+    /// Draw a flow: SVG (default) or Graphviz DOT, to stdout or `--output`.
+    Graph {
+        file: PathBuf,
+        #[arg(long)]
+        dot: bool,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -106,6 +163,16 @@ fn main() -> ExitCode {
             let path = path.unwrap_or_else(|| config.ivr.flows_dir.clone());
             validate_flows(&config, &path)
         }
+        Command::Flow {
+            command: FlowCommand::Test { path },
+        } => {
+            let path = path.unwrap_or_else(|| config.ivr.flows_dir.join("tests"));
+            test_flows(&config, &path)
+        }
+        Command::Flow {
+            command: FlowCommand::Graph { file, dot, output },
+        } => graph_flow(&config, &file, dot, output.as_deref()),
+        Command::Cdr { command } => cdr_command(&config, command),
         Command::Run => {
             config.log_warnings();
             tracing::info!(config = %source, "starting Switchboard {}", env!("CARGO_PKG_VERSION"));
@@ -130,26 +197,7 @@ fn main() -> ExitCode {
 
 /// `switchboard flow validate`: every error of every flow, then a summary.
 fn validate_flows(config: &Config, path: &Path) -> ExitCode {
-    use switchboard_engine::ivr::validate::{load_dir, load_file, Context};
-    let mut ctx = Context {
-        prompts: prompt_names(&config.media.prompts_dir),
-        // The demo's skill groups; the ACD's queue configuration adds to these.
-        queues: ["sales", "support"].map(String::from).into(),
-        flows: Default::default(),
-        extensions: config.accounts.iter().map(|a| a.user.clone()).collect(),
-    };
-    let (flows, errors) = if path.is_dir() {
-        load_dir(path, &ctx)
-    } else {
-        // A single file may refer to its neighbours.
-        if let Some(dir) = path.parent() {
-            ctx.flows = yaml_stems(dir);
-        }
-        match load_file(path, &ctx) {
-            Ok(flow) => (vec![flow], Vec::new()),
-            Err(errors) => (Vec::new(), errors),
-        }
-    };
+    let (flows, errors) = load_flows(config, path);
     for e in &errors {
         eprintln!("error: {e}");
     }
@@ -169,29 +217,193 @@ fn validate_flows(config: &Config, path: &Path) -> ExitCode {
     }
 }
 
-/// Prompt names: the stems of the audio files in the prompt folder (decoding them is not needed
-/// to know their names).
-fn prompt_names(dir: &Path) -> std::collections::BTreeSet<String> {
-    stems(dir, &["wav", "mp3", "ogg", "oga", "flac"])
+/// A flow file or a folder of flows, validated against the configuration.
+fn load_flows(config: &Config, path: &Path) -> (Vec<Flow>, Vec<FlowError>) {
+    let library = PromptLibrary::new();
+    if path.is_dir() {
+        let ctx = load::context(config, &library, load::flow_names(path));
+        validate::load_dir(path, &ctx)
+    } else {
+        // A single file may refer to its neighbours.
+        let names = path.parent().map(load::flow_names).unwrap_or_default();
+        let ctx = load::context(config, &library, names);
+        match validate::load_file(path, &ctx) {
+            Ok(flow) => (vec![flow], Vec::new()),
+            Err(errors) => (Vec::new(), errors),
+        }
+    }
 }
 
-fn yaml_stems(dir: &Path) -> std::collections::BTreeSet<String> {
-    stems(dir, &["yaml"])
-}
-
-fn stems(dir: &Path, extensions: &[&str]) -> std::collections::BTreeSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Default::default();
-    };
-    entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| extensions.contains(&x.to_ascii_lowercase().as_str()))
+/// `switchboard flow test`: run the flow tests against the flows of the configuration.
+fn test_flows(config: &Config, tests: &Path) -> ExitCode {
+    let (flows, errors) = load_flows(config, &config.ivr.flows_dir);
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let set = FlowSet(
+        flows
+            .into_iter()
+            .map(|f| (f.name.clone(), Arc::new(f)))
+            .collect(),
+    );
+    let summary = if tests.is_dir() {
+        flowtest::run_dir(tests, &set).map_err(|e| format!("{}: {e}", tests.display()))
+    } else {
+        Ok(flowtest::Summary {
+            files: vec![(tests.to_path_buf(), flowtest::run_file(tests, &set))],
         })
-        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect()
+    };
+    match summary {
+        Ok(s) => {
+            println!("{s}");
+            if s.ok() && errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `switchboard flow graph`: the picture of one flow, SVG (default) or Graphviz DOT.
+fn graph_flow(config: &Config, file: &Path, dot: bool, out: Option<&Path>) -> ExitCode {
+    let (flows, errors) = load_flows(config, file);
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let Some(flow) = flows.first() else {
+        return ExitCode::FAILURE;
+    };
+    let text = if dot {
+        graph::dot(flow)
+    } else {
+        graph::svg(flow)
+    };
+    match out {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                println!("{}: {} written", flow.name, path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `switchboard cdr list|show`: read call records from the configured database.
+fn cdr_command(config: &Config, command: CdrCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<()> = runtime.block_on(async {
+        let store = Store::open(&config.database.url).await?;
+        match command {
+            CdrCommand::List { limit, lang } => {
+                for row in store.recent_cdrs(limit).await? {
+                    println!("{}", cdr_line(&row, lang.into()));
+                }
+            }
+            CdrCommand::Show { call_id, lang } => match store.cdr(&call_id).await? {
+                Some(row) => println!("{}", cdr_details(&row, lang.into())),
+                None => anyhow::bail!("no call record {call_id}"),
+            },
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// One line per record: start, id, type, customer, service number, result, reason, trail.
+fn cdr_line(row: &CdrRow, lang: Lang) -> String {
+    let o = &row.open;
+    let (result, reason, trail) = match &row.close {
+        Some(c) => (
+            c.result.label(lang).to_string(),
+            c.missed_reason
+                .map(|r| r.label(lang).to_string())
+                .unwrap_or_default(),
+            c.ivr_trail.join(" "),
+        ),
+        None => ("(in progress)".into(), String::new(), String::new()),
+    };
+    format!(
+        "{}  {}  {}  {}  {}  {}  {}  {}",
+        when(o.started_at_ms),
+        o.call_id,
+        o.call_type.label(lang),
+        o.customer_number,
+        o.service_number.as_deref().unwrap_or("-"),
+        result,
+        if reason.is_empty() { "-" } else { &reason },
+        trail
+    )
+}
+
+fn cdr_details(row: &CdrRow, lang: Lang) -> String {
+    let o = &row.open;
+    let mut out = format!(
+        "call id:        {}\ntype:           {}\ndirection:      {}\ncustomer:       {}\ntrunk number:   {}\nservice number: {}\nstarted:        {}\n",
+        o.call_id,
+        o.call_type.label(lang),
+        o.direction.label(lang),
+        o.customer_number,
+        o.trunk_number.as_deref().unwrap_or("-"),
+        o.service_number.as_deref().unwrap_or("-"),
+        when(o.started_at_ms)
+    );
+    match &row.close {
+        None => out.push_str("(in progress, or left open by a crash until the next start)\n"),
+        Some(c) => {
+            out.push_str(&format!(
+                "answered:       {}\nended:          {}\nresult:         {}\nmissed reason:  {}\nhung up by:     {}\nflow:           {} {}\nIVR trail:      {}\n",
+                c.answered_at_ms.map(when).unwrap_or_else(|| "-".into()),
+                when(c.ended_at_ms),
+                c.result.label(lang),
+                c.missed_reason.map(|r| r.label(lang)).unwrap_or("-"),
+                c.hangup_by.map(|h| h.label(lang)).unwrap_or("-"),
+                c.flow.as_deref().unwrap_or("-"),
+                c.flow_version.as_deref().map(|v| &v[..v.len().min(12)]).unwrap_or(""),
+                c.ivr_trail.join(" "),
+            ));
+            for (name, value) in &c.inputs {
+                out.push_str(&format!("input:          {name} = {value}\n"));
+            }
+            if let Some(p) = &c.recording_path {
+                out.push_str(&format!("recording:      {p}\n"));
+            }
+        }
+    }
+    out
 }
 
 fn load_config(path: Option<&Path>) -> Result<(Config, String), ConfigError> {

@@ -26,10 +26,13 @@ use tokio::sync::{mpsc, watch as watch_channel};
 /// How often the folder is checked for changes.
 const POLL: Duration = Duration::from_secs(1);
 
-/// What the validator needs to know about the rest of the configuration.
+/// What the validator needs to know about the rest of the configuration: the prompts (by
+/// name), the queues, the accounts, and the other flows.
 pub fn context(config: &Config, prompts: &PromptLibrary, flow_names: BTreeSet<String>) -> Context {
+    let mut names: BTreeSet<String> = prompts.names().map(str::to_owned).collect();
+    names.extend(prompt_names(&config.media.prompts_dir));
     Context {
-        prompts: prompts.names().map(str::to_owned).collect(),
+        prompts: names,
         // Skill groups arrive with the ACD; until then the demo's two are known.
         queues: ["sales", "support"]
             .into_iter()
@@ -38,6 +41,32 @@ pub fn context(config: &Config, prompts: &PromptLibrary, flow_names: BTreeSet<St
         flows: flow_names,
         extensions: config.accounts.iter().map(|a| a.user.clone()).collect(),
     }
+}
+
+/// Prompt names: the stems of the audio files in the prompt folder (decoding them is not
+/// needed to know their names).
+pub fn prompt_names(dir: &Path) -> BTreeSet<String> {
+    stems(dir, &["wav", "mp3", "ogg", "oga", "flac"])
+}
+
+/// Flow names: the stems of the `*.yaml` files in a folder.
+pub fn flow_names(dir: &Path) -> BTreeSet<String> {
+    flow_files(dir).into_keys().collect()
+}
+
+fn stems(dir: &Path, extensions: &[&str]) -> BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeSet::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| extensions.contains(&x.to_ascii_lowercase().as_str()))
+        })
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect()
 }
 
 fn flow_files(dir: &Path) -> BTreeMap<String, PathBuf> {
