@@ -387,6 +387,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (cdr_tx, cdr_rx) = mpsc::unbounded_channel::<CdrOp>();
     tasks.spawn(cdr_writer(store.clone(), cdr_rx));
     let flows = crate::ivr::load::startup(config, &prompts);
+    crate::ivr::load::log_startup(&store, &flows).await;
     let _ = input_tx.send(Input::Flows(flows)).await;
     if config.ivr.watch {
         crate::ivr::load::watch(

@@ -111,6 +111,39 @@ pub fn startup(config: &Config, prompts: &PromptLibrary) -> Vec<Arc<Flow>> {
     flows.into_iter().map(Arc::new).collect()
 }
 
+/// Log the flows published at start-up whose version differs from the last one the operation
+/// log knows (a file edited while the server was down is a publish too).
+pub async fn log_startup(store: &Store, flows: &[Arc<Flow>]) {
+    for f in flows {
+        let last = match store.flow_publications(&f.name).await {
+            Ok(entries) => entries
+                .into_iter()
+                .rev()
+                .find(|e| e.entry.action == PublishAction::Published)
+                .map(|e| e.entry.version),
+            Err(e) => {
+                tracing::error!(error = %e, "operation log not readable");
+                return;
+            }
+        };
+        if last.as_deref() == Some(f.version.as_str()) {
+            continue;
+        }
+        let entry = FlowPublication {
+            at_ms: unix_ms(),
+            flow: f.name.clone(),
+            version: f.version.clone(),
+            actor: "start-up".into(),
+            action: PublishAction::Published,
+            diff: None,
+            errors: None,
+        };
+        if let Err(e) = store.log_flow_publication(&entry).await {
+            tracing::error!(error = %e, "operation log not written");
+        }
+    }
+}
+
 /// A unified diff of two versions of a flow file (`None` when there was no previous one).
 pub fn diff(old: Option<&str>, new: &str, name: &str) -> Option<String> {
     let old = old?;
