@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded coverage-guided fuzzing of the SIP engine, on the stable toolchain.
 #
-#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]      default: 60 s, all three targets
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]      default: 60 s, all four targets
 #   FUZZ_RUNS=100000 fuzz/run.sh 0 sip_stream         a fixed number of executions instead
 #
 # Seeds the corpus (fuzz/corpus/<target>/, git-ignored) from tests/vectors/sip-torture and
@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(sip_datagram sip_stream parse_roundtrip)
+[ ${#targets[@]} -gt 0 ] || targets=(sip_datagram sip_stream parse_roundtrip flow_yaml)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz is not installed: cargo install cargo-fuzz --locked" >&2
@@ -71,9 +71,18 @@ seed_roundtrip() {
     done
 }
 
+seed_flows() {
+    local out=corpus/flow_yaml f
+    mkdir -p "$out"
+    for f in ../ivr-flows/*.yaml; do
+        cp "$f" "$out/flow-$(basename "$f" .yaml)"
+    done
+}
+
 seed_datagram
 seed_stream
 seed_roundtrip
+seed_flows
 
 logs=target/run-logs
 mkdir -p "$logs"

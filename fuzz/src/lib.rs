@@ -545,3 +545,72 @@ fn accessors(m: &Message) {
         let _ = resp.encode();
     }
 }
+
+/// Arbitrary text into the flow validator (`flow_yaml`). It must never panic: every input
+/// either validates or gives errors, each naming a line within the text. A flow that validates
+/// is then run by the interpreter for a few scripted events (keys, timers, HTTP answers), which
+/// must not panic either, and every action's node must exist.
+pub fn flow_yaml(data: &[u8]) {
+    use switchboard_engine::ivr::interp::{CallInfo, Event as FlowEvent, Interpreter};
+    use switchboard_engine::ivr::validate::{validate, Context};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let ctx = Context {
+        prompts: ["beep", "welcome"].map(String::from).into(),
+        queues: ["sales", "support"].map(String::from).into(),
+        flows: ["main", "other"].map(String::from).into(),
+        extensions: ["1001", "1002"].map(String::from).into(),
+    };
+    // Lines as YAML counts them: CR, LF and CRLF all break a line (YAML 1.2 §5.4), and the
+    // end of the stream may be reported on the line after the last break.
+    let lines = 1 + text.matches('\n').count() + text.matches('\r').count()
+        - text.matches("\r\n").count();
+    match validate("main.yaml", text, &ctx) {
+        Err(errors) => {
+            assert!(!errors.is_empty(), "rejected without an error");
+            for e in &errors {
+                assert!(
+                    e.line >= 1 && e.line <= lines,
+                    "error line {} outside a {lines}-line file: {e}",
+                    e.line
+                );
+            }
+        }
+        Ok(flow) => {
+            let flow = std::sync::Arc::new(flow);
+            let mut set = std::collections::HashMap::new();
+            set.insert("main".to_string(), flow.clone());
+            let flows = switchboard_engine::endpoint::FlowSet(set);
+            let base = Instant::now();
+            let mut interp = Interpreter::new(
+                flow,
+                CallInfo {
+                    caller: "13800000000".into(),
+                    called: "4000".into(),
+                    vars: Default::default(),
+                },
+                base,
+                UNIX as i64,
+            );
+            let script = [
+                FlowEvent::Start,
+                FlowEvent::PlayDone,
+                FlowEvent::Digit('1'),
+                FlowEvent::PlayDone,
+                FlowEvent::Timer(1),
+                FlowEvent::HttpResponse {
+                    status: 200,
+                    body: "{\"a\":1}".into(),
+                },
+                FlowEvent::Digit('#'),
+                FlowEvent::CallerHangup,
+            ];
+            for (i, ev) in script.into_iter().enumerate() {
+                let now = base + Duration::from_secs(i as u64 * 7);
+                let _ = interp.handle(ev, now, &flows);
+            }
+            assert!(interp.end().is_some(), "a hung-up caller ends the flow");
+        }
+    }
+}

@@ -103,4 +103,24 @@ fn regressions() {
         eprintln!("{}", f.display());
         switchboard_fuzz::parse_roundtrip(&std::fs::read(&f).unwrap());
     }
+    for f in files(&r.join("flow_yaml")) {
+        eprintln!("{}", f.display());
+        switchboard_fuzz::flow_yaml(&std::fs::read(&f).unwrap());
+    }
+}
+
+/// The shipped flows (and their tests' neighbours) through the flow harness: they validate
+/// against its context or fail with in-range lines, and run without a panic.
+#[test]
+fn shipped_flows() {
+    let dir = root().join("../ivr-flows");
+    let flows: Vec<PathBuf> = files(&dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(!flows.is_empty(), "no flows under {}", dir.display());
+    for f in flows {
+        eprintln!("{}", f.display());
+        switchboard_fuzz::flow_yaml(&std::fs::read(&f).unwrap());
+    }
 }

@@ -203,6 +203,21 @@ fn split_node(path: &str) -> (Option<String>, String) {
     (None, path.to_owned())
 }
 
+/// serde_yaml places errors about the end of the document (a missing `nodes:`) just past the
+/// last line when the text does not end with a line break; an editor has no such line, so such
+/// positions move to the end of the last line. Lines are counted as YAML counts them (CR, LF
+/// and CRLF each end a line).
+fn clamp_to_text(text: &str, (line, column): (usize, usize)) -> (usize, usize) {
+    let breaks =
+        text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
+    let last = breaks + 1;
+    if line <= last {
+        return (line, column);
+    }
+    let tail = text.rsplit(['\n', '\r']).next().unwrap_or("");
+    (last, tail.chars().count() + 1)
+}
+
 /// serde_yaml renders an error as `path: message at line L column C`; this takes it apart and
 /// places it on the offending key. Inside a node (an internally tagged enum, which serde buffers)
 /// serde_yaml only knows the node: the node's options are then tried one at a time to find the
@@ -269,7 +284,7 @@ fn deserialize_error(
             .to_owned();
         (field, None)
     };
-    let (line, column) = pos.or(serde_pos).unwrap_or((1, 1));
+    let (line, column) = clamp_to_text(text, pos.or(serde_pos).unwrap_or((1, 1)));
     let (node, field) = split_node(&field);
     FlowError {
         file: file.to_owned(),
@@ -1656,6 +1671,13 @@ nodes:
                 "t.yaml:5:5: [d] extension: no SIP account `1009`",
             ]
         );
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_text_without_a_final_break_stays_on_its_last_line() {
+        // Found by fuzzing: serde_yaml puts "missing field" one line past the end.
+        let errors = validate("main.yaml", "# only a comment", &Context::default()).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column), (1, 17), "{}", errors[0]);
     }
 
     #[test]
