@@ -76,6 +76,15 @@ impl Deadline {
     }
 }
 
+/// Days since 1970-01-01 in UTC, now: for tests that must write today's date into a config.
+pub fn unix_days_now() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    (secs / 86_400) as i64
+}
+
 /// Poll `f` every 20 ms until it returns `Some`, for at most `limit`.
 pub fn poll_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
@@ -306,6 +315,21 @@ pub struct ServerConfig {
     pub rtp_timeout_s: Option<u64>,
     /// `calls.ring_timeout_s`; `None`: the server's default.
     pub ring_timeout_s: Option<u64>,
+    /// IVR flows, `(name, YAML)`: written to `flows/<name>.yaml` in the server's directory before
+    /// it starts, and that folder becomes `ivr.flows_dir`. Empty: the `ivr` section is left out
+    /// (the server's default folder).
+    pub flows: Vec<(String, String)>,
+    /// `ivr.flows_dir`; `None`: `flows/` in the server's directory when there are [`flows`]
+    /// (set by [`Server::start_in`]).
+    ///
+    /// [`flows`]: ServerConfig::flows
+    pub flows_dir: Option<PathBuf>,
+    /// `ivr.watch`; `None`: the server's default.
+    pub ivr_watch: Option<bool>,
+    /// `numbers`: `(service number, flow)`.
+    pub numbers: Vec<(String, String)>,
+    /// `blacklist.inbound`.
+    pub blacklist: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -325,6 +349,11 @@ impl Default for ServerConfig {
             recordings_dir: None,
             rtp_timeout_s: None,
             ring_timeout_s: None,
+            flows: Vec::new(),
+            flows_dir: None,
+            ivr_watch: None,
+            numbers: Vec::new(),
+            blacklist: Vec::new(),
         }
     }
 }
@@ -377,6 +406,30 @@ impl ServerConfig {
 
     pub fn ring_timeout_s(mut self, s: u64) -> ServerConfig {
         self.ring_timeout_s = Some(s);
+        self
+    }
+
+    /// An IVR flow `name` (the file `<name>.yaml` in the flows folder) with this YAML.
+    pub fn flow(mut self, name: &str, yaml: impl Into<String>) -> ServerConfig {
+        self.flows.push((name.into(), yaml.into()));
+        self
+    }
+
+    /// `ivr.watch`.
+    pub fn ivr_watch(mut self, on: bool) -> ServerConfig {
+        self.ivr_watch = Some(on);
+        self
+    }
+
+    /// Bind service `number` to `flow` (`numbers`).
+    pub fn number(mut self, number: &str, flow: &str) -> ServerConfig {
+        self.numbers.push((number.into(), flow.into()));
+        self
+    }
+
+    /// Refuse calls from `entry` (`blacklist.inbound`: a number, or a prefix ending in `*`).
+    pub fn blacklist(mut self, entry: &str) -> ServerConfig {
+        self.blacklist.push(entry.into());
         self
     }
 
@@ -441,6 +494,22 @@ impl ServerConfig {
         if let Some(s) = self.ring_timeout_s {
             let _ = writeln!(y, "  ring_timeout_s: {s}");
         }
+        if let Some(dir) = &self.flows_dir {
+            let _ = writeln!(y, "ivr:\n  flows_dir: \"{}\"", dir.display());
+            if let Some(on) = self.ivr_watch {
+                let _ = writeln!(y, "  watch: {on}");
+            }
+        }
+        if !self.numbers.is_empty() {
+            y.push_str("numbers:\n");
+            for (number, flow) in &self.numbers {
+                let _ = writeln!(y, "  - number: \"{number}\"\n    flow: \"{flow}\"");
+            }
+        }
+        if !self.blacklist.is_empty() {
+            let entries: Vec<String> = self.blacklist.iter().map(|b| format!("\"{b}\"")).collect();
+            let _ = writeln!(y, "blacklist:\n  inbound: [{}]", entries.join(", "));
+        }
         y.push_str("logging:\n  level: info\n");
         y
     }
@@ -469,6 +538,7 @@ pub struct Server {
     pub http: SocketAddr,
     pub pid: u32,
     recordings: PathBuf,
+    flows: Option<PathBuf>,
     stdout: PathBuf,
     stderr: PathBuf,
     http_client: reqwest::Client,
@@ -492,6 +562,17 @@ impl Server {
             .recordings_dir
             .get_or_insert_with(|| path.join("recordings"))
             .clone();
+        if !config.flows.is_empty() {
+            let flows = config
+                .flows_dir
+                .get_or_insert_with(|| path.join("flows"))
+                .clone();
+            fs::create_dir_all(&flows).expect("create the flows folder");
+            for (name, yaml) in &config.flows {
+                write_flow(&flows, name, yaml);
+            }
+        }
+        let flows = config.flows_dir.clone();
         let config_path = path.join(format!("switchboard-{n}.yaml"));
         fs::write(&config_path, config.yaml(&db_url(path))).expect("write the config");
         let ready = path.join(format!("ready-{n}.json"));
@@ -556,6 +637,7 @@ impl Server {
             http,
             pid,
             recordings,
+            flows,
             stdout,
             stderr,
             // A fresh connection per request: nothing pooled can go stale while a test drives
@@ -685,6 +767,194 @@ impl Server {
     pub fn sipp(&self) -> Sipp {
         Sipp::new(self.dir(), self.udp, self.tcp)
     }
+
+    /// The IVR flows folder (`ivr.flows_dir`), when the config had flows.
+    pub fn flows_dir(&self) -> &Path {
+        self.flows
+            .as_deref()
+            .expect("the server was started without flows")
+    }
+
+    /// Replace (or add) the flow file `<name>.yaml`, whole: the watcher never sees half a file.
+    pub fn write_flow(&self, name: &str, yaml: &str) {
+        write_flow(self.flows_dir(), name, yaml);
+    }
+
+    /// Wait until at least `min_rows` call records match `by` and the newest of them is closed
+    /// (its call ended), for at most [`WAIT`]; that record.
+    pub async fn wait_cdr(&self, by: CdrBy<'_>, min_rows: usize) -> Cdr {
+        let (column, value) = match by {
+            CdrBy::Service(n) => ("service_number", n),
+            CdrBy::Caller(n) => ("customer_number", n),
+        };
+        let mut db = self.db().await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rows = sqlx::query(&format!(
+                "SELECT {CDR_COLUMNS} FROM cdrs WHERE {column} = ? \
+                 ORDER BY started_at_ms DESC, rowid DESC"
+            ))
+            .bind(value)
+            .fetch_all(&mut db)
+            .await
+            .expect("query cdrs");
+            if rows.len() >= min_rows {
+                let newest = Cdr::from_row(&rows[0]);
+                if newest.ended_at_ms.is_some() {
+                    return newest;
+                }
+            }
+            if Instant::now() >= deadline {
+                let all = sqlx::query(&format!("SELECT {CDR_COLUMNS} FROM cdrs"))
+                    .fetch_all(&mut db)
+                    .await
+                    .expect("query cdrs");
+                let all: Vec<Cdr> = all.iter().map(Cdr::from_row).collect();
+                panic!(
+                    "no closed call record for {column} = {value} (at least {min_rows} rows) \
+                     within {WAIT:?}; every record:\n{all:#?}\n--- server log ---\n{}",
+                    tail(&self.stderr, 60)
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The operation log of flow `name` (`flow_publications`), oldest first.
+    pub async fn publications(&self, name: &str) -> Vec<Publication> {
+        use sqlx::Row;
+        let mut db = self.db().await;
+        sqlx::query(
+            "SELECT version, actor, action, diff, errors FROM flow_publications \
+             WHERE flow = ? ORDER BY id",
+        )
+        .bind(name)
+        .fetch_all(&mut db)
+        .await
+        .expect("query flow_publications")
+        .iter()
+        .map(|r| Publication {
+            version: r.get("version"),
+            actor: r.get("actor"),
+            action: r.get("action"),
+            diff: r.get("diff"),
+            errors: r.get("errors"),
+        })
+        .collect()
+    }
+
+    /// Poll the operation log of flow `name` until `ok` holds for some entry, for at most
+    /// [`WAIT`]; that entry.
+    pub async fn wait_publication(
+        &self,
+        name: &str,
+        ok: impl Fn(&Publication) -> bool,
+    ) -> Publication {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.publications(name).await;
+            if let Some(p) = log.iter().find(|p| ok(p)) {
+                return p.clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no such entry in the operation log of flow {name} within {WAIT:?}:\n{log:#?}\n--- server log ---\n{}",
+                    tail(&self.stderr, 60)
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// Write `<dir>/<name>.yaml` through a temporary file and a rename (atomic on one file system).
+pub fn write_flow(dir: &Path, name: &str, yaml: &str) {
+    let tmp = dir.join(format!(".{name}.yaml.tmp"));
+    fs::write(&tmp, yaml).expect("write a flow file");
+    fs::rename(&tmp, dir.join(format!("{name}.yaml"))).expect("rename a flow file into place");
+}
+
+/// Which call records [`Server::wait_cdr`] looks at.
+#[derive(Clone, Copy, Debug)]
+pub enum CdrBy<'a> {
+    /// `service_number`: calls to a number bound to a flow.
+    Service(&'a str),
+    /// `customer_number`: calls from this caller (also refused ones, whose dialled number was
+    /// not a service number).
+    Caller(&'a str),
+}
+
+const CDR_COLUMNS: &str = "call_id, customer_number, service_number, started_at_ms, \
+    answered_at_ms, ended_at_ms, result, missed_reason, ivr_trail, inputs, flow, flow_version, \
+    hangup_by";
+
+/// A call's main record (`cdrs`), as stored.
+#[derive(Clone, Debug)]
+pub struct Cdr {
+    pub call_id: String,
+    pub customer_number: String,
+    pub service_number: Option<String>,
+    pub started_at_ms: i64,
+    pub answered_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub result: Option<String>,
+    pub missed_reason: Option<String>,
+    /// `flow:node→exit` entries, in order.
+    pub ivr_trail: Vec<String>,
+    /// `(name, value)` of collected inputs, masked where sensitive.
+    pub inputs: Vec<(String, String)>,
+    pub flow: Option<String>,
+    pub flow_version: Option<String>,
+    pub hangup_by: Option<String>,
+}
+
+impl Cdr {
+    fn from_row(r: &sqlx::sqlite::SqliteRow) -> Cdr {
+        use sqlx::Row;
+        let trail: String = r.get("ivr_trail");
+        let inputs: String = r.get("inputs");
+        let inputs: Vec<serde_json::Value> =
+            serde_json::from_str(&inputs).expect("inputs is a JSON array");
+        Cdr {
+            call_id: r.get("call_id"),
+            customer_number: r.get("customer_number"),
+            service_number: r.get("service_number"),
+            started_at_ms: r.get("started_at_ms"),
+            answered_at_ms: r.get("answered_at_ms"),
+            ended_at_ms: r.get("ended_at_ms"),
+            result: r.get("result"),
+            missed_reason: r.get("missed_reason"),
+            ivr_trail: serde_json::from_str(&trail).expect("ivr_trail is a JSON array of strings"),
+            inputs: inputs
+                .iter()
+                .map(|i| {
+                    (
+                        i["name"].as_str().unwrap_or_default().to_owned(),
+                        i["value"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
+            flow: r.get("flow"),
+            flow_version: r.get("flow_version"),
+            hangup_by: r.get("hangup_by"),
+        }
+    }
+
+    /// The position of the first trail entry equal to `step`.
+    pub fn step(&self, step: &str) -> Option<usize> {
+        self.ivr_trail.iter().position(|s| s == step)
+    }
+}
+
+/// One entry of a flow's operation log (`flow_publications`).
+#[derive(Clone, Debug)]
+pub struct Publication {
+    pub version: String,
+    pub actor: String,
+    /// `published` or `rejected`.
+    pub action: String,
+    pub diff: Option<String>,
+    pub errors: Option<String>,
 }
 
 impl Drop for Server {
