@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    free_port, poll_until, wait_udp_bound, Cdr, CdrBy, Deadline, Server, ServerConfig, Sipp,
-    SippRun, WAIT,
+    free_port, poll_until, sipp_csv, wait_udp_bound, Account, Cdr, CdrBy, Deadline, Server,
+    ServerConfig, Sipp, SippRun, WAIT,
 };
 
 /// How long a call may take to come up on loopback.
@@ -71,10 +71,23 @@ async fn call_up(path: PathBuf, what: &str) -> String {
 }
 
 /// Cue the caller SIPp on `port` (an in-dialog MESSAGE for `call_id`) and wait until it wrote
-/// `<info>.cued`; the MESSAGE is sent again every 500 ms (SIPp answers a repeat with its last
-/// answer), for at most [`WAIT`].
+/// `<info>.cued`.
 async fn cue(port: u16, call_id: &str, info: &Path) {
     let cued = PathBuf::from(format!("{}.cued", info.display()));
+    send_cue(port, call_id, || cued.exists()).await;
+}
+
+/// Tell the caller SIPp on `port` (`uac_dtmf_2833_pcap.xml`) to hang up, and wait for its run
+/// to end.
+async fn hang_up(port: u16, call_id: &str, run: tokio::task::JoinHandle<SippRun>) -> SippRun {
+    send_cue(port, call_id, || run.is_finished()).await;
+    run.await.unwrap()
+}
+
+/// Send an in-dialog MESSAGE for `call_id` to the SIPp on `port` until `done` holds: again
+/// every 500 ms (SIPp answers a repeat with its last answer), for at most [`WAIT`]. SIPp answers
+/// towards the server (its remote peer), so `done` must look at what SIPp does next.
+async fn send_cue(port: u16, call_id: &str, done: impl Fn() -> bool) {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
     let msg = format!(
@@ -95,7 +108,7 @@ async fn cue(port: u16, call_id: &str, info: &Path) {
             .unwrap();
         let round = Deadline::after(Duration::from_millis(500));
         while !round.passed() {
-            if cued.exists() {
+            if done() {
                 return;
             }
             round.tick().await;
@@ -187,6 +200,204 @@ async fn digit_1_from_the_pcap_takes_the_menu_branch() {
     assert!(
         cdr.ended_at_ms.is_some() && cdr.result.is_some(),
         "{cdr:#?}"
+    );
+    server.assert_no_panic();
+}
+
+/// The shipped demo flow (`ivr-flows/main.yaml`, with the `survey` it uses) on 4000, called by
+/// a phone that authenticates (digest) and plays RFC 4733 digit 1: service hours are open, key
+/// 1 leads to the sales queue, which has no agents yet, so the caller goes on to voicemail; the
+/// caller hangs up once the server logged the queue's answer. The record's trail shows that path.
+#[tokio::test]
+async fn shipped_main_flow_takes_digit_1_to_sales_then_voicemail() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-flows");
+    let read = |name: &str| fs::read_to_string(shipped.join(name)).expect("a shipped flow");
+    let phone = Account::demo(1001);
+    let server = Server::start(
+        &ServerConfig::with_accounts([phone.clone()])
+            .md5_only()
+            .flow("main", read("main.yaml"))
+            .flow("survey", read("survey.yaml"))
+            .number("4000", "main"),
+    );
+    let port = free_port();
+    let info = server.dir().join("caller.info");
+    let run = tokio::spawn(
+        server
+            .sipp()
+            .scenario("uac_dtmf_2833_pcap.xml")
+            .csv(sipp_csv([(phone.user.as_str(), phone.sipp_auth())]))
+            .arg("-s")
+            .arg("4000")
+            .arg("-auth_uri")
+            .arg(format!("4000@{}", server.udp))
+            .port(port)
+            .key("info", info.display())
+            .trace_msg()
+            .run(),
+    );
+    let call_id = call_up(info, "caller").await;
+
+    let deadline = Deadline::after(WAIT);
+    while !server.log().contains("queue=sales") {
+        assert!(
+            !deadline.passed(),
+            "the call never reached the sales queue\n{}",
+            server.log()
+        );
+        deadline.tick().await;
+    }
+    let run = hang_up(port, &call_id, run).await;
+    assert!(
+        run.code == Some(0) && run.successful == 1,
+        "{}\n--- server log ---\n{}",
+        run.report(),
+        server.log()
+    );
+
+    let cdr = server.wait_cdr(CdrBy::Service("4000"), 1).await;
+    assert_eq!(
+        cdr.ivr_trail,
+        [
+            "main:hours→open",
+            "main:menu→1",
+            "main:sales→no_agents",
+            "main:voicemail"
+        ],
+        "{cdr:#?}\n{}",
+        server.log()
+    );
+    assert_eq!(cdr.customer_number, "1001");
+    assert_eq!(cdr.hangup_by.as_deref(), Some("caller"), "{cdr:#?}");
+    server.assert_no_panic();
+}
+
+/// A voicemail that reaches its maximum length and a flow that then says goodbye and hangs up:
+/// the caller was served (the engine's rule: a flow that ends by itself after a voicemail is
+/// not a missed call), and the record links the recording. The mailbox's folder does not exist
+/// before its first voicemail.
+#[tokio::test]
+#[ignore = "engine bug: the mailbox folder is not created, the recording fails, and the caller \
+            stays in the voicemail node past max_length_s"]
+async fn voicemail_left_is_linked_and_not_a_missed_call() {
+    let flow = r#"description: "Straight to voicemail"
+start: voicemail
+nodes:
+  voicemail:
+    type: voicemail
+    beep: true
+    max_length_s: 1
+    mailbox: sales
+    done: goodbye
+  goodbye:
+    type: play
+    prompt: beep
+    next: bye
+  bye:
+    type: hangup
+"#;
+    let server = Server::start(&trusted().flow("main", flow).number("4000", "main"));
+    let info = server.dir().join("caller.info");
+    run_ok(
+        caller(&server, "uac_ivr_until_bye.xml", "5550109", "4000").key("info", info.display()),
+        &server,
+    )
+    .await;
+    let cdr = server.wait_cdr(CdrBy::Service("4000"), 1).await;
+    assert_eq!(
+        cdr.ivr_trail,
+        ["main:voicemail→done", "main:goodbye→next", "main:bye"],
+        "{cdr:#?}"
+    );
+    let wav = fs::read_dir(server.recordings_dir().join("voicemail").join("sales"))
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).next())
+        .unwrap_or_else(|| panic!("no voicemail file\n{cdr:#?}"));
+    assert_eq!(
+        cdr.recording_path.as_deref(),
+        Some(wav.display().to_string().as_str()),
+        "the record links the voicemail: {cdr:#?}"
+    );
+    assert_eq!(
+        (cdr.result.as_deref(), cdr.missed_reason.as_deref()),
+        (Some("answered"), None),
+        "{cdr:#?}"
+    );
+    server.assert_no_panic();
+}
+
+/// Most voicemails end with the caller hanging up while the recording runs: the record still
+/// links the file.
+#[tokio::test]
+#[ignore = "engine bug: the record is closed before the recording reports it finished, so a \
+            voicemail ended by the caller's hang-up is not linked (recording_path NULL)"]
+async fn voicemail_ended_by_the_caller_is_linked_to_the_record() {
+    let flow = r#"description: "Straight to voicemail"
+start: voicemail
+nodes:
+  voicemail:
+    type: voicemail
+    beep: false
+    max_length_s: 60
+    mailbox: support
+    done: bye
+  bye:
+    type: hangup
+"#;
+    let phone = Account::demo(1001);
+    let server = Server::start(
+        &ServerConfig::with_accounts([phone.clone()])
+            .md5_only()
+            .flow("main", flow)
+            .number("4000", "main"),
+    );
+    // The mailbox's folder exists here, as after its first voicemail: this test is about the
+    // link (voicemail_left_is_linked_and_not_a_missed_call starts without it).
+    let mailbox = server.recordings_dir().join("voicemail").join("support");
+    fs::create_dir_all(&mailbox).unwrap();
+    let port = free_port();
+    let info = server.dir().join("caller.info");
+    let run = tokio::spawn(
+        server
+            .sipp()
+            .scenario("uac_dtmf_2833_pcap.xml")
+            .csv(sipp_csv([(phone.user.as_str(), phone.sipp_auth())]))
+            .arg("-s")
+            .arg("4000")
+            .arg("-auth_uri")
+            .arg(format!("4000@{}", server.udp))
+            .port(port)
+            .key("info", info.display())
+            .trace_msg()
+            .run(),
+    );
+    let call_id = call_up(info, "caller").await;
+    let wav = tokio::task::spawn_blocking(move || {
+        poll_until(WAIT, || {
+            fs::read_dir(&mailbox)
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "wav"))
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|| panic!("no voicemail recording started\n{}", server.log()));
+    let run = hang_up(port, &call_id, run).await;
+    assert!(
+        run.code == Some(0) && run.successful == 1,
+        "{}\n--- server log ---\n{}",
+        run.report(),
+        server.log()
+    );
+    let cdr = server.wait_cdr(CdrBy::Service("4000"), 1).await;
+    assert_eq!(cdr.ivr_trail, ["main:voicemail"], "{cdr:#?}");
+    assert_eq!(
+        cdr.recording_path.as_deref(),
+        Some(wav.display().to_string().as_str()),
+        "the record links the voicemail: {cdr:#?}\n{}",
+        server.log()
     );
     server.assert_no_panic();
 }
@@ -420,9 +631,11 @@ async fn hours_branch_at_a_fixed_clock() {
 // Missed-call reasons
 // ---------------------------------------------------------------------------------------------
 
-/// A blacklisted caller is refused with 403 and the reason `blacklisted`; a number bound to no
-/// flow gets 404 and `inbound_route_not_matched`; a caller who hangs up 2 s after the answer
-/// leaves `inbound_route_not_completed`. All three are "system not answered".
+/// A blacklisted caller (an exact number, or a prefix) is refused with 403 and the reason
+/// `blacklisted`; a number bound to no flow gets 404 and `inbound_route_not_matched`; a caller who
+/// hangs up 2 s after the answer leaves `inbound_route_not_completed`. All of them are "system
+/// not answered". A caller who stays 6 s in the menu and hangs up "hung up in IVR", "not
+/// answered" (past the 5 s during which a hang-up counts as the route not completing).
 #[tokio::test]
 async fn blacklisted_unrouted_and_quick_hangup_reasons() {
     let long_menu = MENU_FLOW.replace("timeout_s: 10", "timeout_s: 60");
@@ -432,6 +645,13 @@ async fn blacklisted_unrouted_and_quick_hangup_reasons() {
             .number("4000", "main")
             .blacklist("5550666")
             .blacklist("55507*"),
+    );
+    // Started first: it takes 6 s.
+    let patient = tokio::spawn(
+        caller(&server, "uac_ivr_hang_up_after.xml", "5550110", "4000")
+            .arg("-d")
+            .arg("6000")
+            .run(),
     );
 
     for (from, number, answer, reason) in [
@@ -460,7 +680,9 @@ async fn blacklisted_unrouted_and_quick_hangup_reasons() {
     }
 
     run_ok(
-        caller(&server, "uac_ivr_quick_hangup.xml", "5550106", "4000"),
+        caller(&server, "uac_ivr_hang_up_after.xml", "5550106", "4000")
+            .arg("-d")
+            .arg("2000"),
         &server,
     )
     .await;
@@ -476,6 +698,23 @@ async fn blacklisted_unrouted_and_quick_hangup_reasons() {
     );
     assert_eq!(cdr.hangup_by.as_deref(), Some("caller"), "{cdr:#?}");
     assert_eq!(cdr.service_number.as_deref(), Some("4000"), "{cdr:#?}");
+    assert_eq!(cdr.ivr_trail, ["main:menu"], "{cdr:#?}");
+
+    let patient = patient.await.unwrap();
+    assert!(
+        patient.code == Some(0) && patient.successful == 1,
+        "{}\n--- server log ---\n{}",
+        patient.report(),
+        server.log()
+    );
+    let cdr = server.wait_cdr(CdrBy::Caller("5550110"), 1).await;
+    assert_eq!(
+        (cdr.result.as_deref(), cdr.missed_reason.as_deref()),
+        (Some("not_answered"), Some("hung_up_in_ivr")),
+        "{cdr:#?}\n{}",
+        server.log()
+    );
+    assert_eq!(cdr.hangup_by.as_deref(), Some("caller"), "{cdr:#?}");
     assert_eq!(cdr.ivr_trail, ["main:menu"], "{cdr:#?}");
     server.assert_no_panic();
 }

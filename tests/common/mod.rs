@@ -886,7 +886,7 @@ pub enum CdrBy<'a> {
 
 const CDR_COLUMNS: &str = "call_id, customer_number, service_number, started_at_ms, \
     answered_at_ms, ended_at_ms, result, missed_reason, ivr_trail, inputs, flow, flow_version, \
-    hangup_by";
+    hangup_by, recording_path";
 
 /// A call's main record (`cdrs`), as stored.
 #[derive(Clone, Debug)]
@@ -906,6 +906,7 @@ pub struct Cdr {
     pub flow: Option<String>,
     pub flow_version: Option<String>,
     pub hangup_by: Option<String>,
+    pub recording_path: Option<String>,
 }
 
 impl Cdr {
@@ -937,6 +938,7 @@ impl Cdr {
             flow: r.get("flow"),
             flow_version: r.get("flow_version"),
             hangup_by: r.get("hangup_by"),
+            recording_path: r.get("recording_path"),
         }
     }
 
