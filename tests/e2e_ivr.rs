@@ -502,6 +502,11 @@ async fn collect_ending_with_hash_stores_the_digits() {
         "{cdr:#?}"
     );
     assert_trail_has(&cdr, &["main:account→ok", "main:thanks→next"], &server);
+    let shown = server.cli(&["cdr", "show", &cdr.call_id]);
+    assert!(
+        shown.status.success() && shown.stdout.contains("account.account = 1234"),
+        "`switchboard cdr show` shows the input: {shown:#?}"
+    );
     server.assert_no_panic();
 }
 
@@ -518,6 +523,11 @@ async fn sensitive_collect_is_masked_in_the_record() {
         cdr.inputs,
         [("account.account".to_owned(), "12******90".to_owned())],
         "{cdr:#?}"
+    );
+    let shown = server.cli(&["cdr", "show", &cdr.call_id]);
+    assert!(
+        shown.status.success() && shown.stdout.contains("account.account = 12******90"),
+        "`switchboard cdr show` shows the masked input: {shown:#?}"
     );
     assert_trail_has(&cdr, &["main:account→ok", "main:thanks→next"], &server);
     // Nor does the unmasked number leak into the log.
@@ -716,6 +726,24 @@ async fn blacklisted_unrouted_and_quick_hangup_reasons() {
     );
     assert_eq!(cdr.hangup_by.as_deref(), Some("caller"), "{cdr:#?}");
     assert_eq!(cdr.ivr_trail, ["main:menu"], "{cdr:#?}");
+
+    // What a manager reads, in Chinese: every reason by its label.
+    let list = server.cli(&["cdr", "list", "--lang", "zh"]);
+    assert!(list.status.success(), "{list:#?}");
+    for (caller, label) in [
+        ("5550666", "客户号码黑名单"),
+        ("5550105", "呼入路由未匹配"),
+        ("5550106", "呼入路由未完成"),
+        ("5550110", "IVR中挂机"),
+    ] {
+        assert!(
+            list.stdout
+                .lines()
+                .any(|l| l.contains(caller) && l.contains(label)),
+            "`switchboard cdr list --lang zh` shows {caller} with {label}:\n{}",
+            list.stdout
+        );
+    }
     server.assert_no_panic();
 }
 
@@ -959,6 +987,21 @@ async fn broken_flow_published_during_a_call() {
         })
         .await;
     assert_eq!(published.actor, "file-watch", "{published:#?}");
+    // Nothing is lost from the operation log: every publish, accepted or not, in order.
+    let log: Vec<(String, String)> = server
+        .publications("main")
+        .await
+        .into_iter()
+        .map(|p| (p.actor, p.action))
+        .collect();
+    let expected = [
+        ("start-up", "published"),
+        ("file-watch", "rejected"),
+        ("file-watch", "rejected"),
+        ("file-watch", "published"),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(log, expected, "the operation log of flow main");
     wait_serving(&server, &published.version).await;
     let second = call_with_info_keys(&server, "5550108", "1").await;
     assert_eq!(

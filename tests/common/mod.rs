@@ -539,6 +539,7 @@ pub struct Server {
     pub pid: u32,
     recordings: PathBuf,
     flows: Option<PathBuf>,
+    config_path: PathBuf,
     stdout: PathBuf,
     stderr: PathBuf,
     http_client: reqwest::Client,
@@ -638,6 +639,7 @@ impl Server {
             pid,
             recordings,
             flows,
+            config_path,
             stdout,
             stderr,
             // A fresh connection per request: nothing pooled can go stale while a test drives
@@ -766,6 +768,20 @@ impl Server {
     /// A SIPp run against this server over UDP (`.tcp()` for TCP).
     pub fn sipp(&self) -> Sipp {
         Sipp::new(self.dir(), self.udp, self.tcp)
+    }
+
+    /// The configuration file the server runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Run a `switchboard` command (`cdr list`, …) on this server's configuration, to completion
+    /// (at most [`WAIT`]).
+    pub fn cli(&self, args: &[&str]) -> Finished {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        all.push(std::ffi::OsStr::new("--config"));
+        all.push(self.config_path.as_os_str());
+        run_switchboard(self.dir(), &all, WAIT)
     }
 
     /// The IVR flows folder (`ivr.flows_dir`), when the config had flows.
