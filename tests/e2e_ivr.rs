@@ -747,6 +747,65 @@ async fn blacklisted_unrouted_and_quick_hangup_reasons() {
     server.assert_no_panic();
 }
 
+/// The blacklist reads numbers as the README promises: a leading `+` and spaces are ignored,
+/// on the entry and on the caller's number.
+#[tokio::test]
+async fn blacklist_ignores_plus_and_spaces() {
+    let server = Server::start(
+        &trusted()
+            .flow("main", MENU_FLOW)
+            .number("4000", "main")
+            .blacklist("+8613800000001")
+            .blacklist("13900000002")
+            .blacklist("021 5555 0000"),
+    );
+    for from in ["8613800000001", "+13900000002", "02155550000"] {
+        let run = run_ok(
+            caller(&server, "uac_ivr_refused.xml", from, "4000"),
+            &server,
+        )
+        .await;
+        assert!(
+            final_answer(&run).starts_with("403"),
+            "{from}: {}",
+            run.messages
+        );
+        let cdr = server.wait_cdr(CdrBy::Caller(from), 1).await;
+        assert_eq!(
+            cdr.missed_reason.as_deref(),
+            Some("blacklisted"),
+            "{from}: {cdr:#?}"
+        );
+    }
+    server.assert_no_panic();
+}
+
+/// A service number switched off in the configuration (`enabled: false`) is refused, and the
+/// record says why: "trunk number disabled", not "no route".
+#[tokio::test]
+#[ignore = "engine bug: disabled numbers are dropped from the routes at start-up, so the call \
+            is refused as inbound_route_not_matched"]
+async fn disabled_number_is_refused_as_trunk_number_disabled() {
+    let server = Server::start(
+        &trusted()
+            .flow("main", MENU_FLOW)
+            .disabled_number("4000", "main"),
+    );
+    let run = run_ok(
+        caller(&server, "uac_ivr_refused.xml", "5550111", "4000"),
+        &server,
+    )
+    .await;
+    let cdr = server.wait_cdr(CdrBy::Caller("5550111"), 1).await;
+    assert_eq!(
+        (cdr.result.as_deref(), cdr.missed_reason.as_deref()),
+        (Some("system_not_answered"), Some("trunk_number_disabled")),
+        "answered {:?}: {cdr:#?}",
+        final_answer(&run)
+    );
+    server.assert_no_panic();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Third-party bridge
 // ---------------------------------------------------------------------------------------------

@@ -326,8 +326,8 @@ pub struct ServerConfig {
     pub flows_dir: Option<PathBuf>,
     /// `ivr.watch`; `None`: the server's default.
     pub ivr_watch: Option<bool>,
-    /// `numbers`: `(service number, flow)`.
-    pub numbers: Vec<(String, String)>,
+    /// `numbers`: `(service number, flow, enabled)`.
+    pub numbers: Vec<(String, String, bool)>,
     /// `blacklist.inbound`.
     pub blacklist: Vec<String>,
 }
@@ -423,7 +423,13 @@ impl ServerConfig {
 
     /// Bind service `number` to `flow` (`numbers`).
     pub fn number(mut self, number: &str, flow: &str) -> ServerConfig {
-        self.numbers.push((number.into(), flow.into()));
+        self.numbers.push((number.into(), flow.into(), true));
+        self
+    }
+
+    /// Bind service `number` to `flow`, switched off (`enabled: false`).
+    pub fn disabled_number(mut self, number: &str, flow: &str) -> ServerConfig {
+        self.numbers.push((number.into(), flow.into(), false));
         self
     }
 
@@ -502,8 +508,11 @@ impl ServerConfig {
         }
         if !self.numbers.is_empty() {
             y.push_str("numbers:\n");
-            for (number, flow) in &self.numbers {
-                let _ = writeln!(y, "  - number: \"{number}\"\n    flow: \"{flow}\"");
+            for (number, flow, enabled) in &self.numbers {
+                let _ = writeln!(
+                    y,
+                    "  - number: \"{number}\"\n    flow: \"{flow}\"\n    enabled: {enabled}"
+                );
             }
         }
         if !self.blacklist.is_empty() {
