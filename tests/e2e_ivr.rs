@@ -4,8 +4,11 @@
 //! and missed-call reason, the SIP answer, and the flows' operation log.
 //!
 //! How the tests stay event-driven:
-//! - The server trusts 127.0.0.1 (`auth.trusted`), so a SIPp caller's number is simply its From
-//!   user (`-key caller`), which the blacklist and the records see.
+//! - Most servers trust 127.0.0.1 (`auth.trusted`), so a SIPp caller's number is simply its
+//!   From user (`-key caller`), which the blacklist and the records see. The shipped demo flow is
+//!   called by a phone that authenticates with digest (`uac_dtmf_2833_pcap.xml`), as phones do.
+//! - A third party (`bridge`) or a dialled desk (`dial`) is a SIPp UAS on a port of its own,
+//!   named in the flow's URI.
 //! - Most flows end with `hangup`: the server's BYE ends the SIPp run, and [`Server::wait_cdr`]
 //!   waits (bounded) for the record to be closed.
 //! - Where the test must act while a call is in a flow (publish a flow file), the caller writes

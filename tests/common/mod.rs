@@ -966,11 +966,6 @@ impl Cdr {
             recording_path: r.get("recording_path"),
         }
     }
-
-    /// The position of the first trail entry equal to `step`.
-    pub fn step(&self, step: &str) -> Option<usize> {
-        self.ivr_trail.iter().position(|s| s == step)
-    }
 }
 
 /// One entry of a flow's operation log (`flow_publications`).
