@@ -223,11 +223,11 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
             numbers: config
                 .numbers
                 .iter()
-                .filter(|n| n.enabled)
                 .map(|n| NumberRoute {
                     number: n.number.clone(),
                     trunk: n.trunk.clone(),
                     flow: n.flow.clone(),
+                    enabled: n.enabled,
                 })
                 .collect(),
             trunks: config

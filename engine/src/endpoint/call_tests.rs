@@ -860,6 +860,7 @@ mod flows {
             number: "4000".into(),
             trunk: None,
             flow: "main".into(),
+            enabled: true,
         }];
         if !blacklist.is_empty() {
             let yaml = format!("blacklist:\n  inbound: [\"{blacklist}\"]\n");

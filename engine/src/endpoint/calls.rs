@@ -67,6 +67,8 @@ pub struct NumberRoute {
     /// Only calls arriving from this trunk (`None`: from anywhere).
     pub trunk: Option<String>,
     pub flow: String,
+    /// A disabled number refuses calls (missed-call reason: trunk number disabled).
+    pub enabled: bool,
 }
 
 /// A trunk as calls see it.
@@ -308,6 +310,13 @@ impl Calls {
         }
     }
 
+    /// The call's recording file, known when recording starts (its length comes later).
+    pub(super) fn set_recording(&mut self, key: CallKey, path: String) {
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.cdr.recording = Some((path, None));
+        }
+    }
+
     pub(super) fn caller_session(&self, key: CallKey) -> Option<SessionId> {
         let call = self.calls.get(&key)?;
         self.legs.get(&call.a).map(|l| l.session)
@@ -438,12 +447,16 @@ impl Endpoint {
             .map(|t| t.name.clone());
         let started_ms = self.unix_ms(now);
         let call_id = format!("{:016x}{:016x}", self.tags.next_u64(), self.tags.next_u64());
-        let flow_route = self
+        // An entry for the caller's trunk wins over one for any trunk.
+        let route = self
             .call_cfg
             .numbers
             .iter()
-            .find(|n| n.number == callee && (n.trunk.is_none() || n.trunk == trunk))
-            .map(|n| n.flow.clone());
+            .filter(|n| n.number == callee && (n.trunk.is_none() || n.trunk == trunk))
+            .max_by_key(|n| n.trunk.is_some())
+            .cloned();
+        let number_disabled = route.as_ref().is_some_and(|r| !r.enabled);
+        let flow_route = route.map(|n| n.flow);
         let internal = self.accounts.contains_key(&caller) && trunk.is_none();
         let open = CdrOpen {
             call_id: call_id.clone(),
@@ -477,6 +490,16 @@ impl Endpoint {
         if self.call_cfg.blacklist.blocks(&caller) {
             tracing::info!(%callee, "caller on the inbound blacklist; refused");
             refuse(self, 403, "Forbidden", MissedReason::Blacklisted);
+            return;
+        }
+        if number_disabled {
+            tracing::info!(%callee, "service number disabled; refused");
+            refuse(
+                self,
+                480,
+                "Temporarily Unavailable (number disabled)",
+                MissedReason::TrunkNumberDisabled,
+            );
             return;
         }
         let mut flow_def = None;
@@ -1251,7 +1274,9 @@ impl Endpoint {
         let Some(call) = self.calls.calls.get(&key) else {
             return;
         };
-        if !call.forks.is_empty() || call.answered {
+        // A flow call was answered by the flow itself: what matters is whether any dialled
+        // leg is still ringing.
+        if !call.forks.is_empty() || (call.answered && call.kind != Kind::Flow) {
             return;
         }
         if call.kind == Kind::Flow {
@@ -1908,7 +1933,15 @@ impl Endpoint {
                             self.flow_recorded(now, key, path, info.duration);
                         }
                     }
-                    Err(e) => tracing::warn!(session = %id, error = %e, "recording failed"),
+                    Err(e) => {
+                        tracing::warn!(session = %id, error = %e, "recording failed");
+                        if let Some(key) = key {
+                            if let Some(c) = self.calls.calls.get_mut(&key) {
+                                c.cdr.recording = None;
+                            }
+                            self.flow_recording_failed(now, key);
+                        }
+                    }
                 }
             }
             MediaEvent::Closed { id, stats } => {

@@ -69,6 +69,8 @@ enum Voicemail {
         max: Duration,
     },
     Recording,
+    /// Asked to stop (`#` or the maximum length): waiting for the file to be finished.
+    Stopping,
 }
 
 impl FlowRun {
@@ -282,6 +284,9 @@ impl Endpoint {
         if let Some(run) = self.calls.flow_mut(key) {
             run.voicemail = Voicemail::Recording;
         }
+        // The record names the file from the start: a caller who hangs up mid-message ends
+        // the call before the recording reports its length.
+        self.calls.set_recording(key, path.display().to_string());
         self.events.push_back(Event::Media(Command::Record {
             id: session,
             request: RecordRequest { path },
@@ -295,7 +300,7 @@ impl Endpoint {
         };
         if let Some(run) = self.calls.flow_mut(key) {
             if matches!(run.voicemail, Voicemail::Recording) {
-                run.voicemail = Voicemail::Idle;
+                run.voicemail = Voicemail::Stopping;
                 self.events
                     .push_back(Event::Media(Command::StopRecord { id: session }));
             }
@@ -325,7 +330,7 @@ impl Endpoint {
         let recording = self
             .calls
             .flow_mut(key)
-            .is_some_and(|r| matches!(r.voicemail, Voicemail::Recording));
+            .is_some_and(|r| matches!(r.voicemail, Voicemail::Recording | Voicemail::Stopping));
         if recording {
             if digit == '#' {
                 self.stop_voicemail(key);
@@ -343,6 +348,26 @@ impl Endpoint {
         }
     }
 
+    /// A voicemail recording could not be made (or written): the flow goes on as if an empty
+    /// message had been left, rather than waiting for a recording that will never end.
+    pub(super) fn flow_recording_failed(&mut self, now: Instant, key: CallKey) {
+        let Some(run) = self.calls.flow_mut(key) else {
+            return;
+        };
+        if !matches!(run.voicemail, Voicemail::Recording | Voicemail::Stopping) {
+            return;
+        }
+        run.voicemail = Voicemail::Idle;
+        self.flow_event(
+            now,
+            key,
+            FlowEvent::Recorded {
+                path: String::new(),
+                duration: Duration::ZERO,
+            },
+        );
+    }
+
     /// A recording on the caller's session finished.
     pub(super) fn flow_recorded(
         &mut self,
@@ -351,6 +376,14 @@ impl Endpoint {
         path: String,
         duration: Duration,
     ) {
+        // Only a voicemail's recording answers the flow (a whole-call recording does not).
+        let Some(run) = self.calls.flow_mut(key) else {
+            return;
+        };
+        if !matches!(run.voicemail, Voicemail::Recording | Voicemail::Stopping) {
+            return;
+        }
+        run.voicemail = Voicemail::Idle;
         self.flow_event(now, key, FlowEvent::Recorded { path, duration });
     }
 

@@ -174,11 +174,18 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
     let config = config.clone();
     let prompts = prompts.clone();
     tokio::spawn(async move {
-        // What each file held when last seen (text), and its modification stamp.
+        // What each file held when last seen (text), and its modification stamp; and the text
+        // of the version each flow is serving, which a publish's diff is taken against.
         let mut seen: BTreeMap<String, (Option<SystemTime>, u64, String)> = BTreeMap::new();
+        let mut serving: BTreeMap<String, String> = BTreeMap::new();
+        let names: BTreeSet<String> = flow_files(&dir).into_keys().collect();
         for (name, path) in flow_files(&dir) {
             if let (Ok(meta), Ok(text)) = (std::fs::metadata(&path), std::fs::read_to_string(&path))
             {
+                let ctx = context(&config, &prompts, names.clone());
+                if validate::validate(&path.display().to_string(), &text, &ctx).is_ok() {
+                    serving.insert(name.clone(), text.clone());
+                }
                 seen.insert(name, (meta.modified().ok(), meta.len(), text));
             }
         }
@@ -200,11 +207,12 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
                 let Ok(text) = std::fs::read_to_string(path) else {
                     continue;
                 };
-                let previous = seen.get(name).map(|(_, _, t)| t.clone());
+                let last_seen = seen.get(name).map(|(_, _, t)| t.clone());
                 seen.insert(name.clone(), (stamp.0, stamp.1, text.clone()));
-                if previous.as_deref() == Some(text.as_str()) {
+                if last_seen.as_deref() == Some(text.as_str()) {
                     continue; // touched, not changed
                 }
+                let previous = serving.get(name).cloned();
                 let ctx = context(&config, &prompts, names.clone());
                 let file = path.display().to_string();
                 let version_of = |t: &str| {
@@ -222,6 +230,7 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
                 };
                 match validate::validate(&file, &text, &ctx) {
                     Ok(flow) => {
+                        serving.insert(name.clone(), text.clone());
                         tracing::info!(flow = %name, "flow file changed; publishing the new version");
                         if let Err(e) = store
                             .log_flow_publication(&entry(PublishAction::Published, None))

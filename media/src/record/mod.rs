@@ -185,6 +185,10 @@ impl Recorder {
             path: path.clone(),
             source,
         };
+        // Recordings are filed in folders (per mailbox, per day): make the folder first.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| create_err(hound::Error::IoError(e)))?;
+        }
         let mut wav = hound::WavWriter::create(&path, spec).map_err(create_err)?;
         // Make the empty file valid on disk before the first sample arrives.
         wav.flush().map_err(create_err)?;

@@ -244,7 +244,7 @@ fn late_frames_are_dropped_not_mixed() {
 }
 
 #[test]
-fn bad_config_and_unwritable_path_are_errors() {
+fn bad_config_and_unwritable_path_are_errors_missing_folders_are_made() {
     let dir = tempfile::tempdir().unwrap();
     let zero_rate = RecordingConfig {
         sample_rate: 0,
@@ -264,8 +264,15 @@ fn bad_config_and_unwritable_path_are_errors() {
             ..
         })
     ));
+    // A missing folder is made (recordings are filed per mailbox and day)...
+    let nested = dir.path().join("voicemail/sales/c.wav");
+    let handle = Recorder::start(&nested, config(4)).expect("folders are created");
+    handle.finish().unwrap();
+    assert!(nested.is_file());
+    // ...but a path through a regular file cannot be.
+    std::fs::write(dir.path().join("plain"), b"x").unwrap();
     assert!(matches!(
-        Recorder::start(dir.path().join("no/such/dir.wav"), config(4)),
+        Recorder::start(dir.path().join("plain/d.wav"), config(4)),
         Err(RecordError::Create { .. })
     ));
 }
