@@ -852,6 +852,77 @@ nodes:
     )
 }
 
+/// The caller hangs up while talking to the bot: the bot's leg is hung up too, and the call
+/// was answered (a third party was connected), ended by the caller in the `bridge` node.
+#[tokio::test]
+async fn caller_hanging_up_during_the_bridge_ends_the_third_party_leg() {
+    let bot_port = free_port();
+    let phone = Account::demo(1001);
+    let server = Server::start(
+        &ServerConfig::with_accounts([phone.clone()])
+            .md5_only()
+            .flow("main", bridge_flow(bot_port))
+            .number("4000", "main"),
+    );
+    let bot_info = server.dir().join("bot.info");
+    let bot = tokio::spawn(
+        server
+            .sipp()
+            .scenario("uas_answer.xml")
+            .port(bot_port)
+            .key("info", bot_info.display())
+            .key("rtp_port", common::free_media_port())
+            .trace_msg()
+            .run(),
+    );
+    let bound = tokio::task::spawn_blocking(move || wait_udp_bound(bot_port, WAIT))
+        .await
+        .unwrap();
+    assert!(bound, "the bot SIPp never bound port {bot_port}");
+    let port = free_port();
+    let info = server.dir().join("caller.info");
+    let run = tokio::spawn(
+        server
+            .sipp()
+            .scenario("uac_dtmf_2833_pcap.xml")
+            .csv(sipp_csv([(phone.user.as_str(), phone.sipp_auth())]))
+            .arg("-s")
+            .arg("4000")
+            .arg("-auth_uri")
+            .arg(format!("4000@{}", server.udp))
+            .port(port)
+            .key("info", info.display())
+            .trace_msg()
+            .run(),
+    );
+    let call_id = call_up(info, "caller").await;
+    call_up(bot_info, "bot").await;
+    let run = hang_up(port, &call_id, run).await;
+    assert!(
+        run.code == Some(0) && run.successful == 1,
+        "{}\n--- server log ---\n{}",
+        run.report(),
+        server.log()
+    );
+    let bot = bot.await.unwrap();
+    assert!(
+        bot.code == Some(0) && bot.successful == 1,
+        "the bot's leg was not hung up\n{}\n{}",
+        bot.report(),
+        bot.messages
+    );
+    let cdr = server.wait_cdr(CdrBy::Service("4000"), 1).await;
+    assert_eq!(cdr.ivr_trail, ["main:bot"], "{cdr:#?}");
+    assert_eq!(
+        (cdr.result.as_deref(), cdr.missed_reason.as_deref()),
+        (Some("answered"), None),
+        "{cdr:#?}\n{}",
+        server.log()
+    );
+    assert_eq!(cdr.hangup_by.as_deref(), Some("caller"), "{cdr:#?}");
+    server.assert_no_panic();
+}
+
 /// A bot that answers busy (486): the caller goes on at once at the bridge's `failed` exit, not
 /// after the 30 s ring timeout.
 #[tokio::test]
