@@ -964,6 +964,11 @@ mod flows {
             net.closed[0].1.missed_reason,
             Some(MissedReason::InboundRouteNotMatched)
         );
+        assert_eq!(
+            net.opened[0].service_number.as_deref(),
+            Some("4001"),
+            "the record keeps the number dialled, routed or not"
+        );
 
         let (tag, _session) = enter(&mut net, "k3");
         net.advance(Duration::from_secs(2));

@@ -468,7 +468,8 @@ impl Endpoint {
             direction: cdr::Direction::Inbound,
             customer_number: caller.trim().to_owned(),
             trunk_number: trunk.as_ref().map(|_| callee.clone()),
-            service_number: flow_route.as_ref().map(|_| callee.clone()),
+            // The number dialled, also when no route matched it: what a manager looks for.
+            service_number: (flow_route.is_some() || !internal).then(|| callee.clone()),
             started_at_ms: started_ms,
         };
         let refuse = |ep: &mut Endpoint, code: u16, reason: &str, missed: MissedReason| {
@@ -2296,11 +2297,13 @@ impl Endpoint {
             | EndReason::Shutdown
             | EndReason::FlowError => MissedReason::SystemFailure,
         };
-        // A flow that reached its own end after serving the caller (a dialled party answered,
-        // or a voicemail was left) is not a missed call.
+        // A flow call that served the caller (a dialled party answered, or a voicemail was
+        // left) is not a missed call, however it ended afterwards.
         let served_by_flow = in_flow
-            && reason == EndReason::FlowHangup
-            && (call.flow.as_ref().is_some_and(|f| f.leg_answered) || call.cdr.recording.is_some());
+            && (call
+                .flow
+                .as_ref()
+                .is_some_and(|f| f.leg_answered || f.voicemail_left));
         let (result, missed) = if answered || served_by_flow {
             (CallResult::Answered, None)
         } else {

@@ -57,6 +57,8 @@ pub(super) struct FlowRun {
     pub dialled: Option<String>,
     /// A dial leg answered at some point.
     pub leg_answered: bool,
+    /// A voicemail message was recorded.
+    pub voicemail_left: bool,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +89,7 @@ impl FlowRun {
             scores: Vec::new(),
             dialled: None,
             leg_answered: false,
+            voicemail_left: false,
         }
     }
 
@@ -283,6 +286,7 @@ impl Endpoint {
             .join(format!("call-{}-{}.wav", key.0, self.tags.next()));
         if let Some(run) = self.calls.flow_mut(key) {
             run.voicemail = Voicemail::Recording;
+            run.voicemail_left = true;
         }
         // The record names the file from the start: a caller who hangs up mid-message ends
         // the call before the recording reports its length.
@@ -358,6 +362,7 @@ impl Endpoint {
             return;
         }
         run.voicemail = Voicemail::Idle;
+        run.voicemail_left = false;
         self.flow_event(
             now,
             key,
