@@ -458,6 +458,12 @@ impl Endpoint {
         let number_disabled = route.as_ref().is_some_and(|r| !r.enabled);
         let flow_route = route.map(|n| n.flow);
         let internal = self.accounts.contains_key(&caller) && trunk.is_none();
+        let known_number = self.accounts.contains_key(&callee)
+            || self
+                .call_cfg
+                .test_line
+                .as_ref()
+                .is_some_and(|t| t.number == callee);
         let open = CdrOpen {
             call_id: call_id.clone(),
             call_type: if flow_route.is_some() || !internal {
@@ -469,7 +475,8 @@ impl Endpoint {
             customer_number: caller.trim().to_owned(),
             trunk_number: trunk.as_ref().map(|_| callee.clone()),
             // The number dialled, also when no route matched it: what a manager looks for.
-            service_number: (flow_route.is_some() || !internal).then(|| callee.clone()),
+            service_number: (flow_route.is_some() || !internal || !known_number)
+                .then(|| callee.clone()),
             started_at_ms: started_ms,
         };
         let refuse = |ep: &mut Endpoint, code: u16, reason: &str, missed: MissedReason| {
