@@ -441,6 +441,78 @@ fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// A serde_yaml error placed on the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// The key path (`sip.listen[1].transport`); empty for the document itself.
+    pub field: String,
+    pub line: usize,
+    pub column: usize,
+    /// serde_yaml's message without its path and position.
+    pub message: String,
+}
+
+/// serde_yaml renders its errors as `path: message at line L column C`; take that apart and let
+/// the index place the error on the offending key (an unknown or duplicate key where it is
+/// written, a bad value on its key).
+pub(crate) fn place_serde_error(index: &Index, err: &serde_yaml::Error) -> Placed {
+    let serde_pos = err.location().map(|l| (l.line(), l.column()));
+    let mut text = err.to_string();
+    if let Some((line, column)) = serde_pos {
+        text = text.replacen(&format!(" at line {line} column {column}"), "", 1);
+    }
+    let (path, message) = split_serde_path(&text);
+    let (field, key_pos) = if let Some(name) = backticked(message, "unknown field `") {
+        let field = join(path, name);
+        let pos = index.occurrence(&field, 0);
+        (field, pos)
+    } else if let Some(name) = backticked(message, "duplicate field `") {
+        let field = join(path, name);
+        let pos = index.occurrence(&field, 1);
+        (field, pos)
+    } else if !path.is_empty() {
+        // The key precedes (or shares the line of) the value serde_yaml points at.
+        let pos = index
+            .occurrence(path, 0)
+            .filter(|&(key_line, _)| serde_pos.is_none_or(|(line, _)| key_line <= line));
+        (path.to_owned(), pos)
+    } else {
+        let field = serde_pos
+            .and_then(|(line, column)| index.field_at(line, column))
+            .unwrap_or_default()
+            .to_owned();
+        (field, None)
+    };
+    let (line, column) = key_pos.or(serde_pos).unwrap_or((1, 1));
+    Placed {
+        field,
+        line,
+        column,
+        message: message.to_owned(),
+    }
+}
+
+/// Splits `sip.listen[1].transport: unknown variant …` into path and message; messages about
+/// the document root come without a path.
+pub(crate) fn split_serde_path(text: &str) -> (&str, &str) {
+    if let Some((path, message)) = text.split_once(": ") {
+        let is_path = !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c));
+        if is_path {
+            return (path, message);
+        }
+    }
+    ("", text)
+}
+
+/// The name in `` unknown field `name`, expected … ``.
+pub(crate) fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split_once('`').map(|(name, _)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -988,62 +988,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// serde_yaml says `path: message at line L column C`; put the error on the key it blames.
+    /// A serde_yaml error, placed on the key it blames.
     fn deserialize_error(&self, err: &serde_yaml::Error) -> TestFileError {
-        let serde_pos = err.location().map(|l| (l.line(), l.column()));
-        let mut text = err.to_string();
-        if let Some((line, column)) = serde_pos {
-            text = text.replacen(&format!(" at line {line} column {column}"), "", 1);
-        }
-        let (path, message) = split_serde_path(&text);
-        let (field, key_pos) = if let Some(name) = backticked(message, "unknown field `") {
-            let field = locate::join(path, name);
-            let pos = self.index.occurrence(&field, 0);
-            (field, pos)
-        } else if let Some(name) = backticked(message, "duplicate field `") {
-            let field = locate::join(path, name);
-            let pos = self.index.occurrence(&field, 1);
-            (field, pos)
-        } else if !path.is_empty() {
-            let pos = self
-                .index
-                .occurrence(path, 0)
-                .filter(|&(key_line, _)| serde_pos.is_none_or(|(line, _)| key_line <= line));
-            (path.to_owned(), pos)
-        } else {
-            let field = serde_pos
-                .and_then(|(line, column)| self.index.field_at(line, column))
-                .unwrap_or_default()
-                .to_owned();
-            (field, None)
-        };
-        let (line, column) = key_pos.or(serde_pos).unwrap_or((1, 1));
+        let placed = locate::place_serde_error(&self.index, err);
         TestFileError::Invalid {
             file: self.file.to_owned(),
-            line,
-            column,
-            field,
-            message: message.to_owned(),
+            line: placed.line,
+            column: placed.column,
+            field: placed.field,
+            message: placed.message,
         }
     }
-}
-
-fn split_serde_path(text: &str) -> (&str, &str) {
-    if let Some((path, message)) = text.split_once(": ") {
-        let is_path = !path.is_empty()
-            && path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c));
-        if is_path {
-            return (path, message);
-        }
-    }
-    ("", text)
-}
-
-fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
-    let rest = message.strip_prefix(prefix)?;
-    rest.split_once('`').map(|(name, _)| name)
 }
 
 /// `2026-11-23T10:00:00+08:00` (or `Z`, optional fraction, `T` or a space) → Unix seconds.

@@ -1308,16 +1308,5 @@ impl Interpreter {
     }
 }
 
-/// A sensitive input as the call record shows it: the first two and last two characters, the
-/// rest masked (`10**************10`); four characters or fewer are masked entirely.
-pub fn mask(value: &str) -> String {
-    let n = value.chars().count();
-    if n <= 4 {
-        return "*".repeat(n);
-    }
-    value
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i < 2 || i >= n - 2 { c } else { '*' })
-        .collect()
-}
+/// A sensitive input as the call record shows it (`10**************10`).
+pub use crate::cdr::mask;

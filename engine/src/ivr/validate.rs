@@ -233,12 +233,12 @@ fn deserialize_error(
     if let Some((line, column)) = serde_pos {
         shown = shown.replacen(&format!(" at line {line} column {column}"), "", 1);
     }
-    let (path, message) = split_serde_path(&shown);
+    let (path, message) = locate::split_serde_path(&shown);
     let mut path = path.to_owned();
     let mut nested = false;
     let mut duplicate_node = false;
     if path == "nodes" {
-        if let Some(name) = backticked(message, "duplicate field `") {
+        if let Some(name) = locate::backticked(message, "duplicate field `") {
             // A node name given twice is about `nodes`, not about an option inside a node.
             duplicate_node = index.occurrence(&format!("nodes.{name}"), 1).is_some();
         }
@@ -252,7 +252,7 @@ fn deserialize_error(
             }
         }
     }
-    let (field, pos) = if let Some(name) = backticked(message, "unknown field `") {
+    let (field, pos) = if let Some(name) = locate::backticked(message, "unknown field `") {
         let field = if path.ends_with(&format!(".{name}")) {
             path.clone()
         } else {
@@ -268,7 +268,7 @@ fn deserialize_error(
                 .map(|e| (e.line, e.column))
         });
         (field, pos)
-    } else if let Some(name) = backticked(message, "duplicate field `") {
+    } else if let Some(name) = locate::backticked(message, "duplicate field `") {
         let field = locate::join(&path, name);
         let pos = index.occurrence(&field, 1);
         (field, pos)
@@ -388,24 +388,6 @@ fn key_text(key: &serde_yaml::Value) -> String {
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
     }
-}
-
-fn split_serde_path(text: &str) -> (&str, &str) {
-    if let Some((path, message)) = text.split_once(": ") {
-        let is_path = !path.is_empty()
-            && path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c));
-        if is_path {
-            return (path, message);
-        }
-    }
-    ("", text)
-}
-
-fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
-    let rest = message.strip_prefix(prefix)?;
-    rest.split_once('`').map(|(name, _)| name)
 }
 
 /// Keys a caller can press.
