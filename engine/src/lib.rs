@@ -16,6 +16,7 @@
 //! `poll_transmit()` until `None`, asks `poll_timeout()` for the next wake-up and calls
 //! `handle_timeout(now)` when it is reached. The core never reads a clock itself
 //! (`clippy.toml` forbids `Instant::now` and `SystemTime::now` outside `rt`).
+pub mod acd;
 pub mod auth;
 pub mod cdr;
 pub mod config;
