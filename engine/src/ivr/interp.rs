@@ -1050,7 +1050,22 @@ impl Interpreter {
         failure: Failure,
         out: &mut Vec<Action>,
     ) -> Step {
-        let NodeKind::Menu {
+        match self.retry(kind, failures, failure) {
+            Ok(prompts) => self.menu_attempt(kind, failures + 1, prompts, out),
+            Err(step) => step,
+        }
+    }
+
+    /// The retry rule menus and collects share: after `retries` failures the `no_input` or
+    /// `invalid` exit (`Err`); before that, the prompts to retry with (the failure's own, or
+    /// the node's prompts when it has none).
+    fn retry<'k>(
+        &mut self,
+        kind: &'k NodeKind,
+        failures: u32,
+        failure: Failure,
+    ) -> Result<&'k [PromptName], Step> {
+        let (NodeKind::Menu {
             prompts,
             retries,
             no_input_prompts,
@@ -1058,23 +1073,31 @@ impl Interpreter {
             no_input,
             invalid,
             ..
-        } = kind
+        }
+        | NodeKind::Collect {
+            prompts,
+            retries,
+            no_input_prompts,
+            invalid_prompts,
+            no_input,
+            invalid,
+            ..
+        }) = kind
         else {
-            return Step::Stay;
+            return Err(Step::Stay);
         };
         let (retry_prompts, name, target) = match failure {
             Failure::NoInput => (no_input_prompts, "no_input", *no_input),
             Failure::Invalid => (invalid_prompts, "invalid", *invalid),
         };
         if failures >= *retries {
-            return self.exit(name, target);
+            return Err(self.exit(name, target));
         }
-        let retry_prompts = if retry_prompts.is_empty() {
+        Ok(if retry_prompts.is_empty() {
             prompts
         } else {
             retry_prompts
-        };
-        self.menu_attempt(kind, failures + 1, retry_prompts, out)
+        })
     }
 
     /// Start (or restart) a collect attempt: type-ahead keys first, then the prompt (or, if
@@ -1200,31 +1223,10 @@ impl Interpreter {
         failure: Failure,
         out: &mut Vec<Action>,
     ) -> Step {
-        let NodeKind::Collect {
-            prompts,
-            retries,
-            no_input_prompts,
-            invalid_prompts,
-            no_input,
-            invalid,
-            ..
-        } = kind
-        else {
-            return Step::Stay;
-        };
-        let (retry_prompts, name, target) = match failure {
-            Failure::NoInput => (no_input_prompts, "no_input", *no_input),
-            Failure::Invalid => (invalid_prompts, "invalid", *invalid),
-        };
-        if failures >= *retries {
-            return self.exit(name, target);
+        match self.retry(kind, failures, failure) {
+            Ok(prompts) => self.collect_attempt(kind, failures + 1, prompts, out),
+            Err(step) => step,
         }
-        let retry_prompts = if retry_prompts.is_empty() {
-            prompts
-        } else {
-            retry_prompts
-        };
-        self.collect_attempt(kind, failures + 1, retry_prompts, out)
     }
 
     /// Ask the current survey question: a type-ahead key answers it at once.
