@@ -2323,18 +2323,7 @@ impl Endpoint {
         };
         let (trail, inputs, flow, version) = match &call.flow {
             Some(run) => (
-                run.interp
-                    .trail()
-                    .iter()
-                    .map(|t| {
-                        cdr::TrailStep {
-                            flow: t.flow.clone(),
-                            node: t.node.clone(),
-                            exit: t.exit.clone(),
-                        }
-                        .to_string()
-                    })
-                    .collect(),
+                run.interp.trail().iter().map(ToString::to_string).collect(),
                 run.inputs.clone(),
                 Some(run.flow.clone()),
                 Some(run.version.clone()),

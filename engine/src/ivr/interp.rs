@@ -186,12 +186,8 @@ pub enum DialSpec {
 }
 
 /// One step of the IVR trail: a node entered, with the exit that led out of it once known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrailStep {
-    pub flow: String,
-    pub node: String,
-    pub exit: Option<String>,
-}
+/// The call record's own type, so the trail is stored as the interpreter keeps it.
+pub use crate::cdr::TrailStep;
 
 /// How the flow ended, once it has.
 #[derive(Clone, Debug, PartialEq, Eq)]

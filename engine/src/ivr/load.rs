@@ -10,7 +10,6 @@
 //! The folder is polled rather than watched with inotify: a handful of files, checked once a
 //! second, cost nothing, and polling behaves the same on every file system (network mounts,
 //! editors that replace files by rename).
-#![allow(clippy::disallowed_methods)] // a shell: reads the wall clock for the log
 
 use super::model::Flow;
 use super::validate::{self, Context, FlowError};
@@ -130,7 +129,7 @@ pub async fn log_startup(store: &Store, flows: &[Arc<Flow>]) {
             continue;
         }
         let entry = FlowPublication {
-            at_ms: unix_ms(),
+            at_ms: crate::rt::unix_ms(),
             flow: f.name.clone(),
             version: f.version.clone(),
             actor: "start-up".into(),
@@ -154,12 +153,6 @@ pub fn diff(old: Option<&str>, new: &str, name: &str) -> Option<String> {
             .header(&format!("{name} (serving)"), &format!("{name} (new)"))
             .to_string(),
     )
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Poll the flow folder and publish changed files through `publish` (the engine's input).
@@ -220,7 +213,7 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
                     hex::encode(sha2::Sha256::digest(t.as_bytes()))
                 };
                 let entry = |action, errors: Option<String>| FlowPublication {
-                    at_ms: unix_ms(),
+                    at_ms: crate::rt::unix_ms(),
                     flow: name.clone(),
                     version: version_of(&text),
                     actor: "file-watch".into(),
