@@ -592,7 +592,7 @@ fn hold_is_passed_on_as_a_fresh_offer_and_resume_restores_sendrecv() {
 }
 
 #[test]
-fn a_reinvite_while_the_other_leg_is_busy_gets_491() {
+fn a_second_reinvite_before_the_first_is_answered_gets_500_with_retry_after() {
     let mut net = Net::new(&[PHONE_A]);
     let (tag, _) = answered_call(&mut net, "g1");
     net.deliver(
@@ -600,16 +600,44 @@ fn a_reinvite_while_the_other_leg_is_busy_gets_491() {
         &caller_in_dialog("INVITE", 2, &tag, "g1", &sdp(4000, "sendonly")),
     );
     net.take(PHONE_A);
-    // A second one before the first is answered.
+    // A second one from the same side before the first is answered: RFC 3261 §14.2.
     net.deliver(
         CALLER,
         &caller_in_dialog("INVITE", 3, &tag, "g1", &sdp(4000, "sendrecv")),
+    );
+    let finals: Vec<Response> = responses(&net.take(CALLER))
+        .into_iter()
+        .filter(|r| r.code >= 200)
+        .collect();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(finals[0].code, 500);
+    assert!(finals[0].headers.contains(&HeaderName::RetryAfter));
+}
+
+#[test]
+fn reinvites_crossing_on_the_two_legs_get_491() {
+    let mut net = Net::new(&[PHONE_A]);
+    let (tag, inv) = answered_call(&mut net, "g2");
+    // The phone re-INVITEs: we pass it on to the caller and wait for the caller's answer.
+    let reinvite = format!(
+        "INVITE sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE_A};branch=z9hG4bK-pr1\r\nMax-Forwards: 70\r\nFrom: <sip:1002@switchboard>;tag=phone\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 7 INVITE\r\nContact: <sip:1002@{PHONE_A}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{}",
+        inv.headers.get_str(&HeaderName::From).unwrap(),
+        inv.headers.call_id().unwrap(),
+        sdp(6000, "sendonly").len(),
+        sdp(6000, "sendonly")
+    );
+    net.deliver(PHONE_A, &reinvite);
+    assert_eq!(requests(&net.take(CALLER), Method::Invite).len(), 1);
+    // Meanwhile the caller re-INVITEs too: glare on the caller's dialog (RFC 3261 §14.1).
+    net.deliver(
+        CALLER,
+        &caller_in_dialog("INVITE", 2, &tag, "g2", &sdp(4000, "sendonly")),
     );
     let finals: Vec<u16> = codes(&net.take(CALLER))
         .into_iter()
         .filter(|c| *c >= 200)
         .collect();
-    assert!(finals == vec![500] || finals == vec![491], "{finals:?}");
+    assert_eq!(finals, vec![491]);
 }
 
 #[test]

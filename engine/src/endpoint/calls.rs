@@ -317,6 +317,12 @@ impl Calls {
         }
     }
 
+    /// The live call a media session belongs to.
+    fn call_of_session(&self, id: SessionId) -> Option<CallKey> {
+        let leg = self.legs.get(self.by_session.get(&id)?)?;
+        leg.call.filter(|k| self.calls.contains_key(k))
+    }
+
     pub(super) fn caller_session(&self, key: CallKey) -> Option<SessionId> {
         let call = self.calls.get(&key)?;
         self.legs.get(&call.a).map(|l| l.session)
@@ -1883,18 +1889,12 @@ impl Endpoint {
                 self.digit_heard(now, id, digit, via, duration);
             }
             MediaEvent::PlayDone { id, token } => {
-                let flow_call = self
-                    .calls
-                    .by_session
-                    .get(&id)
-                    .and_then(|l| self.calls.legs.get(l))
-                    .and_then(|l| l.call)
-                    .filter(|k| {
-                        self.calls
-                            .calls
-                            .get(k)
-                            .is_some_and(|c| c.kind == Kind::Flow)
-                    });
+                let flow_call = self.calls.call_of_session(id).filter(|k| {
+                    self.calls
+                        .calls
+                        .get(k)
+                        .is_some_and(|c| c.kind == Kind::Flow)
+                });
                 if let Some(key) = flow_call {
                     self.flow_play_done(now, key, token);
                 } else if token == PLAY_INTRO {
@@ -1903,13 +1903,7 @@ impl Endpoint {
                 }
             }
             MediaEvent::Inactive { id, silent_for } => {
-                if let Some(key) = self
-                    .calls
-                    .by_session
-                    .get(&id)
-                    .and_then(|l| self.calls.legs.get(l))
-                    .and_then(|l| l.call)
-                {
+                if let Some(key) = self.calls.call_of_session(id) {
                     tracing::info!(call = key.0, session = %id, silent_s = silent_for.as_secs(), "no RTP from the peer; ending the call");
                     self.end_call(now, key, EndReason::MediaTimeout, Some(408));
                 }
@@ -1918,12 +1912,7 @@ impl Endpoint {
                 tracing::debug!(session = %id, %remote, "RTP latched to the address it comes from");
             }
             MediaEvent::Recorded { id, result } => {
-                let key = self
-                    .calls
-                    .by_session
-                    .get(&id)
-                    .and_then(|l| self.calls.legs.get(l))
-                    .and_then(|l| l.call);
+                let key = self.calls.call_of_session(id);
                 match result {
                     Ok(info) => {
                         tracing::info!(session = %id, path = %info.path.display(), duration_ms = info.duration.as_millis() as u64, "recording finished");
