@@ -7,7 +7,7 @@
 use super::calls::{CallKey, TimerKey};
 use super::{Endpoint, Event};
 use crate::ivr::interp::{Action, DialSpec, Event as FlowEvent, Interpreter, LegOutcome};
-use crate::ivr::model::{Flow, HttpMethod};
+use crate::ivr::model::Flow;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,14 +29,7 @@ impl crate::ivr::interp::FlowSource for FlowSet {
 }
 
 /// An HTTP request a flow wants made; answer with [`Endpoint::handle_http`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub method: HttpMethod,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
-    pub timeout: Duration,
-}
+pub use crate::ivr::interp::HttpRequest;
 
 /// Where a flow call stands beyond what the interpreter knows.
 #[derive(Debug)]
@@ -167,26 +160,14 @@ impl Endpoint {
                 self.calls.arm(now + after, key, TimerKey::Flow(token));
                 None
             }
-            Action::Http {
-                method,
-                url,
-                headers,
-                body,
-                timeout,
-            } => {
+            Action::Http(request) => {
                 let run = self.calls.flow_mut(key)?;
                 let token = run.token();
                 run.http = Some(token);
                 self.events.push_back(Event::Http {
                     call: key.0,
                     token,
-                    request: HttpRequest {
-                        method,
-                        url,
-                        headers,
-                        body,
-                        timeout,
-                    },
+                    request,
                 });
                 None
             }

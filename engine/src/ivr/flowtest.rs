@@ -673,7 +673,7 @@ fn drive(flow: Arc<Flow>, test: &FlowTest, flows: &dyn FlowSource) -> Run {
                 }
                 Action::Stop => playing = None,
                 Action::StartTimer { token, after } => timers.push((now + after, token)),
-                Action::Http { .. } => pending = Pending::Http,
+                Action::Http(_) => pending = Pending::Http,
                 Action::Enqueue { queue, .. } => pending = Pending::Queue(queue),
                 Action::Dial { .. } => pending = Pending::Leg,
                 Action::Record { mailbox, .. } => {

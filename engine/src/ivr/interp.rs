@@ -134,13 +134,7 @@ pub enum Action {
     /// Arm a timer; `Event::Timer(token)` after `after`.
     StartTimer { token: u64, after: Duration },
     /// An HTTP request (templates already rendered).
-    Http {
-        method: HttpMethod,
-        url: String,
-        headers: Vec<(String, String)>,
-        body: Option<String>,
-        timeout: Duration,
-    },
+    Http(HttpRequest),
     /// Queue the caller.
     Enqueue {
         queue: String,
@@ -172,6 +166,16 @@ pub enum Action {
     },
     /// A survey score for the call record.
     Score { question: u8, score: u8 },
+}
+
+/// An `http` node's request, rendered; the call's shell makes it within `timeout`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: HttpMethod,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub timeout: Duration,
 }
 
 /// A resolved dial target.
@@ -546,13 +550,13 @@ impl Interpreter {
                 let (Some(url), Some(headers), Some(body)) = (url, headers, body) else {
                     return self.exit("error", *error);
                 };
-                out.push(Action::Http {
+                out.push(Action::Http(HttpRequest {
                     method: *method,
                     url,
                     headers,
                     body,
                     timeout: *timeout,
-                });
+                }));
                 self.wait = Wait::Http;
                 Step::Stay
             }

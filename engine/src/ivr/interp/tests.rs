@@ -834,13 +834,13 @@ fn http_request_is_rendered_and_json_fields_become_variables() {
     let mut c = Call::new(http_flow());
     assert_eq!(
         c.start(),
-        vec![Action::Http {
+        vec![Action::Http(HttpRequest {
             method: HttpMethod::Post,
             url: "https://crm.example/customers/13800138000".into(),
             headers: vec![("X-Called".into(), "4001".into())],
             body: Some(r#"{"level":"vip"}"#.into()),
             timeout: Duration::from_secs(2),
-        }]
+        })]
     );
     let body = r#"{"customer":{"name":"Li Lei","orders":3,"vip":true,"none":null}}"#;
     c.ev(Event::HttpResponse {
