@@ -963,8 +963,13 @@ mod flows {
         play_done(&mut net, session);
         key(&mut net, session, '1');
         play_done(&mut net, session);
-        // The flow hung up: BYE to the caller, and the record is closed.
-        assert_eq!(requests(&net.take(CALLER), Method::Bye).len(), 1);
+        // The flow hung up: BYE to the caller, with the cause, and the record is closed.
+        let byes = requests(&net.take(CALLER), Method::Bye);
+        assert_eq!(byes.len(), 1);
+        assert_eq!(
+            byes[0].headers.get_str(&HeaderName::Other("Reason".into())),
+            Some("Q.850;cause=16;text=\"Normal call clearing\"")
+        );
         let (_, close) = net.closed.last().expect("record closed");
         assert_eq!(
             close.ivr_trail,

@@ -172,6 +172,9 @@ struct Call {
     flow: Option<Box<FlowRun>>,
     /// The call record being built.
     cdr: CdrDraft,
+    /// Why we hang up on the caller, for the BYE's `Reason` header (RFC 3326), when a flow
+    /// says.
+    bye_reason: Option<&'static str>,
 }
 
 /// What the call record will say, gathered as the call goes.
@@ -614,6 +617,7 @@ impl Endpoint {
                 callee: callee.clone(),
                 flow_def,
                 flow: None,
+                bye_reason: None,
                 cdr: CdrDraft {
                     call_id,
                     started_ms,
@@ -1163,7 +1167,7 @@ impl Endpoint {
         });
         let Some(key) = won else {
             // Too late: the call was answered elsewhere or is over.
-            self.hangup_leg(now, leg_id);
+            self.hangup_leg(now, leg_id, None);
             return;
         };
         // Read the answer to our offer.
@@ -1178,7 +1182,7 @@ impl Endpoint {
                 call = key.0,
                 "callee's answer had no usable audio; hanging up"
             );
-            self.hangup_leg(now, leg_id);
+            self.hangup_leg(now, leg_id, None);
             self.fork_failed(now, key, leg_id, 488);
             return;
         };
@@ -2053,12 +2057,12 @@ impl Endpoint {
             }
         }
         if call.answered {
-            self.hangup_leg(now, a);
+            self.hangup_leg(now, a, call.bye_reason);
         }
         self.close_media(a);
         for f in call.forks.iter().copied().chain(call.winner) {
             if Some(f) == call.winner {
-                self.hangup_leg(now, f);
+                self.hangup_leg(now, f, None);
                 self.close_media(f);
             } else {
                 self.cancel_fork(now, f);
@@ -2072,8 +2076,8 @@ impl Endpoint {
         }
     }
 
-    /// BYE on a confirmed dialog (once).
-    fn hangup_leg(&mut self, now: Instant, leg_id: LegId) {
+    /// BYE on a confirmed dialog (once), with a `Reason` header when there is one to give.
+    fn hangup_leg(&mut self, now: Instant, leg_id: LegId, reason: Option<&str>) {
         let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
             return;
         };
@@ -2087,7 +2091,11 @@ impl Endpoint {
             return;
         }
         leg.bye_sent = true;
-        let bye = d.request(Method::Bye);
+        let mut bye = d.request(Method::Bye);
+        if let Some(r) = reason {
+            bye.headers
+                .push(HeaderName::Other("Reason".into()), r.to_owned());
+        }
         d.terminate();
         let target = leg.target;
         let tx = self.tx.send_request(now, bye, target);
@@ -2252,14 +2260,25 @@ impl Endpoint {
 
     /// The flow is over: end the call the way it says.
     pub(super) fn flow_ended(&mut self, now: Instant, key: CallKey, end: End) {
-        let reason = match &end {
-            End::Hangup(_) => EndReason::FlowHangup,
-            End::CallerHangup { .. } => EndReason::CallerHangup,
+        use crate::ivr::model::HangupCause;
+        let (reason, cause) = match &end {
+            End::Hangup(c) => (EndReason::FlowHangup, Some(*c)),
+            End::CallerHangup { .. } => (EndReason::CallerHangup, None),
             End::Error(e) => {
                 tracing::error!(call = key.0, error = %e, "flow failed");
-                EndReason::FlowError
+                (EndReason::FlowError, Some(HangupCause::Unavailable))
             }
         };
+        // The flow answered the call, so its cause travels in the BYE (RFC 3326, ITU-T Q.850
+        // cause values), where the caller's equipment can show or log it.
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.bye_reason = cause.map(|c| match c {
+                HangupCause::Normal => "Q.850;cause=16;text=\"Normal call clearing\"",
+                HangupCause::Busy => "Q.850;cause=17;text=\"User busy\"",
+                HangupCause::Rejected => "Q.850;cause=21;text=\"Call rejected\"",
+                HangupCause::Unavailable => "Q.850;cause=41;text=\"Temporary failure\"",
+            });
+        }
         self.end_call(now, key, reason, Some(480));
     }
 

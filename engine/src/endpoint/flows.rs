@@ -225,10 +225,8 @@ impl Endpoint {
                 }
                 None
             }
-            Action::Hangup { cause } => {
-                let _ = cause;
-                None // `flow_ended` follows: the interpreter has ended.
-            }
+            // The interpreter has ended: `flow_ended` hangs up with the end's cause.
+            Action::Hangup { .. } => None,
             Action::Input {
                 node,
                 variable,
