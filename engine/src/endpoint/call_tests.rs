@@ -301,6 +301,10 @@ fn account_call_is_answered_bridged_and_hung_up_by_the_caller() {
         .count();
     assert_eq!(closes, 2, "both RTP sessions close");
     assert_eq!(net.ep.active_calls(), 0);
+    let (_, close) = net.closed.last().expect("the record is closed");
+    assert_eq!(close.result, crate::cdr::CallResult::Answered);
+    let (ring, answer) = (close.ring_at_ms.unwrap(), close.answered_at_ms.unwrap());
+    assert!(ring <= answer && answer <= close.ended_at_ms, "{close:?}");
     // Once every transaction is over, nothing of the call is left.
     net.deliver_msg(
         PHONE_A,
@@ -1044,6 +1048,7 @@ mod flows {
         assert_eq!(requests(&net.take(CALLER), Method::Bye).len(), 1);
         let (_, close) = net.closed.last().unwrap();
         assert_eq!(close.result, CallResult::Answered);
+        assert!(close.answered_at_ms.is_some());
         assert_eq!(close.ivr_trail.last().map(String::as_str), Some("main:bye"));
         assert!(
             close.ivr_trail.iter().any(|t| t == "main:agent→answered"),

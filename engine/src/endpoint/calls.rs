@@ -1117,6 +1117,11 @@ impl Endpoint {
                 return;
             }
             let Some(key) = call_key else { return };
+            let at = self.unix_ms(now);
+            if let Some(c) = self.calls.calls.get_mut(&key) {
+                // When the dialled side first rang, for the record.
+                c.cdr.ring_ms.get_or_insert(at);
+            }
             self.ring_caller(now, key);
             return;
         }

@@ -6,7 +6,7 @@
 //! [`Endpoint::handle_http`]; timers live in the call timer heap.
 use super::calls::{CallKey, TimerKey};
 use super::{Endpoint, Event};
-use crate::ivr::interp::{Action, DialSpec, Event as FlowEvent, Interpreter, LegOutcome};
+use crate::ivr::interp::{Action, Event as FlowEvent, Interpreter, LegOutcome};
 use crate::ivr::model::Flow;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -46,8 +46,6 @@ pub(super) struct FlowRun {
     /// Inputs and scores for the call record.
     pub inputs: Vec<(String, String)>,
     pub scores: Vec<(u8, u8)>,
-    /// The last dial target, for the record.
-    pub dialled: Option<String>,
     /// A dial leg answered at some point.
     pub leg_answered: bool,
     /// A voicemail message was recorded.
@@ -80,7 +78,6 @@ impl FlowRun {
             voicemail: Voicemail::Idle,
             inputs: Vec::new(),
             scores: Vec::new(),
-            dialled: None,
             leg_answered: false,
             voicemail_left: false,
         }
@@ -182,14 +179,6 @@ impl Endpoint {
                 ring_timeout,
                 headers,
             } => {
-                let shown = match &target {
-                    DialSpec::Extension(e) => e.clone(),
-                    DialSpec::Number { number, .. } => number.clone(),
-                    DialSpec::Uri(u) => u.clone(),
-                };
-                if let Some(run) = self.calls.flow_mut(key) {
-                    run.dialled = Some(shown);
-                }
                 if self.dial_from_flow(now, key, &target, ring_timeout, &headers) {
                     None
                 } else {
