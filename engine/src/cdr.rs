@@ -316,6 +316,20 @@ pub struct CdrClose {
     pub hangup_by: Option<HangupBy>,
     pub recording_path: Option<String>,
     pub recording_duration_ms: Option<i64>,
+    /// The agent (座席) who served the call last, if one did.
+    pub agent: Option<String>,
+    /// The skill group (技能组) the call was last queued to.
+    pub queue: Option<String>,
+    /// Time spent waiting in queues, summed over every queue the call entered.
+    pub queue_wait_ms: Option<i64>,
+    /// Talk time with agents or dialled parties, summed over the answered legs.
+    pub talk_ms: Option<i64>,
+    /// The wrap-up (话后整理) the serving agent was given after the call.
+    pub wrap_up_ms: Option<i64>,
+    /// Satisfaction answers (满意度): (question number, score), in the order given.
+    pub satisfaction: Vec<(u8, u8)>,
+    /// The display number (外显号) shown to the customer on an outbound call.
+    pub caller_id: Option<String>,
 }
 
 impl Default for CallResult {
@@ -341,6 +355,14 @@ pub struct CdrLeg {
     pub ended_at_ms: Option<i64>,
     pub result: Option<CallResult>,
     pub reason: Option<MissedReason>,
+    /// The agent the leg rang (agent legs).
+    pub agent: Option<String>,
+    /// The skill group that offered the call (agent legs from a queue).
+    pub queue: Option<String>,
+    /// Who ended the leg, once it has ended.
+    pub hangup_by: Option<HangupBy>,
+    /// The display number shown on the leg (outbound legs through a trunk).
+    pub caller_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -101,6 +101,11 @@ pub enum Event {
         call_id: String,
         close: crate::cdr::CdrClose,
     },
+    /// Insert or update a sub-record (a leg); written when the leg starts and again when it
+    /// ends, always after its main record's [`Event::CdrOpen`].
+    CdrLeg(crate::cdr::CdrLeg),
+    /// A call event for the customer's systems (webhooks), in the order they happened.
+    CallEvent(crate::events::CallEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod cdr;
 pub mod config;
 pub mod endpoint;
+pub mod events;
 pub mod ivr;
 pub mod registrar;
 pub mod rt;

@@ -838,6 +838,7 @@ async fn flush(endpoint: &mut Endpoint, io: &Io, conns: &HashMap<ConnId, mpsc::S
             Event::CdrClose { call_id, close } => {
                 let _ = io.cdr.send(CdrOp::Close { call_id, close });
             }
+            Event::CdrLeg(_) | Event::CallEvent(_) => {}
         }
     }
 }

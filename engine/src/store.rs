@@ -520,6 +520,7 @@ fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
         hangup_by: code!("hangup_by", HangupBy),
         recording_path: row.try_get("recording_path")?,
         recording_duration_ms: row.try_get("recording_duration_ms")?,
+        ..CdrClose::default()
     };
     Ok(CdrRow {
         open,

@@ -2357,6 +2357,7 @@ impl Endpoint {
             hangup_by: Some(hangup_by),
             recording_path: call.cdr.recording.as_ref().map(|r| r.0.clone()),
             recording_duration_ms: call.cdr.recording.as_ref().and_then(|r| r.1),
+            ..CdrClose::default()
         };
         self.events.push_back(Event::CdrClose {
             call_id: call.cdr.call_id.clone(),
