@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use switchboard_engine::cdr::Lang;
+use switchboard_engine::cdr::{self, Lang};
 use switchboard_engine::config::{Config, ConfigError};
 use switchboard_engine::endpoint::FlowSet;
 use switchboard_engine::ivr::model::Flow;
@@ -87,18 +87,21 @@ impl From<LangArg> for Lang {
 #[derive(Subcommand)]
 enum CdrCommand {
     /// The most recent call records, newest first: start, call id, type, customer, service
-    /// number, result, missed-call reason and IVR trail.
+    /// number, agent, skill group, result, missed-call reason and IVR trail.
     List {
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[arg(long, value_enum, default_value = "en")]
         lang: LangArg,
     },
-    /// One call record in full.
+    /// One call record in full, with its legs (sub-records).
     Show {
         call_id: String,
         #[arg(long, value_enum, default_value = "en")]
         lang: LangArg,
+        /// Print the record as JSON, the shape the `cdr_written` webhook carries.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -321,7 +324,14 @@ fn cdr_command(config: &Config, command: CdrCommand) -> ExitCode {
                     println!("{}", cdr_line(&row, lang.into()));
                 }
             }
-            CdrCommand::Show { call_id, lang } => match store.cdr(&call_id).await? {
+            CdrCommand::Show {
+                call_id,
+                lang,
+                json,
+            } => match store.cdr(&call_id).await? {
+                Some(row) if json => {
+                    println!("{}", serde_json::to_string_pretty(&cdr::to_json(&row))?)
+                }
                 Some(row) => println!("{}", cdr_details(&row, lang.into())),
                 None => anyhow::bail!("no call record {call_id}"),
             },
@@ -343,7 +353,47 @@ fn when(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
-/// One line per record: start, id, type, customer, service number, result, reason, trail.
+/// A duration for people: `8.5s`, `1m35s`, `1h02m03s`.
+fn span(ms: i64) -> String {
+    if ms < 0 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}.{}s", (ms % 1000) / 100),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60),
+    }
+}
+
+/// Columns a terminal gives a character: two for CJK ideographs and full-width forms, so that
+/// Chinese labels line up.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0x303E
+            | 0x3041..=0x33FF
+            | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF
+            | 0xA000..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let fill = width.saturating_sub(display_width(text));
+    format!("{text}{}", " ".repeat(fill))
+}
+
+/// One line per record: start, id, type, customer, service number, agent, skill group, result,
+/// reason, trail.
 fn cdr_line(row: &CdrRow, lang: Lang) -> String {
     let o = &row.open;
     let (result, reason, trail) = match &row.close {
@@ -354,54 +404,197 @@ fn cdr_line(row: &CdrRow, lang: Lang) -> String {
                 .unwrap_or_default(),
             c.ivr_trail.join(" "),
         ),
-        None => ("(in progress)".into(), String::new(), String::new()),
+        None => (in_progress(lang).into(), String::new(), String::new()),
     };
+    let close = row.close.as_ref();
     format!(
-        "{}  {}  {}  {}  {}  {}  {}  {}",
+        "{}  {}  {}  {}  {}  {}  {}  {}  {}  {}",
         when(o.started_at_ms),
         o.call_id,
         o.call_type.label(lang),
         o.customer_number,
         o.service_number.as_deref().unwrap_or("-"),
+        close.and_then(|c| c.agent.as_deref()).unwrap_or("-"),
+        close.and_then(|c| c.queue.as_deref()).unwrap_or("-"),
         result,
         if reason.is_empty() { "-" } else { &reason },
         trail
     )
 }
 
+fn in_progress(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "(in progress)",
+        Lang::Zh => "（进行中）",
+    }
+}
+
+/// `cdr show`: one field a line, names in the chosen language, values aligned.
 fn cdr_details(row: &CdrRow, lang: Lang) -> String {
+    let mut out = String::new();
+    let mut field = |en: &str, zh: &str, value: &str| {
+        let (name, width) = match lang {
+            Lang::En => (format!("{en}:"), 16),
+            Lang::Zh => (format!("{zh}："), 14),
+        };
+        out.push_str(&format!("{}{value}\n", pad(&name, width)));
+    };
+    let opt = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    let opt_span = |v: Option<i64>| v.map(span).unwrap_or_else(|| "-".into());
     let o = &row.open;
-    let mut out = format!(
-        "call id:        {}\ntype:           {}\ndirection:      {}\ncustomer:       {}\ntrunk number:   {}\nservice number: {}\nstarted:        {}\n",
-        o.call_id,
-        o.call_type.label(lang),
-        o.direction.label(lang),
-        o.customer_number,
-        o.trunk_number.as_deref().unwrap_or("-"),
-        o.service_number.as_deref().unwrap_or("-"),
-        when(o.started_at_ms)
+    field("call id", "通话ID", &o.call_id);
+    field("type", "通话类型", o.call_type.label(lang));
+    field("direction", "呼叫类型", o.direction.label(lang));
+    field("customer", "客户号码", &o.customer_number);
+    field("trunk number", "中继号码", &opt(o.trunk_number.as_deref()));
+    field(
+        "service number",
+        "服务号",
+        &opt(o.service_number.as_deref()),
     );
+    field("started", "开始时间", &when(o.started_at_ms));
     match &row.close {
-        None => out.push_str("(in progress, or left open by a crash until the next start)\n"),
+        None => field(
+            "state",
+            "状态",
+            match lang {
+                Lang::En => "(in progress, or left open by a crash until the next start)",
+                Lang::Zh => "（通话中，或因崩溃未结束，下次启动时补全）",
+            },
+        ),
         Some(c) => {
-            out.push_str(&format!(
-                "answered:       {}\nended:          {}\nresult:         {}\nmissed reason:  {}\nhung up by:     {}\nflow:           {} {}\nIVR trail:      {}\n",
-                c.answered_at_ms.map(when).unwrap_or_else(|| "-".into()),
-                when(c.ended_at_ms),
-                c.result.label(lang),
+            if let Some(ring) = c.ring_at_ms {
+                field("ringing", "振铃时间", &when(ring));
+            }
+            field(
+                "answered",
+                "接通时间",
+                &c.answered_at_ms.map(when).unwrap_or_else(|| "-".into()),
+            );
+            field("ended", "结束时间", &when(c.ended_at_ms));
+            field("duration", "总时长", &opt_span(row.duration_ms()));
+            field("ring time", "振铃时长", &opt_span(row.ring_ms()));
+            field("talk time", "通话时长", &opt_span(row.talk_ms()));
+            field("result", "通话结果", c.result.label(lang));
+            field(
+                "missed reason",
+                "未接原因",
                 c.missed_reason.map(|r| r.label(lang)).unwrap_or("-"),
+            );
+            field(
+                "hung up by",
+                "挂机方",
                 c.hangup_by.map(|h| h.label(lang)).unwrap_or("-"),
-                c.flow.as_deref().unwrap_or("-"),
-                c.flow_version.as_deref().map(|v| &v[..v.len().min(12)]).unwrap_or(""),
-                c.ivr_trail.join(" "),
-            ));
+            );
+            field("caller ID", "外显号码", &opt(c.caller_id.as_deref()));
+            field("agent", "座席", &opt(c.agent.as_deref()));
+            field("skill group", "技能组", &opt(c.queue.as_deref()));
+            field("queue wait", "排队时长", &opt_span(c.queue_wait_ms));
+            field("wrap-up", "话后整理", &opt_span(c.wrap_up_ms));
+            let answers: Vec<String> = c
+                .satisfaction
+                .iter()
+                .map(|(question, score)| match lang {
+                    Lang::En => format!("Q{question}={score}"),
+                    Lang::Zh => format!("问题{question}={score}分"),
+                })
+                .collect();
+            field(
+                "satisfaction",
+                "满意度",
+                &if answers.is_empty() {
+                    "-".into()
+                } else {
+                    answers.join(" ")
+                },
+            );
+            let version = c
+                .flow_version
+                .as_deref()
+                .map(|v| &v[..v.len().min(12)])
+                .unwrap_or("");
+            field(
+                "flow",
+                "流程",
+                &format!("{} {version}", opt(c.flow.as_deref())),
+            );
+            field("IVR trail", "IVR轨迹", &c.ivr_trail.join(" "));
             for (name, value) in &c.inputs {
-                out.push_str(&format!("input:          {name} = {value}\n"));
+                field("input", "输入", &format!("{name} = {value}"));
             }
             if let Some(p) = &c.recording_path {
-                out.push_str(&format!("recording:      {p}\n"));
+                field("recording", "录音", p);
             }
         }
+    }
+    if !row.legs.is_empty() {
+        out.push_str(&legs_table(row, lang));
+    }
+    out
+}
+
+/// The legs (sub-records) of `cdr show`, one a line under a header.
+fn legs_table(row: &CdrRow, lang: Lang) -> String {
+    let header: [&str; 7] = match lang {
+        Lang::En => [
+            "kind",
+            "peer",
+            "started",
+            "ring",
+            "talk",
+            "result",
+            "hung up by",
+        ],
+        Lang::Zh => ["类型", "对端", "开始", "振铃", "通话", "结果", "挂机方"],
+    };
+    let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+    for leg in &row.legs {
+        let peer = match leg.agent.as_deref() {
+            Some(agent) if agent != leg.peer => format!("{} ({agent})", leg.peer),
+            _ => leg.peer.clone(),
+        };
+        let peer = match leg.queue.as_deref() {
+            Some(queue) => format!("{peer} @{queue}"),
+            None => peer,
+        };
+        let result = match (leg.result, leg.reason) {
+            (Some(result), Some(reason)) => {
+                format!("{} / {}", result.label(lang), reason.label(lang))
+            }
+            (Some(result), None) => result.label(lang).to_owned(),
+            (None, Some(reason)) => reason.label(lang).to_owned(),
+            (None, None) if leg.ended_at_ms.is_none() => in_progress(lang).to_owned(),
+            (None, None) => "-".to_owned(),
+        };
+        let started = jiff::Timestamp::from_millisecond(leg.started_at_ms)
+            .map(|t| t.strftime("%H:%M:%S").to_string())
+            .unwrap_or_else(|_| leg.started_at_ms.to_string());
+        rows.push([
+            leg.kind.label(lang).to_owned(),
+            peer,
+            started,
+            leg.ring_ms().map(span).unwrap_or_else(|| "-".into()),
+            leg.talk_ms().map(span).unwrap_or_else(|| "-".into()),
+            result,
+            leg.hangup_by
+                .map(|h| h.label(lang))
+                .unwrap_or("-")
+                .to_owned(),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(display_width(cell));
+        }
+    }
+    let mut out = match lang {
+        Lang::En => format!("legs ({}):\n", row.legs.len()),
+        Lang::Zh => format!("子话单（{}）：\n", row.legs.len()),
+    };
+    for r in &rows {
+        let cells: Vec<String> = r.iter().zip(widths).map(|(cell, w)| pad(cell, w)).collect();
+        out.push_str(&format!("  {}\n", cells.join("  ").trim_end()));
     }
     out
 }

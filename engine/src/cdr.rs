@@ -21,6 +21,54 @@
 //! ## Times
 //! Wall-clock instants are unix milliseconds (`i64`), handed in by the runtime: nothing here reads a
 //! clock.
+//!
+//! ## The record as integrators receive it
+//! [`to_json`] is the one JSON shape of a stored record: the `data` of the `cdr_written` webhook
+//! event and what the HTTP API returns. Its keys are snake_case and, like the codes, a contract:
+//! keys are added, never renamed or removed. Every key is always present; `null` means unknown or
+//! does not apply (`ended_at_ms`, `result` and the durations are `null` while the call is up).
+//! Enum fields hold their stable codes, never labels. Times are unix milliseconds; the durations
+//! are computed for the reader:
+//!
+//! - `duration_ms`: from `started_at_ms` to `ended_at_ms`;
+//! - `ring_ms`: from `ring_at_ms` to the answer, or to the end when never answered;
+//! - `talk_ms`: the ACD's talk time summed over answered legs when it gave one, else from the
+//!   answer to the end;
+//! - per leg, `ring_ms` from its start (a leg rings from the moment it is placed) to its answer or
+//!   end, `talk_ms` from its answer to its end, `duration_ms` from start to end.
+//!
+//! `satisfaction` lists `{"question", "score"}` in the order given; `inputs` lists `{"name",
+//! "value"}` with sensitive values already masked; `legs` are ordered by start. An answered
+//! inbound call, served by agent 8001 on its second offer:
+//!
+//! ```json
+//! {
+//!   "call_id": "c-1", "call_type": "inbound", "direction": "inbound",
+//!   "customer_number": "13800000001", "trunk_number": "02188880000", "service_number": "4000",
+//!   "caller_id": null,
+//!   "started_at_ms": 1700000000000, "ring_at_ms": 1700000020000,
+//!   "answered_at_ms": 1700000025000, "ended_at_ms": 1700000095000,
+//!   "duration_ms": 95000, "ring_ms": 5000, "talk_ms": 70000,
+//!   "result": "answered", "missed_reason": null, "hangup_by": "caller",
+//!   "agent": "8001", "queue": "sales", "queue_wait_ms": 12000, "wrap_up_ms": 30000,
+//!   "satisfaction": [{"question": 1, "score": 5}],
+//!   "flow": "main", "flow_version": "9f86d081884c7d65",
+//!   "ivr_trail": ["main:menu→1", "main:sales→answered_then_hangup"],
+//!   "inputs": [{"name": "id_card", "value": "11**************34"}],
+//!   "recording_path": "data/recordings/c-1.wav", "recording_duration_ms": 70000,
+//!   "legs": [
+//!     {"leg_id": "l-1", "kind": "agent", "peer": "8002", "agent": "8002", "queue": "sales",
+//!      "caller_id": null, "started_at_ms": 1700000008000, "answered_at_ms": null,
+//!      "ended_at_ms": 1700000020000, "duration_ms": 12000, "ring_ms": 12000, "talk_ms": null,
+//!      "result": "not_answered", "reason": "agent_no_answer", "hangup_by": "system"},
+//!     {"leg_id": "l-2", "kind": "agent", "peer": "8001", "agent": "8001", "queue": "sales",
+//!      "caller_id": null, "started_at_ms": 1700000020000, "answered_at_ms": 1700000025000,
+//!      "ended_at_ms": 1700000095000, "duration_ms": 75000, "ring_ms": 5000, "talk_ms": 70000,
+//!      "result": "answered", "reason": null, "hangup_by": "caller"}
+//!   ]
+//! }
+//! ```
+use serde_json::{json, Value};
 use std::fmt;
 
 /// The language of a label.
@@ -168,6 +216,8 @@ coded_enum! {
         TrunkFailure = ("trunk_failure", "中继故障", "Trunk failure"),
         /// 系统故障: our own failure, including a record left open by a crash and closed at start-up.
         SystemFailure = ("system_failure", "系统故障", "System failure"),
+        /// 外呼黑名单: the dialled customer number is on the outbound blacklist (`blacklist.outbound`).
+        OutboundBlacklisted = ("outbound_blacklisted", "外呼号码黑名单", "Outbound number blacklisted"),
     }
 }
 
@@ -180,7 +230,8 @@ impl MissedReason {
             | TrunkNumberDisabled
             | Arrears
             | InboundRouteNotCompleted
-            | InboundRouteNotMatched => CallResult::SystemNotAnswered,
+            | InboundRouteNotMatched
+            | OutboundBlacklisted => CallResult::SystemNotAnswered,
             HungUpInIvr | AbandonedInQueue | QueueTimeout | QueueFull | NoAgentOnline
             | AgentNoAnswer | AgentRejected | CustomerNoAnswer | CustomerBusy | InvalidNumber => {
                 CallResult::NotAnswered
@@ -365,6 +416,94 @@ pub struct CdrLeg {
     pub caller_id: Option<String>,
 }
 
+impl CdrLeg {
+    /// From start to end; `None` while the leg is up.
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some(self.ended_at_ms? - self.started_at_ms)
+    }
+
+    /// Ring time: a leg rings from the moment it is placed until it is answered, or until it ends
+    /// when never answered; `None` while it is still ringing.
+    pub fn ring_ms(&self) -> Option<i64> {
+        Some(self.answered_at_ms.or(self.ended_at_ms)? - self.started_at_ms)
+    }
+
+    /// Talk time: from answer to end; `None` when never answered or still up.
+    pub fn talk_ms(&self) -> Option<i64> {
+        Some(self.ended_at_ms? - self.answered_at_ms?)
+    }
+}
+
+/// The record as integrators receive it; the shape is described in the module docs.
+pub fn to_json(row: &crate::store::CdrRow) -> Value {
+    let o = &row.open;
+    let c = row.close.as_ref();
+    let inputs: Vec<Value> = c
+        .map(|c| c.inputs.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect();
+    let satisfaction: Vec<Value> = c
+        .map(|c| c.satisfaction.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|&(question, score)| json!({ "question": question, "score": score }))
+        .collect();
+    json!({
+        "call_id": o.call_id,
+        "call_type": o.call_type.code(),
+        "direction": o.direction.code(),
+        "customer_number": o.customer_number,
+        "trunk_number": o.trunk_number,
+        "service_number": o.service_number,
+        "caller_id": c.and_then(|c| c.caller_id.as_deref()),
+        "started_at_ms": o.started_at_ms,
+        "ring_at_ms": c.and_then(|c| c.ring_at_ms),
+        "answered_at_ms": c.and_then(|c| c.answered_at_ms),
+        "ended_at_ms": c.map(|c| c.ended_at_ms),
+        "duration_ms": row.duration_ms(),
+        "ring_ms": row.ring_ms(),
+        "talk_ms": row.talk_ms(),
+        "result": c.map(|c| c.result.code()),
+        "missed_reason": c.and_then(|c| c.missed_reason).map(MissedReason::code),
+        "hangup_by": c.and_then(|c| c.hangup_by).map(HangupBy::code),
+        "agent": c.and_then(|c| c.agent.as_deref()),
+        "queue": c.and_then(|c| c.queue.as_deref()),
+        "queue_wait_ms": c.and_then(|c| c.queue_wait_ms),
+        "wrap_up_ms": c.and_then(|c| c.wrap_up_ms),
+        "satisfaction": satisfaction,
+        "flow": c.and_then(|c| c.flow.as_deref()),
+        "flow_version": c.and_then(|c| c.flow_version.as_deref()),
+        "ivr_trail": c.map(|c| c.ivr_trail.as_slice()).unwrap_or_default(),
+        "inputs": inputs,
+        "recording_path": c.and_then(|c| c.recording_path.as_deref()),
+        "recording_duration_ms": c.and_then(|c| c.recording_duration_ms),
+        "legs": row.legs.iter().map(leg_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One sub-record in [`to_json`]'s `legs`.
+fn leg_json(leg: &CdrLeg) -> Value {
+    json!({
+        "leg_id": leg.leg_id,
+        "kind": leg.kind.code(),
+        "peer": leg.peer,
+        "agent": leg.agent,
+        "queue": leg.queue,
+        "caller_id": leg.caller_id,
+        "started_at_ms": leg.started_at_ms,
+        "answered_at_ms": leg.answered_at_ms,
+        "ended_at_ms": leg.ended_at_ms,
+        "duration_ms": leg.duration_ms(),
+        "ring_ms": leg.ring_ms(),
+        "talk_ms": leg.talk_ms(),
+        "result": leg.result.map(CallResult::code),
+        "reason": leg.reason.map(MissedReason::code),
+        "hangup_by": leg.hangup_by.map(HangupBy::code),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +549,7 @@ mod tests {
                 ("invalid_number", "not_answered"),
                 ("trunk_failure", "failed"),
                 ("system_failure", "failed"),
+                ("outbound_blacklisted", "system_not_answered"),
             ]
         );
         let hangups: Vec<&str> = HangupBy::ALL.iter().map(|v| v.code()).collect();
@@ -500,6 +640,154 @@ mod tests {
         assert_eq!(CallResult::SystemNotAnswered.label(Lang::Zh), "系统未应答");
         assert_eq!(CallResult::Answered.label(Lang::Zh), "接通");
         assert_eq!(CallResult::NotAnswered.label(Lang::Zh), "未接通");
+    }
+
+    /// The record of the module docs' example.
+    fn documented_record() -> crate::store::CdrRow {
+        let t0 = 1_700_000_000_000;
+        let leg = |leg_id: &str, agent: &str, started: i64| CdrLeg {
+            leg_id: leg_id.into(),
+            call_id: "c-1".into(),
+            kind: LegKind::Agent,
+            peer: agent.into(),
+            started_at_ms: t0 + started,
+            answered_at_ms: None,
+            ended_at_ms: None,
+            result: None,
+            reason: None,
+            agent: Some(agent.into()),
+            queue: Some("sales".into()),
+            hangup_by: None,
+            caller_id: None,
+        };
+        crate::store::CdrRow {
+            open: CdrOpen {
+                call_id: "c-1".into(),
+                call_type: CallType::Inbound,
+                direction: Direction::Inbound,
+                customer_number: "13800000001".into(),
+                trunk_number: Some("02188880000".into()),
+                service_number: Some("4000".into()),
+                started_at_ms: t0,
+            },
+            close: Some(CdrClose {
+                ended_at_ms: t0 + 95_000,
+                ring_at_ms: Some(t0 + 20_000),
+                answered_at_ms: Some(t0 + 25_000),
+                result: CallResult::Answered,
+                missed_reason: None,
+                ivr_trail: vec![
+                    "main:menu→1".into(),
+                    "main:sales→answered_then_hangup".into(),
+                ],
+                inputs: vec![("id_card".into(), mask("110101199003071234"))],
+                flow: Some("main".into()),
+                flow_version: Some("9f86d081884c7d65".into()),
+                hangup_by: Some(HangupBy::Caller),
+                recording_path: Some("data/recordings/c-1.wav".into()),
+                recording_duration_ms: Some(70_000),
+                agent: Some("8001".into()),
+                queue: Some("sales".into()),
+                queue_wait_ms: Some(12_000),
+                talk_ms: None,
+                wrap_up_ms: Some(30_000),
+                satisfaction: vec![(1, 5)],
+                caller_id: None,
+            }),
+            legs: vec![
+                CdrLeg {
+                    ended_at_ms: Some(t0 + 20_000),
+                    result: Some(CallResult::NotAnswered),
+                    reason: Some(MissedReason::AgentNoAnswer),
+                    hangup_by: Some(HangupBy::System),
+                    ..leg("l-1", "8002", 8_000)
+                },
+                CdrLeg {
+                    answered_at_ms: Some(t0 + 25_000),
+                    ended_at_ms: Some(t0 + 95_000),
+                    result: Some(CallResult::Answered),
+                    hangup_by: Some(HangupBy::Caller),
+                    ..leg("l-2", "8001", 20_000)
+                },
+            ],
+        }
+    }
+
+    /// The example in the module docs is what `to_json` produces, key for key: the docs are read
+    /// by integrators, so they must not drift from the code.
+    #[test]
+    fn the_documented_json_is_what_integrators_receive() {
+        let source = include_str!("cdr.rs");
+        let example: String = source
+            .lines()
+            .skip_while(|l| l.trim() != "//! ```json")
+            .skip(1)
+            .take_while(|l| l.trim() != "//! ```")
+            .map(|l| l.trim_start_matches("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let documented: Value = serde_json::from_str(&example).expect("the docs' example parses");
+        assert_eq!(to_json(&documented_record()), documented);
+    }
+
+    #[test]
+    fn json_of_an_open_call_has_every_key_with_nulls() {
+        let mut row = documented_record();
+        let closed = to_json(&row);
+        row.close = None;
+        row.legs.truncate(1);
+        row.legs[0] = CdrLeg {
+            ended_at_ms: None,
+            result: None,
+            reason: None,
+            hangup_by: None,
+            ..row.legs[0].clone()
+        };
+        let open = to_json(&row);
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&open), keys(&closed));
+        for key in [
+            "ended_at_ms",
+            "duration_ms",
+            "ring_ms",
+            "talk_ms",
+            "result",
+            "agent",
+        ] {
+            assert_eq!(open[key], Value::Null, "{key}");
+        }
+        assert_eq!(open["satisfaction"], json!([]));
+        assert_eq!(open["ivr_trail"], json!([]));
+        // A leg still ringing has no ring time yet.
+        let leg = &open["legs"][0];
+        assert_eq!(keys(leg), keys(&closed["legs"][0]));
+        assert_eq!(
+            (&leg["ring_ms"], &leg["talk_ms"], &leg["duration_ms"]),
+            (&Value::Null, &Value::Null, &Value::Null)
+        );
+    }
+
+    #[test]
+    fn the_acd_talk_time_wins_over_answer_to_end() {
+        let mut row = documented_record();
+        // Two answered legs (a transfer) talked 50 s in all, less than answer to end.
+        row.close.as_mut().unwrap().talk_ms = Some(50_000);
+        assert_eq!(to_json(&row)["talk_ms"], json!(50_000));
+        // Nothing rang: no ring time, whatever else is known.
+        row.close.as_mut().unwrap().ring_at_ms = None;
+        assert_eq!(to_json(&row)["ring_ms"], Value::Null);
+        // Unanswered: the ring lasts until the end.
+        let close = row.close.as_mut().unwrap();
+        close.ring_at_ms = Some(close.ended_at_ms - 7_000);
+        close.answered_at_ms = None;
+        close.talk_ms = None;
+        assert_eq!(
+            (
+                to_json(&row)["ring_ms"].clone(),
+                to_json(&row)["talk_ms"].clone()
+            ),
+            (json!(7_000), Value::Null)
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //! is committed) and updated when it ends ([`Store::close_cdr`]). A crash in between leaves an open
 //! row, which [`Store::repair_open_cdrs`] closes at start-up as a system failure: a call is never
 //! lost from the records, even one that was in progress when the process died.
-use crate::cdr::{CallResult, CallType, CdrClose, CdrOpen, Direction, HangupBy, MissedReason};
+//!
+//! A call's sub-records (legs, [`Store::upsert_cdr_leg`]) are written when a leg starts and again
+//! when it ends, after the main record's open; the same repair closes the legs a crash left open.
+use crate::cdr::{
+    CallResult, CallType, CdrClose, CdrLeg, CdrOpen, Direction, HangupBy, LegKind, MissedReason,
+};
 use crate::registrar::{Binding, Change};
 use crate::sip::transport::Transport;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -44,6 +49,13 @@ pub enum StoreError {
         key: String,
         value: String,
     },
+    /// A sub-record written before (or without) its main record: the call code must open the
+    /// main record first.
+    #[error("leg {leg_id}: no call record {call_id}")]
+    NoSuchCall { leg_id: String, call_id: String },
+    /// A sub-record written again under another call than the one it was first written for.
+    #[error("leg {leg_id} belongs to another call than {call_id}")]
+    LegOfAnotherCall { leg_id: String, call_id: String },
 }
 
 /// 11 columns × 500 rows stays far below SQLite's 32,766 bound parameters.
@@ -257,11 +269,19 @@ impl Store {
             })
             .collect();
         let inputs = serde_json::to_string(&inputs).expect("strings serialize");
+        let satisfaction: Vec<StoredAnswer> = close
+            .satisfaction
+            .iter()
+            .map(|&(question, score)| StoredAnswer { question, score })
+            .collect();
+        let satisfaction = serde_json::to_string(&satisfaction).expect("numbers serialize");
         let r = sqlx::query(
             "UPDATE cdrs SET ended_at_ms = ?, last_seen_ms = max(last_seen_ms, ?), ring_at_ms = ?, \
              answered_at_ms = ?, result = ?, missed_reason = ?, ivr_trail = ?, inputs = ?, \
              flow = ?, flow_version = ?, hangup_by = ?, recording_path = ?, \
-             recording_duration_ms = ? WHERE call_id = ? AND ended_at_ms IS NULL",
+             recording_duration_ms = ?, agent = ?, queue = ?, queue_wait_ms = ?, talk_ms = ?, \
+             wrap_up_ms = ?, satisfaction = ?, caller_id = ? \
+             WHERE call_id = ? AND ended_at_ms IS NULL",
         )
         .bind(close.ended_at_ms)
         .bind(close.ended_at_ms)
@@ -276,6 +296,13 @@ impl Store {
         .bind(close.hangup_by.map(HangupBy::code))
         .bind(&close.recording_path)
         .bind(close.recording_duration_ms)
+        .bind(&close.agent)
+        .bind(&close.queue)
+        .bind(close.queue_wait_ms)
+        .bind(close.talk_ms)
+        .bind(close.wrap_up_ms)
+        .bind(satisfaction)
+        .bind(&close.caller_id)
         .bind(call_id)
         .execute(&self.pool)
         .await?;
@@ -284,10 +311,18 @@ impl Store {
 
     /// Closes every record a crash left open, as result `failed`, reason `system_failure`, hung up
     /// by the system. The end is the last time the call was known alive (its start, or the latest
-    /// [`Store::touch_cdr`]), never later than `now_ms`: a record claims no duration nobody saw.
-    /// Returns how many rows were repaired. Run at start-up, before any call is accepted.
+    /// [`Store::touch_cdr`] or leg write), never later than `now_ms`: a record claims no duration
+    /// nobody saw.
+    ///
+    /// Legs left open end when their main record ended (or when they were last seen, if that is
+    /// later: their start or answer), hung up by the system. A leg that was answered keeps result
+    /// `answered`, since the parties did talk; any other is `failed` with `system_failure`. This
+    /// also closes legs whose end was lost although their main record was closed.
+    ///
+    /// Returns how many main records were repaired. Run at start-up, before any call is accepted.
     pub async fn repair_open_cdrs(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let r = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let calls = sqlx::query(
             "UPDATE cdrs SET ended_at_ms = min(last_seen_ms, ?), result = ?, missed_reason = ?, \
              hangup_by = ? WHERE ended_at_ms IS NULL",
         )
@@ -295,9 +330,109 @@ impl Store {
         .bind(CallResult::Failed.code())
         .bind(MissedReason::SystemFailure.code())
         .bind(HangupBy::System.code())
-        .execute(&self.pool)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Every main record is closed now, so each open leg has an end to take.
+        let legs = sqlx::query(
+            "UPDATE cdr_legs SET \
+               ended_at_ms = max(started_at_ms, coalesce(answered_at_ms, started_at_ms), \
+                 coalesce((SELECT c.ended_at_ms FROM cdrs c WHERE c.call_id = cdr_legs.call_id), \
+                          started_at_ms)), \
+               result = CASE WHEN answered_at_ms IS NULL THEN ? ELSE ? END, \
+               reason = CASE WHEN answered_at_ms IS NULL THEN ? ELSE NULL END, \
+               hangup_by = ? \
+             WHERE ended_at_ms IS NULL",
+        )
+        .bind(CallResult::Failed.code())
+        .bind(CallResult::Answered.code())
+        .bind(MissedReason::SystemFailure.code())
+        .bind(HangupBy::System.code())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if legs > 0 {
+            tracing::warn!(legs, "closed call legs left open by a crash");
+        }
+        Ok(calls)
+    }
+
+    /// Writes a sub-record: inserted the first time its `leg_id` is seen (the leg started),
+    /// updated by every later write (it was answered, it ended). A later write never erases what
+    /// an earlier one knew: a `None` in it leaves the stored answer, end, result, reason, agent,
+    /// queue, hangup side and caller ID as they were, and the start stays the earliest written.
+    /// Kind and peer are taken from the latest write.
+    ///
+    /// The main record must exist ([`StoreError::NoSuchCall`] otherwise) and a leg never moves to
+    /// another call ([`StoreError::LegOfAnotherCall`]). While the main record is open, the leg's
+    /// latest time also counts as a sign of life for start-up repair, as [`Store::touch_cdr`].
+    pub async fn upsert_cdr_leg(&self, leg: &CdrLeg) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let written = sqlx::query(
+            "INSERT INTO cdr_legs (leg_id, call_id, kind, peer, started_at_ms, answered_at_ms, \
+             ended_at_ms, result, reason, agent, queue, hangup_by, caller_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (leg_id) DO UPDATE SET \
+               kind = excluded.kind, \
+               peer = excluded.peer, \
+               started_at_ms = min(cdr_legs.started_at_ms, excluded.started_at_ms), \
+               answered_at_ms = coalesce(excluded.answered_at_ms, cdr_legs.answered_at_ms), \
+               ended_at_ms = coalesce(excluded.ended_at_ms, cdr_legs.ended_at_ms), \
+               result = coalesce(excluded.result, cdr_legs.result), \
+               reason = coalesce(excluded.reason, cdr_legs.reason), \
+               agent = coalesce(excluded.agent, cdr_legs.agent), \
+               queue = coalesce(excluded.queue, cdr_legs.queue), \
+               hangup_by = coalesce(excluded.hangup_by, cdr_legs.hangup_by), \
+               caller_id = coalesce(excluded.caller_id, cdr_legs.caller_id) \
+             WHERE cdr_legs.call_id = excluded.call_id",
+        )
+        .bind(&leg.leg_id)
+        .bind(&leg.call_id)
+        .bind(leg.kind.code())
+        .bind(&leg.peer)
+        .bind(leg.started_at_ms)
+        .bind(leg.answered_at_ms)
+        .bind(leg.ended_at_ms)
+        .bind(leg.result.map(CallResult::code))
+        .bind(leg.reason.map(MissedReason::code))
+        .bind(&leg.agent)
+        .bind(&leg.queue)
+        .bind(leg.hangup_by.map(HangupBy::code))
+        .bind(&leg.caller_id)
+        .execute(&mut *tx)
+        .await;
+        let written = match written {
+            Ok(r) => r.rows_affected(),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                return Err(StoreError::NoSuchCall {
+                    leg_id: leg.leg_id.clone(),
+                    call_id: leg.call_id.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if written == 0 {
+            // The conflict's WHERE refused the update: the leg is stored under another call.
+            return Err(StoreError::LegOfAnotherCall {
+                leg_id: leg.leg_id.clone(),
+                call_id: leg.call_id.clone(),
+            });
+        }
+        let latest = [leg.answered_at_ms, leg.ended_at_ms]
+            .into_iter()
+            .flatten()
+            .fold(leg.started_at_ms, i64::max);
+        sqlx::query(
+            "UPDATE cdrs SET last_seen_ms = max(last_seen_ms, ?) \
+             WHERE call_id = ? AND ended_at_ms IS NULL",
+        )
+        .bind(latest)
+        .bind(&leg.call_id)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected())
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One main record, open or closed.
@@ -306,7 +441,18 @@ impl Store {
             .bind(call_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(cdr_row).transpose()
+        let Some(mut row) = row.as_ref().map(cdr_row).transpose()? else {
+            return Ok(None);
+        };
+        let legs = sqlx::query(&format!(
+            "SELECT {LEG_COLUMNS} FROM cdr_legs WHERE call_id = ? \
+             ORDER BY started_at_ms, leg_id"
+        ))
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        row.legs = legs.iter().map(leg_row).collect::<Result<_, _>>()?;
+        Ok(Some(row))
     }
 
     /// The `limit` most recently started main records, newest first.
@@ -317,7 +463,31 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(cdr_row).collect()
+        let mut page: Vec<CdrRow> = rows.iter().map(cdr_row).collect::<Result<_, _>>()?;
+        if page.is_empty() {
+            return Ok(page);
+        }
+        // The page's legs in one query: the ids go in as one JSON array, so any page size is a
+        // single bound parameter.
+        let ids: Vec<&str> = page.iter().map(|r| r.open.call_id.as_str()).collect();
+        let ids = serde_json::to_string(&ids).expect("strings serialize");
+        let legs = sqlx::query(&format!(
+            "SELECT {LEG_COLUMNS} FROM cdr_legs \
+             WHERE call_id IN (SELECT value FROM json_each(?)) \
+             ORDER BY call_id, started_at_ms, leg_id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_call: HashMap<String, Vec<CdrLeg>> = HashMap::new();
+        for leg in legs.iter().map(leg_row) {
+            let leg = leg?;
+            by_call.entry(leg.call_id.clone()).or_default().push(leg);
+        }
+        for row in &mut page {
+            row.legs = by_call.remove(&row.open.call_id).unwrap_or_default();
+        }
+        Ok(page)
     }
 
     /// Appends to the IVR operation log; returns the entry's id.
@@ -383,6 +553,8 @@ pub struct CdrRow {
     pub open: CdrOpen,
     /// `None` while the call is up (or, before start-up repair, after a crash).
     pub close: Option<CdrClose>,
+    /// The sub-records, ordered by start (then leg id).
+    pub legs: Vec<CdrLeg>,
 }
 
 impl CdrRow {
@@ -396,10 +568,21 @@ impl CdrRow {
         Some(close.ended_at_ms - self.open.started_at_ms)
     }
 
-    /// From answer to end (通话时长); `None` when never answered.
+    /// Talk time (通话时长): the ACD's sum over the answered legs when it gave one, else from
+    /// answer to end; `None` when never answered.
     pub fn talk_ms(&self) -> Option<i64> {
         let close = self.close.as_ref()?;
-        Some(close.ended_at_ms - close.answered_at_ms?)
+        close
+            .talk_ms
+            .or_else(|| Some(close.ended_at_ms - close.answered_at_ms?))
+    }
+
+    /// Ring time (振铃时长): from the ring to the answer, or to the end when never answered;
+    /// `None` when nothing rang.
+    pub fn ring_ms(&self) -> Option<i64> {
+        let close = self.close.as_ref()?;
+        let ring = close.ring_at_ms?;
+        Some(close.answered_at_ms.unwrap_or(close.ended_at_ms) - ring)
     }
 }
 
@@ -463,10 +646,64 @@ struct StoredInput<'a> {
     value: std::borrow::Cow<'a, str>,
 }
 
+/// One satisfaction answer in the `satisfaction` JSON column.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredAnswer {
+    question: u8,
+    score: u8,
+}
+
 const CDR_COLUMNS: &str = "call_id, call_type, direction, customer_number, trunk_number, \
     service_number, started_at_ms, ring_at_ms, answered_at_ms, ended_at_ms, result, \
     missed_reason, ivr_trail, inputs, flow, flow_version, hangup_by, recording_path, \
-    recording_duration_ms";
+    recording_duration_ms, agent, queue, queue_wait_ms, talk_ms, wrap_up_ms, satisfaction, \
+    caller_id";
+
+const LEG_COLUMNS: &str = "leg_id, call_id, kind, peer, started_at_ms, answered_at_ms, \
+    ended_at_ms, result, reason, agent, queue, hangup_by, caller_id";
+
+/// An enum column: NULL stays `None`, an unknown code is [`StoreError::Unreadable`].
+fn code_column<T>(
+    row: &sqlx::sqlite::SqliteRow,
+    column: &'static str,
+    key: &str,
+    from_code: fn(&str) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    match row.try_get::<Option<String>, _>(column)? {
+        None => Ok(None),
+        Some(text) => from_code(&text)
+            .map(Some)
+            .ok_or_else(|| StoreError::Unreadable {
+                column,
+                key: key.to_owned(),
+                value: text,
+            }),
+    }
+}
+
+fn leg_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrLeg, StoreError> {
+    let leg_id: String = row.try_get("leg_id")?;
+    let kind = code_column(row, "kind", &leg_id, LegKind::from_code);
+    Ok(CdrLeg {
+        call_id: row.try_get("call_id")?,
+        kind: kind?.ok_or_else(|| StoreError::Unreadable {
+            column: "kind",
+            key: leg_id.clone(),
+            value: "NULL".into(),
+        })?,
+        peer: row.try_get("peer")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        answered_at_ms: row.try_get("answered_at_ms")?,
+        ended_at_ms: row.try_get("ended_at_ms")?,
+        result: code_column(row, "result", &leg_id, CallResult::from_code)?,
+        reason: code_column(row, "reason", &leg_id, MissedReason::from_code)?,
+        agent: row.try_get("agent")?,
+        queue: row.try_get("queue")?,
+        hangup_by: code_column(row, "hangup_by", &leg_id, HangupBy::from_code)?,
+        caller_id: row.try_get("caller_id")?,
+        leg_id,
+    })
+}
 
 fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
     let call_id: String = row.try_get("call_id")?;
@@ -475,15 +712,9 @@ fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
         key: call_id.clone(),
         value: value.to_owned(),
     };
-    // An enum column: NULL stays `None`, an unknown code is an error.
     macro_rules! code {
         ($column:literal, $ty:ty) => {
-            match row.try_get::<Option<String>, _>($column)? {
-                None => None,
-                Some(text) => {
-                    Some(<$ty>::from_code(&text).ok_or_else(|| unreadable($column, &text))?)
-                }
-            }
+            code_column(row, $column, &call_id, <$ty>::from_code)?
         };
     }
     let open = CdrOpen {
@@ -496,7 +727,11 @@ fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
         started_at_ms: row.try_get("started_at_ms")?,
     };
     let Some(ended_at_ms) = row.try_get::<Option<i64>, _>("ended_at_ms")? else {
-        return Ok(CdrRow { open, close: None });
+        return Ok(CdrRow {
+            open,
+            close: None,
+            legs: Vec::new(),
+        });
     };
     let trail_text: String = row.try_get("ivr_trail")?;
     let ivr_trail: Vec<String> =
@@ -504,6 +739,9 @@ fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
     let inputs_text: String = row.try_get("inputs")?;
     let inputs: Vec<StoredInput<'_>> =
         serde_json::from_str(&inputs_text).map_err(|_| unreadable("inputs", &inputs_text))?;
+    let satisfaction_text: String = row.try_get("satisfaction")?;
+    let satisfaction: Vec<StoredAnswer> = serde_json::from_str(&satisfaction_text)
+        .map_err(|_| unreadable("satisfaction", &satisfaction_text))?;
     let close = CdrClose {
         ended_at_ms,
         ring_at_ms: row.try_get("ring_at_ms")?,
@@ -520,11 +758,21 @@ fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
         hangup_by: code!("hangup_by", HangupBy),
         recording_path: row.try_get("recording_path")?,
         recording_duration_ms: row.try_get("recording_duration_ms")?,
-        ..CdrClose::default()
+        agent: row.try_get("agent")?,
+        queue: row.try_get("queue")?,
+        queue_wait_ms: row.try_get("queue_wait_ms")?,
+        talk_ms: row.try_get("talk_ms")?,
+        wrap_up_ms: row.try_get("wrap_up_ms")?,
+        satisfaction: satisfaction
+            .into_iter()
+            .map(|a| (a.question, a.score))
+            .collect(),
+        caller_id: row.try_get("caller_id")?,
     };
     Ok(CdrRow {
         open,
         close: Some(close),
+        legs: Vec::new(),
     })
 }
 
@@ -650,7 +898,8 @@ mod tests {
             row,
             CdrRow {
                 open: open.clone(),
-                close: None
+                close: None,
+                legs: Vec::new(),
             }
         );
         assert!(row.is_open());
@@ -680,6 +929,13 @@ mod tests {
             hangup_by: Some(HangupBy::Caller),
             recording_path: Some("data/recordings/c-1.wav".into()),
             recording_duration_ms: Some(70_000),
+            agent: Some("8001".into()),
+            queue: Some("sales".into()),
+            queue_wait_ms: Some(12_000),
+            talk_ms: None,
+            wrap_up_ms: Some(30_000),
+            satisfaction: vec![(1, 5), (2, 3)],
+            caller_id: Some("02188880001".into()),
         };
         assert!(store.close_cdr("c-1", &close).await.unwrap());
         let row = store.cdr("c-1").await.unwrap().unwrap();
@@ -731,6 +987,258 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(second, "main:menu→1");
+        let (satisfaction, agent): (String, String) =
+            sqlx::query_as("SELECT satisfaction, agent FROM cdrs WHERE call_id = 'c-1'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            satisfaction,
+            r#"[{"question":1,"score":5},{"question":2,"score":3}]"#
+        );
+        assert_eq!(agent, "8001");
+    }
+
+    fn agent_leg(leg_id: &str, call_id: &str, agent: &str, started_at_ms: i64) -> CdrLeg {
+        CdrLeg {
+            leg_id: leg_id.into(),
+            call_id: call_id.into(),
+            kind: LegKind::Agent,
+            peer: agent.into(),
+            started_at_ms,
+            answered_at_ms: None,
+            ended_at_ms: None,
+            result: None,
+            reason: None,
+            agent: Some(agent.into()),
+            queue: Some("sales".into()),
+            hangup_by: None,
+            caller_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn legs_are_written_at_start_and_end_and_read_with_their_call() {
+        let (_dir, url, store) = temp_store().await;
+        store.open_cdr(&inbound("c-1", 1_000)).await.unwrap();
+        // The first agent rings out; the second answers and the caller hangs up.
+        let rang_out = agent_leg("l-1", "c-1", "8002", 2_000);
+        store.upsert_cdr_leg(&rang_out).await.unwrap();
+        let answered = agent_leg("l-2", "c-1", "8001", 20_000);
+        store.upsert_cdr_leg(&answered).await.unwrap();
+        // Started, not ended: the record shows both legs up, in start order.
+        let row = store.cdr("c-1").await.unwrap().unwrap();
+        assert_eq!(row.legs, [rang_out.clone(), answered.clone()]);
+
+        let rang_out = CdrLeg {
+            ended_at_ms: Some(17_000),
+            result: Some(MissedReason::AgentNoAnswer.result()),
+            reason: Some(MissedReason::AgentNoAnswer),
+            hangup_by: Some(HangupBy::System),
+            ..rang_out
+        };
+        store.upsert_cdr_leg(&rang_out).await.unwrap();
+        let answered_at = CdrLeg {
+            answered_at_ms: Some(25_000),
+            ..answered.clone()
+        };
+        store.upsert_cdr_leg(&answered_at).await.unwrap();
+        // The end as the call code sends it may not repeat what it sent before (the answer time,
+        // the queue): the stored values stay.
+        let ended = CdrLeg {
+            ended_at_ms: Some(95_000),
+            result: Some(CallResult::Answered),
+            hangup_by: Some(HangupBy::Caller),
+            queue: None,
+            ..answered
+        };
+        store.upsert_cdr_leg(&ended).await.unwrap();
+        let want_answered = CdrLeg {
+            answered_at_ms: Some(25_000),
+            queue: Some("sales".into()),
+            ..ended.clone()
+        };
+        // Read back by another connection: durable once awaited.
+        let reopened = Store::open(&url).await.unwrap();
+        let row = reopened.cdr("c-1").await.unwrap().unwrap();
+        assert_eq!(row.legs, [rang_out.clone(), want_answered.clone()]);
+        assert_eq!(row.legs[1].talk_ms(), Some(70_000));
+        assert_eq!(row.legs[0].ring_ms(), Some(15_000));
+
+        // A duplicate start written late (a retry) does not reopen an ended leg.
+        store
+            .upsert_cdr_leg(&agent_leg("l-1", "c-1", "8002", 2_000))
+            .await
+            .unwrap();
+        let row = store.cdr("c-1").await.unwrap().unwrap();
+        assert_eq!(row.legs[0], rang_out);
+        let codes: (String, String, String) =
+            sqlx::query_as("SELECT kind, result, reason FROM cdr_legs WHERE leg_id = 'l-1'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            codes,
+            (
+                "agent".to_owned(),
+                "not_answered".to_owned(),
+                "agent_no_answer".to_owned()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leg_without_its_call_is_a_typed_error() {
+        let (_dir, _url, store) = temp_store().await;
+        let err = store
+            .upsert_cdr_leg(&agent_leg("l-1", "no-such-call", "8001", 1_000))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NoSuchCall { leg_id, call_id }
+                if leg_id == "l-1" && call_id == "no-such-call"),
+            "{err}"
+        );
+        // A leg keeps its call: the same id under another call is refused, and changes nothing.
+        store.open_cdr(&inbound("c-1", 1_000)).await.unwrap();
+        store.open_cdr(&inbound("c-2", 1_000)).await.unwrap();
+        store
+            .upsert_cdr_leg(&agent_leg("l-1", "c-1", "8001", 1_000))
+            .await
+            .unwrap();
+        let err = store
+            .upsert_cdr_leg(&CdrLeg {
+                ended_at_ms: Some(9_000),
+                ..agent_leg("l-1", "c-2", "8001", 1_000)
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::LegOfAnotherCall { call_id, .. } if call_id == "c-2"),
+            "{err}"
+        );
+        let row = store.cdr("c-1").await.unwrap().unwrap();
+        assert_eq!(row.legs[0].ended_at_ms, None);
+        assert!(store.cdr("c-2").await.unwrap().unwrap().legs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn recent_records_carry_their_own_legs() {
+        let (_dir, _url, store) = temp_store().await;
+        for (i, call) in ["a", "b", "c"].into_iter().enumerate() {
+            store
+                .open_cdr(&inbound(call, 1_000 * i as i64))
+                .await
+                .unwrap();
+        }
+        // Written out of start order, across calls.
+        for (leg, call, started) in [
+            ("b-2", "b", 1_500),
+            ("a-1", "a", 100),
+            ("b-1", "b", 1_200),
+            ("c-1", "c", 2_100),
+        ] {
+            store
+                .upsert_cdr_leg(&agent_leg(leg, call, "8001", started))
+                .await
+                .unwrap();
+        }
+        let page = store.recent_cdrs(2).await.unwrap();
+        let got: Vec<(&str, Vec<&str>)> = page
+            .iter()
+            .map(|r| {
+                (
+                    r.open.call_id.as_str(),
+                    r.legs.iter().map(|l| l.leg_id.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("c", vec!["c-1"]), ("b", vec!["b-1", "b-2"])]);
+        assert!(store.recent_cdrs(0).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn start_up_repairs_legs_a_crash_left_open() {
+        let (_dir, url, store) = temp_store().await;
+        store.open_cdr(&inbound("up", 10_000)).await.unwrap();
+        // Ringing when the process died.
+        store
+            .upsert_cdr_leg(&agent_leg("ringing", "up", "8002", 12_000))
+            .await
+            .unwrap();
+        // Talking when the process died; the answer is the call's last sign of life.
+        store
+            .upsert_cdr_leg(&CdrLeg {
+                answered_at_ms: Some(40_000),
+                ..agent_leg("talking", "up", "8001", 30_000)
+            })
+            .await
+            .unwrap();
+        // A call that ended normally, but whose leg end was lost in the crash.
+        store.open_cdr(&inbound("closed", 50_000)).await.unwrap();
+        store
+            .upsert_cdr_leg(&agent_leg("lost-end", "closed", "8003", 51_000))
+            .await
+            .unwrap();
+        let close = CdrClose {
+            ended_at_ms: 60_000,
+            result: CallResult::NotAnswered,
+            missed_reason: Some(MissedReason::AbandonedInQueue),
+            ..CdrClose::default()
+        };
+        assert!(store.close_cdr("closed", &close).await.unwrap());
+        drop(store);
+
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.repair_open_cdrs(90_000).await.unwrap(), 1);
+        let row = store.cdr("up").await.unwrap().unwrap();
+        assert_eq!(row.close.as_ref().unwrap().ended_at_ms, 40_000);
+        let repaired = |leg: CdrLeg, ended_at_ms, result, reason| CdrLeg {
+            ended_at_ms: Some(ended_at_ms),
+            result: Some(result),
+            reason,
+            hangup_by: Some(HangupBy::System),
+            ..leg
+        };
+        assert_eq!(
+            row.legs,
+            [
+                repaired(
+                    agent_leg("ringing", "up", "8002", 12_000),
+                    40_000,
+                    CallResult::Failed,
+                    Some(MissedReason::SystemFailure)
+                ),
+                repaired(
+                    CdrLeg {
+                        answered_at_ms: Some(40_000),
+                        ..agent_leg("talking", "up", "8001", 30_000)
+                    },
+                    40_000,
+                    CallResult::Answered,
+                    None
+                ),
+            ]
+        );
+        let row = store.cdr("closed").await.unwrap().unwrap();
+        assert_eq!(row.close, Some(close));
+        assert_eq!(
+            row.legs,
+            [repaired(
+                agent_leg("lost-end", "closed", "8003", 51_000),
+                60_000,
+                CallResult::Failed,
+                Some(MissedReason::SystemFailure)
+            )]
+        );
+        // Nothing is left open: a second start repairs nothing.
+        assert_eq!(store.repair_open_cdrs(90_000).await.unwrap(), 0);
+        let open_legs: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM cdr_legs WHERE ended_at_ms IS NULL")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(open_legs, 0);
     }
 
     #[tokio::test]
