@@ -25,7 +25,10 @@ use crate::sip::msg::{
 use crate::sip::transaction::{Incoming, ServerTxId, TimerConfig, TransactionLayer, TxEvent};
 use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
-pub use calls::{CallSettings, EndReason, NumberRoute, TestLineSettings, TrunkRoute};
+pub use calls::{
+    AgentSettings, CallSettings, EndReason, NumberRoute, QueueSettings, TestLineSettings,
+    TrunkRoute,
+};
 pub use flows::{FlowSet, HttpRequest};
 use ipnet::IpNet;
 use switchboard_media::control::{Command, SessionId};
@@ -132,6 +135,8 @@ pub struct Endpoint {
     metrics: Gauges,
     counters: Counters,
     calls: calls::Calls,
+    /// Agents, skill groups and their queues.
+    acd: calls::AcdState,
     call_cfg: CallSettings,
     /// The published flows new calls start in.
     flows: FlowSet,
@@ -165,6 +170,7 @@ impl Endpoint {
             metrics: Gauges::new(),
             counters: Counters::new(),
             calls: calls::Calls::default(),
+            acd: calls::AcdState::new(&config.calls.queueing),
             call_cfg: config.calls,
             flows: FlowSet::default(),
             clock: None,
@@ -199,6 +205,7 @@ impl Endpoint {
     /// passed with each input.
     pub fn set_clock(&mut self, now: Instant, unix_ms: i64) {
         self.clock = Some((now, unix_ms));
+        self.acd.start(now);
     }
 
     fn note_time(&mut self, now: Instant, unix: u64) {
@@ -206,6 +213,7 @@ impl Endpoint {
         if self.clock.is_none() {
             self.clock = Some((now, unix as i64 * 1000));
         }
+        self.acd.start(now);
     }
 
     pub fn handle_message(&mut self, now: Instant, unix: u64, from: Received, data: Bytes) {
@@ -263,6 +271,7 @@ impl Endpoint {
         self.tx.handle_timeout(now);
         self.drain_tx_events(now);
         self.call_timeouts(now);
+        self.acd_timeouts(now);
         if self.next_housekeeping.is_some_and(|t| t <= now) {
             self.next_housekeeping = Some(now + HOUSEKEEPING);
             self.registrar.expire(unix);
@@ -294,6 +303,7 @@ impl Endpoint {
             self.tx.poll_timeout(),
             self.next_housekeeping,
             self.calls.poll_timeout(),
+            self.acd_poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -34,6 +34,9 @@ struct Net {
     http: Vec<(u64, u64, HttpRequest)>,
     opened: Vec<crate::cdr::CdrOpen>,
     closed: Vec<(String, crate::cdr::CdrClose)>,
+    /// Sub-record writes, in order (a leg appears when it starts and again when it ends).
+    legs: Vec<crate::cdr::CdrLeg>,
+    call_events: Vec<crate::events::CallEvent>,
 }
 
 impl Net {
@@ -54,7 +57,7 @@ impl Net {
             digest: DigestConfig::default(),
             lockout: LockoutConfig::default(),
             trusted: vec!["10.0.0.0/24".parse().unwrap()],
-            accounts: ["1001", "1002"]
+            accounts: ["1001", "1002", "1003"]
                 .iter()
                 .map(|u| {
                     (
@@ -94,6 +97,8 @@ impl Net {
             http: Vec::new(),
             opened: Vec::new(),
             closed: Vec::new(),
+            legs: Vec::new(),
+            call_events: Vec::new(),
         }
     }
 
@@ -122,6 +127,8 @@ impl Net {
                 } => self.http.push((call, token, request)),
                 Event::CdrOpen(open) => self.opened.push(open),
                 Event::CdrClose { call_id, close } => self.closed.push((call_id, close)),
+                Event::CdrLeg(leg) => self.legs.push(leg),
+                Event::CallEvent(e) => self.call_events.push(e),
             }
         }
     }
@@ -1101,5 +1108,368 @@ mod flows {
             "{:?}",
             close.ivr_trail
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Skill-group queues: the flow queues the caller, the ACD picks agents, their desk phones ring
+// ---------------------------------------------------------------------------------------------
+
+mod queue {
+    use super::*;
+    use crate::acd::{AgentConfig, AnswerMode, QueueConfig, Strategy};
+    use crate::cdr::{CallResult, LegKind, MissedReason};
+    use crate::endpoint::{AgentSettings, QueueSettings};
+    use crate::events::CallEventKind;
+    use crate::ivr::model::{self, Flow, Node, NodeId, NodeKind};
+    use std::sync::Arc;
+    use switchboard_media::prompt::{synth, Prompt, PromptLibrary};
+
+    const AGENT_1: &str = PHONE_A; // account 1002
+    const AGENT_2: &str = PHONE_B; // account 1003
+
+    fn node(name: &str, kind: NodeKind) -> Node {
+        Node {
+            name: name.into(),
+            line: 1,
+            kind,
+        }
+    }
+
+    /// queue sales (exit key 9, 60 s max wait) → every outcome goes to `bye`, except the exit
+    /// key, which plays a notice first.
+    fn queue_flow() -> Flow {
+        Flow {
+            name: "main".into(),
+            version: "q1".into(),
+            start: NodeId(0),
+            nodes: vec![
+                node(
+                    "q",
+                    NodeKind::Queue {
+                        queue: "sales".into(),
+                        priority: None,
+                        max_wait: Duration::from_secs(60),
+                        announce_every: None,
+                        music: Some("hold".into()),
+                        exit_key: Some('9'),
+                        after_agent: None,
+                        timeout: NodeId(1),
+                        exit: NodeId(2),
+                        no_agents: NodeId(1),
+                        full: NodeId(1),
+                    },
+                ),
+                node(
+                    "bye",
+                    NodeKind::Hangup {
+                        cause: model::HangupCause::Normal,
+                    },
+                ),
+                node(
+                    "left",
+                    NodeKind::Play {
+                        prompts: vec!["hold".into()],
+                        barge_in: false,
+                        next: NodeId(1),
+                    },
+                ),
+            ],
+            calendars: Default::default(),
+            file: "main.yaml".into(),
+        }
+    }
+
+    fn agent(id: &str, account: &str, order: u32, login: bool) -> AgentSettings {
+        let mut config = AgentConfig::new(id).in_queue_with("sales", order, 1);
+        config.answer_mode = AnswerMode::DeskPhone {
+            accounts: vec![account.into()],
+        };
+        config.max_ring = Duration::from_secs(10);
+        config.wrap_up = Duration::from_secs(5);
+        AgentSettings {
+            config,
+            pin: Some(format!("7{order}7{order}")),
+            mobile_trunk: None,
+            login_at_start: login,
+        }
+    }
+
+    fn queue_net(strategy: Strategy, logged_in: bool) -> Net {
+        let mut net = Net::new(&[]);
+        let mut library = PromptLibrary::new();
+        library.add(Prompt::from_samples("hold", &synth::tone(440.0, 200, 8000)));
+        library.add(Prompt::from_samples("beep", &synth::beep()));
+        net.ep.call_cfg.prompts = Arc::new(library);
+        net.ep.call_cfg.numbers = vec![crate::endpoint::NumberRoute {
+            number: "4000".into(),
+            trunk: None,
+            flow: "main".into(),
+            enabled: true,
+        }];
+        net.ep.publish_flows([Arc::new(queue_flow())]);
+        let settings = QueueSettings {
+            queues: vec![QueueConfig::new("sales", strategy)],
+            agents: vec![
+                agent("a1", "1002", 1, logged_in),
+                agent("a2", "1003", 2, logged_in),
+            ],
+            ..QueueSettings::default()
+        };
+        net.ep.acd = crate::endpoint::calls::AcdState::new(&settings);
+        let bindings = [("1002", AGENT_1), ("1003", AGENT_2)]
+            .iter()
+            .enumerate()
+            .map(|(i, (aor, addr))| Binding {
+                aor: (*aor).into(),
+                contact: format!("<sip:{aor}@{addr}>"),
+                expires_at: UNIX + 3600,
+                q: 1000,
+                call_id: format!("reg-{i}"),
+                cseq: 1,
+                transport: Transport::Udp,
+                source: addr.parse().unwrap(),
+                local: LOCAL.parse().unwrap(),
+                conn: None,
+                user_agent: None,
+                registered_at: UNIX,
+            })
+            .collect();
+        net.ep.restore_bindings(bindings, UNIX);
+        net
+    }
+
+    /// The caller dials 4000 and ACKs: the flow queues it at once.
+    fn enter(net: &mut Net, call_id: &str) -> String {
+        net.deliver(
+            CALLER,
+            &caller_invite("4000", call_id, &sdp(4000, "sendrecv")),
+        );
+        let ok: Vec<Response> = responses(&net.take(CALLER))
+            .into_iter()
+            .filter(|r| r.code >= 200)
+            .collect();
+        assert_eq!(ok[0].code, 200);
+        let tag = to_tag(&ok[0]);
+        let ack = caller_ack(&tag, call_id)
+            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
+        net.deliver(CALLER, &ack);
+        tag
+    }
+
+    fn caller_bye(net: &mut Net, tag: &str, call_id: &str) {
+        let bye = caller_in_dialog("BYE", 2, tag, call_id, "")
+            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
+        net.deliver(CALLER, &bye);
+    }
+
+    fn phone_bye(net: &mut Net, phone: &str, inv: &Request, tag: &str) {
+        let bye = format!(
+            "BYE sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bK-{tag}-bye\r\nMax-Forwards: 70\r\nFrom: <sip:agent@switchboard>;tag={tag}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
+            inv.headers.get_str(&HeaderName::From).unwrap(),
+            inv.headers.call_id().unwrap()
+        );
+        net.deliver(phone, &bye);
+    }
+
+    #[test]
+    fn an_agent_who_does_not_answer_is_skipped_and_the_next_one_serves_the_caller() {
+        let mut net = queue_net(Strategy::Linear, true);
+        let _tag = enter(&mut net, "q1");
+        assert!(
+            net.commands
+                .iter()
+                .any(|c| matches!(c, Command::Play { repeat: true, .. })),
+            "music on hold plays while the caller waits"
+        );
+        // Linear: agent a1 first, a2 not yet.
+        let inv1 = requests(&net.take(AGENT_1), Method::Invite).remove(0);
+        assert!(requests(&net.take(AGENT_2), Method::Invite).is_empty());
+        net.deliver_msg(AGENT_1, &phone_response(&inv1, 180, "p1", AGENT_1, None));
+        // a1's phone rings out its 10 s: cancelled, and a2's phone rings.
+        net.advance(Duration::from_secs(10));
+        assert_eq!(requests(&net.take(AGENT_1), Method::Cancel).len(), 1);
+        let inv2 = requests(&net.take(AGENT_2), Method::Invite).remove(0);
+        assert_eq!(
+            inv2.headers.from().unwrap().uri.user.as_deref(),
+            Some("1001"),
+            "the agent's phone shows the caller's number"
+        );
+        net.deliver_msg(
+            AGENT_2,
+            &phone_response(&inv2, 200, "p2", AGENT_2, Some(&sdp(6000, "sendrecv"))),
+        );
+        assert!(net
+            .commands
+            .iter()
+            .any(|c| matches!(c, Command::Bridge { .. })));
+        assert_eq!(
+            net.ep.acd().agent(&"a2".into()).unwrap().state().status(),
+            crate::acd::AgentStatus::Talking
+        );
+        // Talk 30 s; the agent hangs up; the flow ends the call (no after-agent node).
+        net.advance(Duration::from_secs(30));
+        phone_bye(&mut net, AGENT_2, &inv2, "p2");
+        assert_eq!(requests(&net.take(CALLER), Method::Bye).len(), 1);
+        assert_eq!(
+            net.ep.acd().agent(&"a2".into()).unwrap().state().status(),
+            crate::acd::AgentStatus::WrapUp
+        );
+        let (_, close) = net.closed.last().expect("record closed");
+        assert_eq!(close.result, CallResult::Answered);
+        assert_eq!(close.agent.as_deref(), Some("a2"));
+        assert_eq!(close.queue.as_deref(), Some("sales"));
+        assert_eq!(close.queue_wait_ms, Some(10_000));
+        assert_eq!(close.talk_ms, Some(30_000));
+        assert_eq!(close.wrap_up_ms, Some(5_000));
+        // One sub-record per ring attempt, each final write complete.
+        let finals: Vec<_> = net
+            .legs
+            .iter()
+            .filter(|l| l.ended_at_ms.is_some())
+            .collect();
+        assert_eq!(finals.len(), 2, "{:?}", net.legs);
+        assert_eq!(finals[0].agent.as_deref(), Some("a1"));
+        assert_eq!(finals[0].reason, Some(MissedReason::AgentNoAnswer));
+        assert_eq!(finals[0].kind, LegKind::Agent);
+        assert_eq!(finals[1].agent.as_deref(), Some("a2"));
+        assert_eq!(finals[1].result, Some(CallResult::Answered));
+        // The events tell the same story, in order.
+        let kinds: Vec<CallEventKind> = net.call_events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                CallEventKind::InboundRinging,
+                CallEventKind::OutboundRinging,
+                CallEventKind::Hangup,
+                CallEventKind::Answered,
+                CallEventKind::Hangup,
+                CallEventKind::Hangup,
+            ]
+        );
+        // Wrap-up ends by time: a2 is idle again 5 s later.
+        net.advance(Duration::from_secs(5));
+        assert_eq!(
+            net.ep.acd().agent(&"a2".into()).unwrap().state().status(),
+            crate::acd::AgentStatus::Idle
+        );
+    }
+
+    #[test]
+    fn a_caller_who_hangs_up_while_waiting_abandoned_the_queue_with_its_wait() {
+        let mut net = queue_net(Strategy::RingAll, true);
+        let tag = enter(&mut net, "q2");
+        let inv1 = requests(&net.take(AGENT_1), Method::Invite).remove(0);
+        let inv2 = requests(&net.take(AGENT_2), Method::Invite).remove(0);
+        net.deliver_msg(AGENT_1, &phone_response(&inv1, 180, "p1", AGENT_1, None));
+        net.deliver_msg(AGENT_2, &phone_response(&inv2, 180, "p2", AGENT_2, None));
+        net.advance(Duration::from_secs(7));
+        caller_bye(&mut net, &tag, "q2");
+        assert_eq!(requests(&net.take(AGENT_1), Method::Cancel).len(), 1);
+        assert_eq!(requests(&net.take(AGENT_2), Method::Cancel).len(), 1);
+        let (_, close) = net.closed.last().expect("record closed");
+        assert_eq!(close.missed_reason, Some(MissedReason::AbandonedInQueue));
+        assert_eq!(close.result, CallResult::NotAnswered);
+        assert_eq!(close.queue_wait_ms, Some(7_000));
+        for a in ["a1", "a2"] {
+            assert_eq!(
+                net.ep.acd().agent(&a.into()).unwrap().state().status(),
+                crate::acd::AgentStatus::Idle,
+                "{a} is released, not stuck reserved"
+            );
+        }
+    }
+
+    #[test]
+    fn the_exit_key_takes_the_flow_on_and_no_agent_online_is_its_own_reason() {
+        let mut net = queue_net(Strategy::Linear, true);
+        let _tag = enter(&mut net, "q3");
+        let inv1 = requests(&net.take(AGENT_1), Method::Invite).remove(0);
+        net.deliver_msg(AGENT_1, &phone_response(&inv1, 180, "p1", AGENT_1, None));
+        let session = net
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                Command::Play { id, .. } => Some(*id),
+                _ => None,
+            })
+            .unwrap();
+        net.advance(Duration::from_secs(3));
+        net.ep.handle_media(
+            net.now,
+            MediaEvent::Digit {
+                id: session,
+                digit: switchboard_media::dtmf::rfc4733::Digit::from_char('9').unwrap(),
+                via: switchboard_media::control::DtmfVia::Rfc4733,
+                duration: Duration::from_millis(100),
+                relay_to: None,
+            },
+        );
+        net.pump();
+        assert_eq!(
+            requests(&net.take(AGENT_1), Method::Cancel).len(),
+            1,
+            "the ringing agent is released"
+        );
+        // The flow plays its notice, then hangs up: the trail shows the exit.
+        let notice = net
+            .commands
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Command::Play {
+                    token,
+                    repeat: false,
+                    ..
+                } => Some(*token),
+                _ => None,
+            })
+            .expect("the exit branch plays its notice");
+        net.ep.handle_media(
+            net.now,
+            MediaEvent::PlayDone {
+                id: session,
+                token: notice,
+            },
+        );
+        net.pump();
+        let (_, close) = net.closed.last().expect("record closed");
+        assert!(
+            close.ivr_trail.iter().any(|t| t == "main:q→exit"),
+            "{:?}",
+            close.ivr_trail
+        );
+        assert_eq!(close.missed_reason, Some(MissedReason::AbandonedInQueue));
+        assert_eq!(close.queue_wait_ms, Some(3_000));
+
+        // Nobody logged in: the queue refuses at once.
+        let mut net = queue_net(Strategy::Linear, false);
+        let _tag = enter(&mut net, "q4");
+        assert!(net.take(AGENT_1).is_empty());
+        let (_, close) = net.closed.last().expect("the flow hung up");
+        assert_eq!(close.missed_reason, Some(MissedReason::NoAgentOnline));
+        assert_eq!(close.queue.as_deref(), Some("sales"));
+    }
+
+    #[test]
+    fn a_desk_phone_logs_its_agent_in_with_the_feature_code_and_pin() {
+        let mut net = queue_net(Strategy::Linear, false);
+        // 1001 dials 0000 + a2's PIN: the phone is now a2's, and a2 is logged in.
+        net.deliver(
+            CALLER,
+            &caller_invite("00007272", "f1", &sdp(4000, "sendrecv")),
+        );
+        let ok = responses(&net.take(CALLER));
+        assert_eq!(ok.last().unwrap().code, 200);
+        assert_eq!(
+            net.ep.acd().agent(&"a2".into()).unwrap().state().status(),
+            crate::acd::AgentStatus::Idle
+        );
+        // A wrong PIN is refused.
+        net.deliver(
+            CALLER,
+            &caller_invite("00001111", "f2", &sdp(4000, "sendrecv")),
+        );
+        assert_eq!(codes(&net.take(CALLER)), vec![403]);
     }
 }

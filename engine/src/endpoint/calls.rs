@@ -10,9 +10,16 @@
 //! through [`Endpoint::handle_media_opened`] and [`Endpoint::handle_media`]. Offer/answer is
 //! done per leg with [`switchboard_media::sdp`]; hold and resume on one leg become a fresh
 //! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
+mod queueing;
+mod records;
+
+pub(super) use queueing::AcdState;
+pub use queueing::{AgentSettings, QueueSettings};
+
 use super::flows::FlowRun;
 use super::{Endpoint, Event, Received};
-use crate::cdr::{self, CallResult, CallType, CdrClose, CdrOpen, HangupBy, MissedReason};
+use crate::cdr::{self, CallResult, CallType, CdrClose, CdrOpen, HangupBy, LegKind, MissedReason};
+use crate::events::CallEventKind;
 use crate::ivr::interp::{CallInfo, End, Event as FlowEvent, LegOutcome};
 use crate::ivr::model::Flow;
 use crate::sip::dialog::{Dialog, DialogError, DialogId, DialogState};
@@ -58,6 +65,8 @@ pub struct CallSettings {
     pub trunks: Vec<TrunkRoute>,
     /// Callers refused before routing.
     pub blacklist: crate::config::Blacklist,
+    /// Agents, skill groups and the desk-phone feature codes (the ACD).
+    pub queueing: QueueSettings,
 }
 
 /// A service number bound to a flow (`numbers:` in the configuration).
@@ -95,6 +104,7 @@ impl Default for CallSettings {
             numbers: Vec::new(),
             trunks: Vec::new(),
             blacklist: crate::config::Blacklist::default(),
+            queueing: QueueSettings::default(),
         }
     }
 }
@@ -151,6 +161,9 @@ enum Kind {
     Bridge,
     /// A service number: the call runs an IVR flow.
     Flow,
+    /// A desk-phone feature code (agent login/logout): answered, confirmed with a prompt,
+    /// hung up.
+    Feature,
 }
 
 #[derive(Debug)]
@@ -175,6 +188,8 @@ struct Call {
     /// Why we hang up on the caller, for the BYE's `Reason` header (RFC 3326), when a flow
     /// says.
     bye_reason: Option<&'static str>,
+    /// The caller's visit to a skill group's queue (current or last).
+    queue: Option<queueing::QueueVisit>,
 }
 
 /// What the call record will say, gathered as the call goes.
@@ -186,6 +201,16 @@ struct CdrDraft {
     ring_ms: Option<i64>,
     /// The call's recording: path, and duration once finished.
     recording: Option<(String, Option<i64>)>,
+    /// The agent who served the call last, and the wrap-up they were given.
+    agent: Option<String>,
+    wrap_up_ms: Option<i64>,
+    /// The skill group the call was last queued to, and the time spent in queues.
+    queue: Option<String>,
+    queue_wait: Duration,
+    /// Talk time on answered legs.
+    talk_ms: i64,
+    /// Why the last queue visit did not end with an agent (queue timeout, full, …).
+    queue_miss: Option<MissedReason>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +259,10 @@ struct Leg {
     playing_intro: bool,
     /// Live transactions of this leg: it is forgotten only when none is left.
     transactions: u32,
+    /// The agent this leg rings, and the skill group that offered the call.
+    agent: Option<(crate::acd::AgentId, Option<crate::acd::QueueId>)>,
+    /// The leg's sub-record while it is open.
+    record: Option<records::LegRecord>,
 }
 
 /// What a client transaction of ours was for.
@@ -488,10 +517,32 @@ impl Endpoint {
                 .then(|| callee.clone()),
             started_at_ms: started_ms,
         };
+        let ringing = serde_json::json!({
+            "caller": caller,
+            "callee": callee,
+            "trunk": trunk,
+            "service_number": open.service_number,
+        });
         let refuse = |ep: &mut Endpoint, code: u16, reason: &str, missed: MissedReason| {
             let resp = ep.response(req, code).with_reason(reason.to_owned());
             ep.respond(now, id, resp);
             ep.events.push_back(Event::CdrOpen(open.clone()));
+            ep.call_event(
+                now,
+                &call_id,
+                CallEventKind::InboundRinging,
+                ringing.clone(),
+            );
+            ep.call_event(
+                now,
+                &call_id,
+                CallEventKind::Hangup,
+                serde_json::json!({
+                    "hangup_by": HangupBy::System.code(),
+                    "result": missed.result().code(),
+                    "missed_reason": missed.code(),
+                }),
+            );
             ep.events.push_back(Event::CdrClose {
                 call_id: call_id.clone(),
                 close: CdrClose {
@@ -520,7 +571,18 @@ impl Endpoint {
             return;
         }
         let mut flow_def = None;
-        let kind = if self
+        let feature = if trunk.is_none() {
+            self.feature_code(&caller, &callee)
+        } else {
+            None
+        };
+        let kind = if let Some(code) = &feature {
+            if !self.run_feature_code(now, &caller, code) {
+                refuse(self, 403, "Forbidden", MissedReason::InboundRouteNotMatched);
+                return;
+            }
+            Kind::Feature
+        } else if self
             .call_cfg
             .test_line
             .as_ref()
@@ -603,6 +665,7 @@ impl Endpoint {
             self.calls.arm(t, key, TimerKey::Ring);
         }
         self.events.push_back(Event::CdrOpen(open));
+        self.call_event(now, &call_id, CallEventKind::InboundRinging, ringing);
         self.calls.calls.insert(
             key,
             Call {
@@ -618,23 +681,33 @@ impl Endpoint {
                 flow_def,
                 flow: None,
                 bye_reason: None,
+                queue: None,
                 cdr: CdrDraft {
                     call_id,
                     started_ms,
                     answered_ms: None,
                     ring_ms: None,
                     recording: None,
+                    agent: None,
+                    wrap_up_ms: None,
+                    queue: None,
+                    queue_wait: Duration::ZERO,
+                    talk_ms: 0,
+                    queue_miss: None,
                 },
             },
         );
         if kind == Kind::Bridge {
             let forks = self.make_forks(key, req, &contacts, &callee, &[]);
+            for f in &forks {
+                self.open_leg_record(now, key, *f, LegKind::Agent, callee.clone());
+            }
             if let Some(c) = self.calls.calls.get_mut(&key) {
                 c.forks = forks;
             }
         }
         tracing::info!(call = key.0, %caller, %callee, kind = ?kind, "call started");
-        metrics::counter!("calls_total", "kind" => match kind { Kind::TestLine => "test_line", Kind::Bridge => "account", Kind::Flow => "flow" }).increment(1);
+        metrics::counter!("calls_total", "kind" => match kind { Kind::TestLine => "test_line", Kind::Bridge => "account", Kind::Flow => "flow", Kind::Feature => "feature_code" }).increment(1);
     }
 
     /// Outbound legs to every contact of a binding list (parallel fork); their RTP sessions
@@ -760,6 +833,8 @@ impl Endpoint {
             media_closed: false,
             playing_intro: false,
             transactions: 0,
+            agent: None,
+            record: None,
         };
         self.calls.by_session.insert(session, id);
         self.calls.legs.insert(id, leg);
@@ -856,7 +931,7 @@ impl Endpoint {
             Side::Outbound => {}
             // The test line and flows answer at once; a call to an account waits for a phone.
             Side::Inbound => match kind {
-                Kind::TestLine | Kind::Flow => self.answer_inbound(now, key, None),
+                Kind::TestLine | Kind::Flow | Kind::Feature => self.answer_inbound(now, key, None),
                 Kind::Bridge => {}
             },
         }
@@ -1122,6 +1197,7 @@ impl Endpoint {
                 // When the dialled side first rang, for the record.
                 c.cdr.ring_ms.get_or_insert(at);
             }
+            self.leg_ringing(now, leg_id);
             self.ring_caller(now, key);
             return;
         }
@@ -1175,6 +1251,19 @@ impl Endpoint {
             self.hangup_leg(now, leg_id, None);
             return;
         };
+        if !self.agent_leg_answered(now, key, leg_id) {
+            // The ACD withdrew the offer (ring time over, caller gone) as the agent answered.
+            self.hangup_leg(now, leg_id, None);
+            if let Some(c) = self.calls.calls.get_mut(&key) {
+                c.forks.retain(|f| *f != leg_id);
+            }
+            if let Some(l) = self.calls.legs.get_mut(&leg_id) {
+                l.call = None;
+            }
+            self.close_media(leg_id);
+            self.finish_leg_record(now, leg_id, HangupBy::System);
+            return;
+        }
         // Read the answer to our offer.
         let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
         let answer = sdp_of(&resp.body).and_then(Result::ok);
@@ -1194,6 +1283,8 @@ impl Endpoint {
         leg.our_offer = None;
         leg.remote_sdp = answer;
         let codec = negotiated.codec.codec;
+        self.leg_answered(now, leg_id);
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
         self.events.push_back(Event::Media(Command::Configure {
             id: leg.session,
             params: params_of(&negotiated),
@@ -1280,6 +1371,11 @@ impl Endpoint {
     }
 
     fn fork_failed(&mut self, now: Instant, key: CallKey, leg_id: LegId, code: u16) {
+        if self.agent_leg_failed(now, key, leg_id, code) {
+            return;
+        }
+        self.leg_failed_with(leg_id, code);
+        self.finish_leg_record(now, leg_id, HangupBy::Callee);
         let Some(call) = self.calls.calls.get_mut(&key) else {
             return;
         };
@@ -1345,6 +1441,7 @@ impl Endpoint {
             self.send_cancel(now, leg_id);
         }
         self.close_media(leg_id);
+        self.finish_leg_record(now, leg_id, HangupBy::System);
     }
 
     /// RFC 3261 §9.1: CANCEL copies the INVITE's Request-URI, Call-ID, From, To, CSeq number
@@ -1518,9 +1615,13 @@ impl Endpoint {
                         if let Some(l) = self.calls.legs.get_mut(&leg_id) {
                             l.call = None;
                         }
+                        self.finish_leg_record(now, leg_id, HangupBy::Callee);
                         self.dial_finished(now, key, LegOutcome::AnsweredThenHungUp, headers);
                     }
                     Some(key) => {
+                        if reason == EndReason::CalleeHangup {
+                            self.finish_leg_record(now, leg_id, HangupBy::Callee);
+                        }
                         if in_flow {
                             self.flow_event(now, key, FlowEvent::CallerHangup);
                         }
@@ -1598,6 +1699,25 @@ impl Endpoint {
                 vars: Default::default(),
             };
             self.start_flow(now, key, flow, info);
+            return;
+        }
+        let is_feature = self
+            .calls
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.kind == Kind::Feature && c.a == leg_id);
+        if is_feature {
+            // Confirm the feature code with a short tone, then hang up.
+            let session = self.calls.legs[&leg_id].session;
+            match self.call_cfg.prompts.get("beep") {
+                Some(p) => self.events.push_back(Event::Media(Command::Play {
+                    id: session,
+                    prompts: vec![p],
+                    repeat: false,
+                    token: PLAY_INTRO,
+                })),
+                None => self.end_call(now, key, EndReason::FlowHangup, None),
+            }
             return;
         }
         let is_test = self
@@ -1849,8 +1969,11 @@ impl Endpoint {
                 }));
             }
             Kind::Flow if call.a == leg_id && call.winner.is_none() => {
-                self.flow_digit(now, key, digit.as_char());
+                if !self.queue_digit(now, key, digit.as_char()) {
+                    self.flow_digit(now, key, digit.as_char());
+                }
             }
+            Kind::Feature => {}
             Kind::Flow | Kind::Bridge => {
                 if via == "info" {
                     if let Some(other) = self.other_leg(key, leg_id) {
@@ -1904,8 +2027,19 @@ impl Endpoint {
                         .get(k)
                         .is_some_and(|c| c.kind == Kind::Flow)
                 });
+                let feature_call = self.calls.call_of_session(id).filter(|k| {
+                    self.calls
+                        .calls
+                        .get(k)
+                        .is_some_and(|c| c.kind == Kind::Feature)
+                });
                 if let Some(key) = flow_call {
-                    self.flow_play_done(now, key, token);
+                    if !self.queue_play_done(key, token) {
+                        self.flow_play_done(now, key, token);
+                    }
+                } else if let Some(key) = feature_call {
+                    // The confirmation has been heard.
+                    self.end_call(now, key, EndReason::FlowHangup, None);
                 } else if token == PLAY_INTRO {
                     // The test line echoes after its greeting.
                     self.events.push_back(Event::Media(Command::Echo { id }));
@@ -2032,6 +2166,7 @@ impl Endpoint {
     /// End a call: the caller gets `answer` if it has no final response yet, answered legs
     /// get BYE, ringing ones CANCEL, and every media session closes.
     fn end_call(&mut self, now: Instant, key: CallKey, reason: EndReason, answer: Option<u16>) {
+        self.queue_before_end(now, key);
         let Some(call) = self.calls.calls.remove(&key) else {
             return;
         };
@@ -2065,10 +2200,16 @@ impl Endpoint {
             self.hangup_leg(now, a, call.bye_reason);
         }
         self.close_media(a);
+        let leg_hangup_by = match reason {
+            EndReason::CallerHangup | EndReason::CallerCancelled => HangupBy::Caller,
+            EndReason::CalleeHangup => HangupBy::Callee,
+            _ => HangupBy::System,
+        };
         for f in call.forks.iter().copied().chain(call.winner) {
             if Some(f) == call.winner {
                 self.hangup_leg(now, f, None);
                 self.close_media(f);
+                self.finish_leg_record(now, f, leg_hangup_by);
             } else {
                 self.cancel_fork(now, f);
             }
@@ -2079,6 +2220,7 @@ impl Endpoint {
         for l in std::iter::once(a).chain(call.forks).chain(call.winner) {
             self.forget_leg_if_done(l);
         }
+        self.queue_call_gone(now, key);
     }
 
     /// BYE on a confirmed dialog (once), with a `Reason` header when there is one to give.
@@ -2171,6 +2313,11 @@ impl Endpoint {
             return false;
         };
         let caller_session = a_leg.session;
+        let (leg_kind, peer) = match target {
+            DialSpec::Extension(user) => (LegKind::Agent, user.clone()),
+            DialSpec::Number { number, .. } => (LegKind::Outbound, number.clone()),
+            DialSpec::Uri(uri) => (LegKind::ThirdParty, uri.clone()),
+        };
         let forks = match target {
             DialSpec::Extension(user) => {
                 let contacts: Vec<crate::registrar::Binding> = self
@@ -2227,6 +2374,9 @@ impl Endpoint {
         if forks.is_empty() {
             return false;
         }
+        for f in &forks {
+            self.open_leg_record(now, key, *f, leg_kind, peer.clone());
+        }
         let deadline = now + ring_timeout;
         if let Some(c) = self.calls.calls.get_mut(&key) {
             c.forks = forks;
@@ -2259,6 +2409,15 @@ impl Endpoint {
                 self.events
                     .push_back(Event::Media(Command::Unbridge { id: s }));
             }
+        }
+        if had_winner && self.agent_call_over(now, key) {
+            // The agent hung up; the flow goes on after its queue node (a survey, say).
+            self.flow_event(
+                now,
+                key,
+                FlowEvent::Queue(crate::ivr::interp::QueueOutcome::AgentDone),
+            );
+            return;
         }
         self.flow_event(now, key, FlowEvent::Leg { outcome, headers });
     }
@@ -2324,6 +2483,14 @@ impl Endpoint {
                 .flow
                 .as_ref()
                 .is_some_and(|f| f.leg_answered || f.voicemail_left));
+        // A caller who never reached an agent missed because of the queue, when there was one.
+        let missed = match (reason, call.cdr.queue_miss) {
+            (
+                EndReason::CallerHangup | EndReason::CallerCancelled | EndReason::FlowHangup,
+                Some(q),
+            ) => q,
+            _ => missed,
+        };
         let (result, missed) = if answered || served_by_flow {
             (CallResult::Answered, None)
         } else {
@@ -2357,8 +2524,34 @@ impl Endpoint {
             hangup_by: Some(hangup_by),
             recording_path: call.cdr.recording.as_ref().map(|r| r.0.clone()),
             recording_duration_ms: call.cdr.recording.as_ref().and_then(|r| r.1),
-            ..CdrClose::default()
+            agent: call.cdr.agent.clone(),
+            queue: call.cdr.queue.clone(),
+            queue_wait_ms: call
+                .cdr
+                .queue
+                .as_ref()
+                .map(|_| call.cdr.queue_wait.as_millis() as i64),
+            talk_ms: (call.cdr.talk_ms > 0).then_some(call.cdr.talk_ms),
+            wrap_up_ms: call.cdr.wrap_up_ms,
+            satisfaction: call
+                .flow
+                .as_ref()
+                .map(|f| f.scores.clone())
+                .unwrap_or_default(),
+            caller_id: None,
         };
+        self.call_event(
+            now,
+            &call.cdr.call_id,
+            CallEventKind::Hangup,
+            serde_json::json!({
+                "hangup_by": hangup_by.code(),
+                "result": close.result.code(),
+                "missed_reason": close.missed_reason.map(|m| m.code()),
+                "agent": close.agent,
+                "queue": close.queue,
+            }),
+        );
         self.events.push_back(Event::CdrClose {
             call_id: call.cdr.call_id.clone(),
             close,

@@ -93,6 +93,12 @@ impl Endpoint {
     /// Feed an event to a call's interpreter and carry out what it asks, until nothing is left
     /// (some actions answer at once, e.g. a queue with no agents).
     pub(super) fn flow_event(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
+        self.run_flow(now, key, event);
+        // A `queue` node may have given the ACD a caller to offer.
+        self.acd_pump(now);
+    }
+
+    fn run_flow(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
         let mut queue = VecDeque::from([event]);
         while let Some(ev) = queue.pop_front() {
             let Some(run) = self.calls.flow_mut(key) else {
@@ -168,12 +174,25 @@ impl Endpoint {
                 });
                 None
             }
-            Action::Enqueue { queue, .. } => {
-                // Skill groups and agents arrive with the ACD; until then no queue has an
-                // agent logged in.
-                tracing::info!(call = key.0, %queue, "queued, but no agent is logged in");
-                Some(FlowEvent::Queue(crate::ivr::interp::QueueOutcome::NoAgents))
-            }
+            Action::Enqueue {
+                queue,
+                priority,
+                max_wait,
+                announce_every,
+                music,
+                exit_key,
+            } => self
+                .enqueue_call(
+                    now,
+                    key,
+                    &queue,
+                    priority,
+                    max_wait,
+                    announce_every,
+                    music.as_ref().map(|m| m.as_str()),
+                    exit_key,
+                )
+                .map(FlowEvent::Queue),
             Action::Dial {
                 target,
                 ring_timeout,

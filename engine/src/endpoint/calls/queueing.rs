@@ -1,0 +1,766 @@
+//! Calls in skill-group queues: the endpoint drives the [`crate::acd::Acd`] and carries out
+//! what it decides with the caller's media (music on hold, announcements, the exit key) and
+//! with outbound legs to the agents' phones.
+//!
+//! A flow's `queue` node enqueues the caller. Each [`Offer`] becomes outbound legs: one per
+//! registered contact of the agent's desk-phone accounts, or one to the agent's mobile number
+//! through a trunk. The legs are forks of the call like a `dial` node's, so answering,
+//! cancelling and bridging are the call code's; the ACD is asked first when an agent answers
+//! (its view wins: an answer after the offer was withdrawn is hung up). When every leg of an
+//! agent has failed, the ACD hears why and offers the caller to the next agent.
+//!
+//! After every ACD input the endpoint runs [`Endpoint::acd_pump`], which drains events and
+//! offers as the ACD's drive-loop contract asks.
+use super::*;
+use crate::acd::{
+    Acd, AcdConfig, AgentConfig, AgentId, AnswerMode, CallId as AcdCall, EnqueueError,
+    EnqueueRequest, Event as AcdEvent, Offer, OfferFailure, QueueConfig, QueueId,
+    QueueOutcome as AcdOutcome, Refusal, StopReason,
+};
+use crate::cdr::LegKind;
+use crate::ivr::interp::QueueOutcome;
+use std::collections::BTreeMap;
+
+/// Media tokens of the queue's own audio (never the flow's).
+const MUSIC_TOKEN: u64 = 1 << 48;
+const ANNOUNCE_TOKEN: u64 = (1 << 48) + 1;
+
+/// Agents, skill groups and feature codes; part of [`CallSettings`].
+#[derive(Clone, Debug)]
+pub struct QueueSettings {
+    pub acd: AcdConfig,
+    pub queues: Vec<QueueConfig>,
+    pub agents: Vec<AgentSettings>,
+    /// Dialled from a desk phone with an agent's PIN appended: bind the phone to the agent and
+    /// log the agent in.
+    pub login_code: String,
+    /// Dialled from a desk phone: log out the agent bound to it.
+    pub logout_code: String,
+    /// Seeds the ACD's random strategies.
+    pub seed: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            acd: AcdConfig::default(),
+            queues: Vec::new(),
+            agents: Vec::new(),
+            login_code: "0000".into(),
+            logout_code: "0001".into(),
+            seed: 0,
+        }
+    }
+}
+
+/// One agent as the call layer needs it.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub config: AgentConfig,
+    pub pin: Option<String>,
+    /// The trunk a mobile agent is rung through (`None`: the first trunk).
+    pub mobile_trunk: Option<String>,
+    /// Logged in when the engine starts.
+    pub login_at_start: bool,
+}
+
+/// The ACD and the phones it rings.
+#[derive(Debug)]
+pub(in crate::endpoint) struct AcdState {
+    pub acd: Acd,
+    /// Desk-phone accounts that ring for each agent (configured, or bound by feature code).
+    phones: BTreeMap<AgentId, Vec<String>>,
+    mobiles: BTreeMap<AgentId, (String, Option<String>)>,
+    pins: BTreeMap<String, AgentId>,
+    login_code: String,
+    logout_code: String,
+    pumping: bool,
+    /// Agents to log in at the first input (the core learns the time from its inputs).
+    start_logins: Vec<AgentId>,
+}
+
+impl AcdState {
+    pub fn new(settings: &QueueSettings) -> AcdState {
+        let mut acd = Acd::new(settings.acd.clone(), settings.seed);
+        for q in &settings.queues {
+            if let Err(e) = acd.add_queue(q.clone()) {
+                tracing::warn!(error = %e, "skill group not added");
+            }
+        }
+        let mut phones = BTreeMap::new();
+        let mut mobiles = BTreeMap::new();
+        let mut pins = BTreeMap::new();
+        let mut start_logins = Vec::new();
+        for a in &settings.agents {
+            let id = a.config.id.clone();
+            match &a.config.answer_mode {
+                AnswerMode::DeskPhone { accounts } => {
+                    phones.insert(id.clone(), accounts.clone());
+                }
+                AnswerMode::Mobile { number } => {
+                    mobiles.insert(id.clone(), (number.clone(), a.mobile_trunk.clone()));
+                }
+                AnswerMode::Softphone => {}
+            }
+            if let Some(pin) = &a.pin {
+                pins.insert(pin.clone(), id.clone());
+            }
+            if let Err(e) = acd.add_agent(a.config.clone()) {
+                tracing::warn!(error = %e, "agent not added");
+                continue;
+            }
+            if a.login_at_start {
+                start_logins.push(id);
+            }
+        }
+        AcdState {
+            acd,
+            phones,
+            mobiles,
+            pins,
+            login_code: settings.login_code.clone(),
+            logout_code: settings.logout_code.clone(),
+            pumping: false,
+            start_logins,
+        }
+    }
+
+    /// Log in the agents configured to be logged in from the start.
+    pub fn start(&mut self, now: Instant) {
+        if self.start_logins.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.start_logins) {
+            if let Err(e) = self.acd.login(&id, now) {
+                tracing::warn!(agent = %id, error = %e, "agent not logged in at start");
+            }
+        }
+        // Start-up logins are not news to anyone.
+        while self.acd.poll_event().is_some() {}
+    }
+
+    /// The agent a desk-phone account is bound to.
+    fn agent_of_account(&self, account: &str) -> Option<AgentId> {
+        self.phones
+            .iter()
+            .find(|(_, accounts)| accounts.iter().any(|a| a == account))
+            .map(|(id, _)| id.clone())
+    }
+}
+
+/// A caller's visit to a queue.
+#[derive(Debug)]
+pub(super) struct QueueVisit {
+    pub queue: QueueId,
+    pub exit_key: Option<char>,
+    pub music: Option<Arc<Prompt>>,
+    /// Waiting in the queue (not yet answered, not yet out).
+    pub waiting: bool,
+    /// Connected to this agent through the queue.
+    pub agent: Option<AgentId>,
+    /// When the caller entered the queue.
+    pub entered: Instant,
+}
+
+/// What a feature code asks.
+pub(super) enum FeatureCode {
+    Login(AgentId),
+    Logout,
+    /// A login with a PIN no agent has.
+    BadPin,
+}
+
+impl Endpoint {
+    /// Whether `callee`, dialled by `caller` (an account), is a feature code.
+    pub(super) fn feature_code(&self, caller: &str, callee: &str) -> Option<FeatureCode> {
+        if !self.accounts.contains_key(caller) {
+            return None;
+        }
+        let st = &self.acd;
+        if callee == st.logout_code {
+            return Some(FeatureCode::Logout);
+        }
+        let pin = callee.strip_prefix(st.login_code.as_str())?;
+        if pin.is_empty() {
+            return None;
+        }
+        Some(match st.pins.get(pin) {
+            Some(a) => FeatureCode::Login(a.clone()),
+            None => FeatureCode::BadPin,
+        })
+    }
+
+    /// Carry out a feature code dialled from `account`'s phone. True if it took effect.
+    pub(super) fn run_feature_code(
+        &mut self,
+        now: Instant,
+        account: &str,
+        code: &FeatureCode,
+    ) -> bool {
+        match code {
+            FeatureCode::Login(agent) => {
+                // The phone now rings for this agent only.
+                for accounts in self.acd.phones.values_mut() {
+                    accounts.retain(|a| a != account);
+                }
+                self.acd.mobiles.remove(agent);
+                self.acd
+                    .phones
+                    .entry(agent.clone())
+                    .or_default()
+                    .push(account.to_owned());
+                match self.acd.acd.login(agent, now) {
+                    Ok(()) | Err(crate::acd::AcdError::AlreadyLoggedIn { .. }) => {
+                        tracing::info!(%agent, %account, "agent logged in from a desk phone");
+                        self.acd_pump(now);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::info!(%agent, error = %e, "agent login refused");
+                        false
+                    }
+                }
+            }
+            FeatureCode::Logout => {
+                let Some(agent) = self.acd.agent_of_account(account) else {
+                    return false;
+                };
+                match self.acd.acd.logout(&agent, now) {
+                    Ok(()) => {
+                        tracing::info!(%agent, %account, "agent logged out from a desk phone");
+                        self.acd_pump(now);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::info!(%agent, error = %e, "agent logout refused");
+                        false
+                    }
+                }
+            }
+            FeatureCode::BadPin => {
+                metrics::counter!("agent_login_failures_total").increment(1);
+                tracing::info!(%account, "agent login with an unknown PIN");
+                false
+            }
+        }
+    }
+
+    /// The ACD, for the control interface.
+    pub fn acd(&self) -> &Acd {
+        &self.acd.acd
+    }
+
+    /// The flow queues its caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::endpoint) fn enqueue_call(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        queue: &str,
+        priority: i64,
+        max_wait: Duration,
+        announce_every: Option<Duration>,
+        music: Option<&str>,
+        exit_key: Option<char>,
+    ) -> Option<QueueOutcome> {
+        let call = self.calls.calls.get(&key)?;
+        let req = EnqueueRequest {
+            call: AcdCall(key.0),
+            queue: QueueId::from(queue),
+            priority,
+            caller_number: Some(call.caller.clone()).filter(|c| !c.is_empty()),
+            service_number: Some(call.callee.clone()),
+            max_wait: Some(max_wait),
+            announce_every,
+        };
+        let queue_id = req.queue.clone();
+        let music = music
+            .or(Some("hold"))
+            .and_then(|m| self.call_cfg.prompts.get(m));
+        let refused = match self.acd.acd.enqueue(req, now) {
+            Ok(enqueued) => {
+                tracing::info!(call = key.0, %queue, position = enqueued.position, "caller queued");
+                None
+            }
+            Err(EnqueueError::Refused(Refusal::Full)) => {
+                Some((QueueOutcome::Full, MissedReason::QueueFull))
+            }
+            Err(EnqueueError::Refused(Refusal::NoAgents))
+            | Err(EnqueueError::Refused(Refusal::MemoryAgentUnavailable { .. })) => {
+                Some((QueueOutcome::NoAgents, MissedReason::NoAgentOnline))
+            }
+            Err(EnqueueError::Invalid(e)) => {
+                tracing::warn!(call = key.0, %queue, error = %e, "caller not queued");
+                Some((QueueOutcome::NoAgents, MissedReason::NoAgentOnline))
+            }
+        };
+        let c = self.calls.calls.get_mut(&key)?;
+        c.cdr.queue = Some(queue.to_owned());
+        if let Some((outcome, miss)) = refused {
+            tracing::info!(call = key.0, %queue, ?outcome, "queue refused the caller");
+            c.cdr.queue_miss = Some(miss);
+            return Some(outcome);
+        }
+        c.queue = Some(QueueVisit {
+            queue: queue_id,
+            exit_key,
+            music: music.clone(),
+            waiting: true,
+            agent: None,
+            entered: now,
+        });
+        self.play_music(key);
+        None
+    }
+
+    fn play_music(&mut self, key: CallKey) {
+        let Some(session) = self.calls.caller_session(key) else {
+            return;
+        };
+        let music = self
+            .calls
+            .calls
+            .get(&key)
+            .and_then(|c| c.queue.as_ref())
+            .and_then(|q| q.music.clone());
+        match music {
+            Some(p) => self.events.push_back(Event::Media(Command::Play {
+                id: session,
+                prompts: vec![p],
+                repeat: true,
+                token: MUSIC_TOKEN,
+            })),
+            None => self
+                .events
+                .push_back(Event::Media(Command::Silence { id: session })),
+        }
+    }
+
+    /// A prompt of the queue's own ended. True if the token was the queue's.
+    pub(super) fn queue_play_done(&mut self, key: CallKey, token: u64) -> bool {
+        if token != ANNOUNCE_TOKEN && token != MUSIC_TOKEN {
+            return false;
+        }
+        let waiting = self
+            .calls
+            .calls
+            .get(&key)
+            .and_then(|c| c.queue.as_ref())
+            .is_some_and(|q| q.waiting);
+        if waiting && token == ANNOUNCE_TOKEN {
+            self.play_music(key);
+        }
+        true
+    }
+
+    /// A key from a caller in a queue. True if the queue took it (the flow does not see keys
+    /// while its caller waits).
+    pub(super) fn queue_digit(&mut self, now: Instant, key: CallKey, digit: char) -> bool {
+        let Some(q) = self.calls.calls.get(&key).and_then(|c| c.queue.as_ref()) else {
+            return false;
+        };
+        if !q.waiting {
+            return false;
+        }
+        if q.exit_key == Some(digit) {
+            tracing::info!(call = key.0, queue = %q.queue, "caller left the queue by the exit key");
+            if let Err(e) = self.acd.acd.leave(AcdCall(key.0), now) {
+                tracing::warn!(call = key.0, error = %e, "exit key not taken");
+            }
+            self.acd_pump(now);
+        }
+        true
+    }
+
+    /// The caller is gone (the call is ending): the ACD releases its agents.
+    pub(super) fn queue_call_gone(&mut self, now: Instant, key: CallKey) {
+        if self.acd.acd.is_active(AcdCall(key.0)) {
+            if let Err(e) = self.acd.acd.caller_left(AcdCall(key.0), now) {
+                tracing::warn!(call = key.0, error = %e, "ACD did not release the call");
+            }
+            self.acd_pump(now);
+        }
+    }
+
+    /// Before a call's record is closed: a caller still waiting abandoned the queue.
+    pub(super) fn queue_before_end(&mut self, now: Instant, key: CallKey) {
+        let position = self.acd.acd.position(AcdCall(key.0), now);
+        let Some(c) = self.calls.calls.get_mut(&key) else {
+            return;
+        };
+        if let Some(q) = c.queue.as_mut().filter(|q| q.waiting) {
+            q.waiting = false;
+            c.cdr.queue_miss = Some(MissedReason::AbandonedInQueue);
+            c.cdr.queue_wait += now.saturating_duration_since(q.entered);
+            tracing::info!(call = key.0, queue = %q.queue, ?position, "caller abandoned the queue");
+        }
+    }
+
+    /// A leg to an agent was answered: the ACD must agree. False: hang the leg up.
+    pub(super) fn agent_leg_answered(&mut self, now: Instant, key: CallKey, leg_id: LegId) -> bool {
+        let Some((agent, _)) = self.calls.legs.get(&leg_id).and_then(|l| l.agent.clone()) else {
+            return true;
+        };
+        match self.acd.acd.offer_answered(AcdCall(key.0), &agent, now) {
+            Ok(()) => {
+                tracing::info!(call = key.0, %agent, "agent answered");
+                if let Some(c) = self.calls.calls.get_mut(&key) {
+                    c.cdr.agent = Some(agent.0.clone());
+                    if let Some(q) = c.queue.as_mut() {
+                        q.agent = Some(agent.clone());
+                        q.waiting = false;
+                    }
+                }
+                if let Some(s) = self.calls.caller_session(key) {
+                    self.events
+                        .push_back(Event::Media(Command::Silence { id: s }));
+                }
+                self.acd_pump(now);
+                true
+            }
+            Err(e) => {
+                tracing::info!(call = key.0, %agent, error = %e, "agent answered too late; hanging up");
+                false
+            }
+        }
+    }
+
+    /// A leg to an agent failed. True if it was an agent's (handled here).
+    pub(super) fn agent_leg_failed(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        leg_id: LegId,
+        code: u16,
+    ) -> bool {
+        let Some((agent, _)) = self.calls.legs.get(&leg_id).and_then(|l| l.agent.clone()) else {
+            return false;
+        };
+        self.leg_failed_with(leg_id, code);
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.forks.retain(|f| *f != leg_id);
+        }
+        if let Some(leg) = self.calls.legs.get_mut(&leg_id) {
+            leg.call = None;
+        }
+        self.close_media(leg_id);
+        self.finish_leg_record(now, leg_id, HangupBy::Callee);
+        // Other phones of the same agent may still ring.
+        let still_ringing = self.calls.calls.get(&key).is_some_and(|c| {
+            c.forks.iter().any(|f| {
+                self.calls
+                    .legs
+                    .get(f)
+                    .is_some_and(|l| l.agent.as_ref().is_some_and(|(a, _)| *a == agent))
+            })
+        });
+        if !still_ringing {
+            let failure = match code {
+                486 | 600 => OfferFailure::Busy,
+                603 => OfferFailure::Rejected,
+                _ => OfferFailure::NoAnswer,
+            };
+            tracing::info!(call = key.0, %agent, code, "agent did not take the call");
+            if let Err(e) = self
+                .acd
+                .acd
+                .offer_failed(AcdCall(key.0), &agent, failure, now)
+            {
+                tracing::debug!(call = key.0, %agent, error = %e, "offer already withdrawn");
+            }
+            self.acd_pump(now);
+        }
+        true
+    }
+
+    /// The agent leg of a queued call ended with the caller still there. True if the call was
+    /// connected through the ACD (the flow then hears `AgentDone`).
+    pub(super) fn agent_call_over(&mut self, now: Instant, key: CallKey) -> bool {
+        let agent = self
+            .calls
+            .calls
+            .get(&key)
+            .and_then(|c| c.queue.as_ref())
+            .and_then(|q| q.agent.clone());
+        let Some(agent) = agent else {
+            return false;
+        };
+        if let Err(e) = self.acd.acd.call_ended(AcdCall(key.0), now) {
+            tracing::warn!(call = key.0, error = %e, "ACD did not end the agent's call");
+        }
+        let wrap = self
+            .acd
+            .acd
+            .agent(&agent)
+            .map(|a| a.config().wrap_up.as_millis() as i64);
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.cdr.wrap_up_ms = wrap;
+            if let Some(q) = c.queue.as_mut() {
+                q.agent = None;
+            }
+        }
+        self.acd_pump(now);
+        true
+    }
+
+    /// Drain the ACD after an input: events first, then offers, until neither is left.
+    pub(in crate::endpoint) fn acd_pump(&mut self, now: Instant) {
+        if self.acd.pumping {
+            return; // the outer pump picks up what this input produced
+        }
+        self.acd.pumping = true;
+        loop {
+            let mut busy = false;
+            while let Some(ev) = self.acd.acd.poll_event() {
+                busy = true;
+                self.acd_event(now, ev);
+            }
+            if let Some(offer) = self.acd.acd.poll_offer(now) {
+                busy = true;
+                self.acd_offer(now, offer);
+            }
+            if !busy {
+                break;
+            }
+        }
+        self.acd.pumping = false;
+    }
+
+    /// The ACD's timers.
+    pub(in crate::endpoint) fn acd_timeouts(&mut self, now: Instant) {
+        if self.acd.acd.poll_timeout().is_some_and(|t| t <= now) {
+            self.acd.acd.handle_timeout(now);
+            self.acd_pump(now);
+        }
+    }
+
+    pub(in crate::endpoint) fn acd_poll_timeout(&self) -> Option<Instant> {
+        self.acd.acd.poll_timeout()
+    }
+
+    fn acd_event(&mut self, now: Instant, ev: AcdEvent) {
+        match ev {
+            AcdEvent::AgentStateChanged(change) => {
+                tracing::debug!(agent = %change.agent, from = ?change.from, to = ?change.to, "agent state");
+            }
+            AcdEvent::StopRinging {
+                call,
+                agent,
+                reason,
+            } => {
+                let key = CallKey(call.0);
+                let legs: Vec<LegId> = self
+                    .calls
+                    .calls
+                    .get(&key)
+                    .map(|c| {
+                        c.forks
+                            .iter()
+                            .copied()
+                            .filter(|f| {
+                                self.calls.legs.get(f).is_some_and(|l| {
+                                    l.agent.as_ref().is_some_and(|(a, _)| *a == agent)
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if reason == StopReason::RingTimeout {
+                    tracing::info!(call = call.0, %agent, "agent did not answer in time");
+                }
+                for l in legs {
+                    if reason == StopReason::RingTimeout {
+                        self.leg_miss(l, MissedReason::AgentNoAnswer);
+                    }
+                    if let Some(c) = self.calls.calls.get_mut(&key) {
+                        c.forks.retain(|f| *f != l);
+                    }
+                    self.cancel_fork(now, l);
+                    self.finish_leg_record(now, l, HangupBy::System);
+                }
+            }
+            AcdEvent::QueueExit {
+                call,
+                queue,
+                outcome,
+                waited,
+            } => {
+                let key = CallKey(call.0);
+                tracing::info!(call = call.0, %queue, ?outcome, waited_ms = waited.as_millis() as u64, "caller left the queue");
+                let flow_outcome = {
+                    let Some(c) = self.calls.calls.get_mut(&key) else {
+                        return;
+                    };
+                    c.cdr.queue_wait += waited;
+                    let (flow, miss) = match outcome {
+                        AcdOutcome::Answered { .. } => (None, None),
+                        AcdOutcome::Timeout => (
+                            Some(QueueOutcome::Timeout),
+                            Some(MissedReason::QueueTimeout),
+                        ),
+                        AcdOutcome::Exited => (
+                            Some(QueueOutcome::Exited),
+                            Some(MissedReason::AbandonedInQueue),
+                        ),
+                        AcdOutcome::NoAgents => (
+                            Some(QueueOutcome::NoAgents),
+                            Some(MissedReason::NoAgentOnline),
+                        ),
+                        AcdOutcome::Abandoned => (None, Some(MissedReason::AbandonedInQueue)),
+                    };
+                    if miss.is_some() {
+                        c.cdr.queue_miss = miss;
+                    }
+                    if flow.is_some() {
+                        if let Some(q) = c.queue.as_mut() {
+                            q.waiting = false;
+                        }
+                    }
+                    flow
+                };
+                if let Some(outcome) = flow_outcome {
+                    if let Some(s) = self.calls.caller_session(key) {
+                        self.events
+                            .push_back(Event::Media(Command::Silence { id: s }));
+                    }
+                    self.flow_event(now, key, crate::ivr::interp::Event::Queue(outcome));
+                }
+            }
+            AcdEvent::Announce {
+                call,
+                position,
+                estimated_wait,
+                ..
+            } => self.announce(CallKey(call.0), position, estimated_wait),
+        }
+    }
+
+    /// Tell a waiting caller their position (and the estimated wait, in minutes), from the
+    /// prompt library: `queue-position`, the digits `digit-0`…`digit-9`, and
+    /// `queue-wait` … `minutes`. Prompts that are missing are skipped; with none at all the
+    /// music simply goes on.
+    fn announce(&mut self, key: CallKey, position: usize, estimated_wait: Option<Duration>) {
+        let Some(session) = self.calls.caller_session(key) else {
+            return;
+        };
+        let lib = self.call_cfg.prompts.clone();
+        let mut names: Vec<String> = vec!["queue-position".into()];
+        names.extend(position.to_string().chars().map(|d| format!("digit-{d}")));
+        if let Some(w) = estimated_wait {
+            let minutes = w.as_secs().div_ceil(60).max(1);
+            names.push("queue-wait".into());
+            names.extend(minutes.to_string().chars().map(|d| format!("digit-{d}")));
+            names.push("minutes".into());
+        }
+        let prompts: Vec<Arc<Prompt>> = names.iter().filter_map(|n| lib.get(n)).collect();
+        if prompts.is_empty() {
+            tracing::debug!(
+                call = key.0,
+                position,
+                "no announcement prompts; music goes on"
+            );
+            return;
+        }
+        self.events.push_back(Event::Media(Command::Play {
+            id: session,
+            prompts,
+            repeat: false,
+            token: ANNOUNCE_TOKEN,
+        }));
+    }
+
+    /// Ring the offered agents.
+    fn acd_offer(&mut self, now: Instant, offer: Offer) {
+        let key = CallKey(offer.call.0);
+        for agent in offer.agents {
+            let legs = self.agent_legs(now, key, &agent, &offer.queue);
+            if legs.is_empty() {
+                tracing::info!(call = key.0, %agent, "agent has no reachable phone");
+                if let Err(e) =
+                    self.acd
+                        .acd
+                        .offer_failed(offer.call, &agent, OfferFailure::NoAnswer, now)
+                {
+                    tracing::debug!(call = key.0, %agent, error = %e, "offer already withdrawn");
+                }
+            } else {
+                tracing::info!(call = key.0, %agent, legs = legs.len(), "ringing agent");
+            }
+        }
+    }
+
+    /// Outbound legs to one agent's phones; empty when none can be rung.
+    fn agent_legs(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        agent: &AgentId,
+        queue: &QueueId,
+    ) -> Vec<LegId> {
+        let Some(call) = self.calls.calls.get(&key) else {
+            return Vec::new();
+        };
+        let Some(incoming) = self.calls.legs.get(&call.a).and_then(|l| l.invite.clone()) else {
+            return Vec::new();
+        };
+        let mut legs = Vec::new();
+        let mut peers = Vec::new();
+        if let Some(accounts) = self.acd.phones.get(agent).cloned() {
+            for account in accounts {
+                let contacts: Vec<crate::registrar::Binding> = self
+                    .registrar
+                    .lookup(&account, self.last_unix)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                for l in self.make_forks(key, &incoming, &contacts, &account, &[]) {
+                    legs.push(l);
+                    peers.push(account.clone());
+                }
+            }
+        } else if let Some((number, trunk)) = self.acd.mobiles.get(agent).cloned() {
+            if let Some(l) = self.trunk_leg(key, &incoming, &number, trunk.as_deref()) {
+                legs.push(l);
+                peers.push(number);
+            }
+        }
+        for (l, peer) in legs.iter().zip(peers) {
+            if let Some(leg) = self.calls.legs.get_mut(l) {
+                leg.agent = Some((agent.clone(), Some(queue.clone())));
+            }
+            self.open_leg_record(now, key, *l, LegKind::Agent, peer);
+        }
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.forks.extend(legs.iter().copied());
+        }
+        legs
+    }
+
+    /// One outbound leg to `number` through a trunk (the named one, else the first).
+    pub(super) fn trunk_leg(
+        &mut self,
+        key: CallKey,
+        incoming: &Request,
+        number: &str,
+        trunk: Option<&str>,
+    ) -> Option<LegId> {
+        let route = match trunk {
+            Some(name) => self.call_cfg.trunks.iter().find(|t| t.name == name),
+            None => self.call_cfg.trunks.first(),
+        }?
+        .clone();
+        let a = self.calls.calls.get(&key)?.a;
+        let (session, local) = {
+            let l = self.calls.legs.get(&a)?;
+            (l.session, l.target.local)
+        };
+        let uri = Uri::parse(&format!("sip:{number}@{}", route.address)).ok()?;
+        let target = Target {
+            transport: Transport::Udp,
+            addr: route.address,
+            conn: None,
+            local,
+        };
+        self.new_outbound(key, session, target, incoming, uri, number, &[])
+    }
+}
