@@ -27,4 +27,5 @@ pub mod registrar;
 pub mod rt;
 pub mod sip;
 pub mod store;
+pub mod trunk;
 pub(crate) mod yamlpos;

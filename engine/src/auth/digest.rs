@@ -555,6 +555,161 @@ fn push_quoted(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A parsed `WWW-Authenticate` / `Proxy-Authenticate` value (RFC 7616 §3.3), for the client side:
+/// a trunk answering its carrier's challenge. Parameters a client does not need (`domain`,
+/// `userhash`, `charset`, extensions) are skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `opaque`, echoed back unchanged.
+    pub opaque: Option<String>,
+    /// `algorithm` (MD5 when absent).
+    pub algorithm: Algorithm,
+    /// The offered qops (`qop="auth,auth-int"`); empty for an RFC 2069 challenge.
+    pub qop: Vec<Qop>,
+    /// `stale=true`: the previous credentials were right, only the nonce had expired.
+    pub stale: bool,
+}
+
+impl Challenge {
+    /// Parses a challenge with the grammar of [`Credentials::parse`]. Never panics.
+    pub fn parse(value: &str) -> Result<Self, ParseError> {
+        let mut p = Cursor {
+            s: value.as_bytes(),
+            pos: 0,
+        };
+        p.skip_lws();
+        if p.at_end() {
+            return Err(ParseError::Empty);
+        }
+        let scheme = p.token().ok_or(ParseError::Syntax {
+            at: p.pos,
+            expected: "an authentication scheme",
+        })?;
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return Err(ParseError::UnsupportedScheme {
+                scheme: clip(scheme),
+            });
+        }
+        let mut params: Vec<(&str, String)> = Vec::new();
+        loop {
+            p.skip_lws();
+            if p.at_end() {
+                break;
+            }
+            if p.eat(b',') {
+                continue;
+            }
+            let name = p.token().ok_or(ParseError::Syntax {
+                at: p.pos,
+                expected: "a parameter name",
+            })?;
+            p.skip_lws();
+            if !p.eat(b'=') {
+                return Err(ParseError::Syntax {
+                    at: p.pos,
+                    expected: "'=' after a parameter name",
+                });
+            }
+            p.skip_lws();
+            let value = if p.peek() == Some(b'"') {
+                p.quoted_string()?
+            } else {
+                p.bare_value().ok_or(ParseError::Syntax {
+                    at: p.pos,
+                    expected: "a parameter value",
+                })?
+            };
+            if params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return Err(ParseError::DuplicateParameter {
+                    name: clip(&name.to_ascii_lowercase()),
+                });
+            }
+            params.push((name, value));
+        }
+        let take = |name: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let algorithm = match take("algorithm") {
+            Some(a) => Algorithm::from_token(&a)?,
+            None => Algorithm::Md5,
+        };
+        let mut qop = Vec::new();
+        for q in take("qop").iter().flat_map(|q| q.split(',')) {
+            let q = q.trim();
+            if q.eq_ignore_ascii_case("auth") {
+                qop.push(Qop::Auth);
+            } else if q.eq_ignore_ascii_case("auth-int") {
+                qop.push(Qop::AuthInt);
+            }
+            // Unknown qop tokens are ignored (RFC 7616 §3.3: clients ignore what they don't know).
+        }
+        Ok(Challenge {
+            realm: take("realm").ok_or(ParseError::MissingParameter { name: "realm" })?,
+            nonce: take("nonce").ok_or(ParseError::MissingParameter { name: "nonce" })?,
+            opaque: take("opaque"),
+            algorithm,
+            qop,
+            stale: take("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+        })
+    }
+}
+
+/// An `Authorization` / `Proxy-Authorization` value answering `challenge` (RFC 7616 §3.4), with
+/// `qop=auth` when offered (RFC 2069 style otherwise). The client side of [`Verifier::verify`].
+#[allow(clippy::too_many_arguments)]
+pub fn authorization(
+    challenge: &Challenge,
+    method: &str,
+    uri: &str,
+    username: &str,
+    password: &str,
+    cnonce: &str,
+    nc: u32,
+) -> String {
+    let ha1 = ha1(challenge.algorithm, username, &challenge.realm, password);
+    let with_qop = challenge.qop.contains(&Qop::Auth);
+    let qop = with_qop.then_some(QopAuth { nc, cnonce });
+    let response = compute_response(
+        challenge.algorithm,
+        &ha1,
+        method,
+        uri,
+        &challenge.nonce,
+        qop,
+    );
+    let mut out = String::with_capacity(256);
+    out.push_str("Digest username=");
+    push_quoted(&mut out, username);
+    out.push_str(", realm=");
+    push_quoted(&mut out, &challenge.realm);
+    out.push_str(", nonce=");
+    push_quoted(&mut out, &challenge.nonce);
+    out.push_str(", uri=");
+    push_quoted(&mut out, uri);
+    out.push_str(", response=\"");
+    out.push_str(&response);
+    out.push_str("\", algorithm=");
+    out.push_str(challenge.algorithm.as_str());
+    if with_qop {
+        out.push_str(", qop=auth, nc=");
+        out.push_str(&format!("{nc:08x}"));
+        out.push_str(", cnonce=");
+        push_quoted(&mut out, cnonce);
+    }
+    if let Some(opaque) = &challenge.opaque {
+        out.push_str(", opaque=");
+        push_quoted(&mut out, opaque);
+    }
+    out
+}
+
 /// `qop=auth` parameters of a response: the nonce count and the client nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QopAuth<'a> {

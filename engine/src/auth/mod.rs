@@ -28,7 +28,8 @@ pub mod digest;
 pub mod lockout;
 
 pub use digest::{
-    compute_response, ha1, AccountSecret, Algorithm, Credentials, DigestConfig, FailReason,
-    NonceStatus, ParseError, Qop, QopAuth, SecretError, ServerSecret, Verdict, Verifier,
+    authorization, compute_response, ha1, AccountSecret, Algorithm, Challenge as DigestChallenge,
+    Credentials, DigestConfig, FailReason, NonceStatus, ParseError, Qop, QopAuth, SecretError,
+    ServerSecret, Verdict, Verifier,
 };
 pub use lockout::{Admission, LockEvent, LockKey, Lockout, LockoutConfig, MAX_ACCOUNT_KEY_BYTES};

@@ -33,9 +33,14 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub mod password;
+pub mod trunks;
 mod raw;
 
 pub use password::{check_password, WeakPassword};
+pub use trunks::{
+    CallerIdGroupConfig, CallerIdPolicy, GroupNumber, NumberFormat, QuotaPeriod, RegionPrefix,
+    RegionsConfig, TrunkCredentials, TrunkNumber, TrunkQuota, TrunkRegister, WireFormat,
+};
 
 use raw::{
     RawAccount, RawAuth, RawBlacklist, RawCalls, RawConfig, RawIvr, RawMedia, RawRegistrar,
@@ -61,6 +66,10 @@ pub struct Config {
     /// Service numbers bound to IVR flows, in file order; (number, trunk) pairs are unique.
     pub numbers: Vec<ServiceNumber>,
     pub blacklist: Blacklist,
+    /// Display number groups (外显号码组) for trunks with `caller_id: { mode: region }`.
+    pub caller_id_groups: Vec<CallerIdGroupConfig>,
+    /// Number prefixes to city and province (号码归属地), for picking a display number by region.
+    pub regions: RegionsConfig,
     /// What the file got away with: weak passwords on a loopback-only server, trusted ranges that cover
     /// this machine. The binary logs them with [`Config::log_warnings`]; none contains a secret.
     pub warnings: Vec<ConfigWarning>,
@@ -332,6 +341,17 @@ pub struct Trunk {
     /// Requests from these ranges skip digest authentication and are attributed to this trunk.
     pub trusted_sources: Vec<IpNet>,
     pub enabled: bool,
+    /// Answers the carrier's digest challenges (`auth:`).
+    pub auth: Option<TrunkCredentials>,
+    /// REGISTER to the carrier (`register:` with `enabled: true`; implies `auth`).
+    pub register: Option<TrunkRegister>,
+    /// The trunk numbers (中继号码) the trunk carries, E.164, unique across trunks.
+    pub numbers: Vec<TrunkNumber>,
+    pub number_format: NumberFormat,
+    pub caller_id: CallerIdPolicy,
+    pub quota: Option<TrunkQuota>,
+    /// At most this many calls at once through the trunk; `None`: no cap.
+    pub max_concurrent_calls: Option<u32>,
 }
 
 /// `logging:`.
@@ -466,6 +486,8 @@ pub struct ServiceNumber {
 pub struct Blacklist {
     /// Callers refused on inbound calls.
     pub inbound: Vec<NumberPattern>,
+    /// Customer numbers outbound calls may not dial (`blacklist.outbound`), same rules.
+    pub outbound: Vec<NumberPattern>,
 }
 
 impl Blacklist {
@@ -476,6 +498,12 @@ impl Blacklist {
     pub fn blocks(&self, number: &str) -> bool {
         let number = normalize_number(number);
         !number.is_empty() && self.inbound.iter().any(|p| p.matches(&number))
+    }
+
+    /// Whether an outbound call to `number` is refused; compared like [`Blacklist::blocks`].
+    pub fn blocks_outbound(&self, number: &str) -> bool {
+        let number = normalize_number(number);
+        !number.is_empty() && self.outbound.iter().any(|p| p.matches(&number))
     }
 }
 
@@ -697,6 +725,13 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let auth = validate_auth(raw.auth, &sip.domain, ctx)?;
     let accounts = validate_accounts(raw.accounts, sip.loopback_only(), ctx, &mut warnings)?;
     let trunks = validate_trunks(raw.trunks, ctx)?;
+    let (caller_id_groups, regions) = trunks::validate_caller_id(
+        raw.caller_id_groups,
+        raw.regions,
+        &trunks,
+        ctx,
+        &mut warnings,
+    )?;
     let logging = LoggingConfig {
         level: log_level(ctx, raw.logging.level)?,
     };
@@ -719,6 +754,8 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         ivr,
         numbers,
         blacklist,
+        caller_id_groups,
+        regions,
         warnings,
     };
     config
@@ -1050,8 +1087,23 @@ fn validate_trunks(raw: Vec<RawTrunk>, ctx: &Ctx<'_>) -> Result<Vec<Trunk>, Conf
                 ),
             ));
         }
+        let address = socket_addr(ctx, &format!("trunks[{i}].address"), &t.address)?;
+        let extras = trunks::validate_extras(
+            i,
+            trunks::RawTrunkExtras {
+                auth: t.auth,
+                register: t.register,
+                numbers: t.numbers,
+                number_format: t.number_format,
+                caller_id: t.caller_id,
+                quota: t.quota,
+                max_concurrent_calls: t.max_concurrent_calls,
+            },
+            address,
+            ctx,
+        )?;
         trunks.push(Trunk {
-            address: socket_addr(ctx, &format!("trunks[{i}].address"), &t.address)?,
+            address,
             trusted_sources: ip_nets(
                 ctx,
                 &format!("trunks[{i}].trusted_sources"),
@@ -1059,8 +1111,16 @@ fn validate_trunks(raw: Vec<RawTrunk>, ctx: &Ctx<'_>) -> Result<Vec<Trunk>, Conf
             )?,
             name: t.name,
             enabled: t.enabled,
+            auth: extras.auth,
+            register: extras.register,
+            numbers: extras.numbers,
+            number_format: extras.number_format,
+            caller_id: extras.caller_id,
+            quota: extras.quota,
+            max_concurrent_calls: extras.max_concurrent_calls,
         });
     }
+    trunks::check_numbers_across_trunks(&trunks, ctx)?;
     Ok(trunks)
 }
 
@@ -1323,8 +1383,19 @@ fn validate_numbers(
 }
 
 fn validate_blacklist(raw: RawBlacklist, ctx: &Ctx<'_>) -> Result<Blacklist, ConfigError> {
-    let mut inbound = Vec::with_capacity(raw.inbound.len());
-    for (i, text) in raw.inbound.iter().enumerate() {
+    Ok(Blacklist {
+        inbound: number_patterns(&raw.inbound, "blacklist.inbound", ctx)?,
+        outbound: number_patterns(&raw.outbound, "blacklist.outbound", ctx)?,
+    })
+}
+
+fn number_patterns(
+    texts: &[String],
+    field: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<NumberPattern>, ConfigError> {
+    let mut patterns = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
         let compact = normalize_number(text);
         let (digits, prefix) = match compact.strip_suffix('*') {
             Some(head) => (head, true),
@@ -1335,19 +1406,19 @@ fn validate_blacklist(raw: RawBlacklist, ctx: &Ctx<'_>) -> Result<Blacklist, Con
             && digits.chars().all(|c| c.is_ascii_digit());
         if !ok {
             return Err(ctx.error(
-                &format!("blacklist.inbound[{i}]"),
+                &format!("{field}[{i}]"),
                 format!(
                     "expected a number (`+8613800000000`) or a prefix ending in `*` (`1380000*`), digits only, got {text:?}"
                 ),
             ));
         }
-        inbound.push(if prefix {
+        patterns.push(if prefix {
             NumberPattern::Prefix(digits.to_owned())
         } else {
             NumberPattern::Exact(digits.to_owned())
         });
     }
-    Ok(Blacklist { inbound })
+    Ok(patterns)
 }
 
 /// A trusted range that covers a loopback address lets every phone on this machine skip digest; that is
@@ -2496,8 +2567,8 @@ numbers:
             "numbers[0].trunks",
         );
         assert!(shown.contains("unknown field `trunks`"), "{shown}");
-        let shown = rejected("blacklist:\n  outbound: []\n", 2, "blacklist.outbound");
-        assert!(shown.contains("unknown field `outbound`"), "{shown}");
+        let shown = rejected("blacklist:\n  outgoing: []\n", 2, "blacklist.outgoing");
+        assert!(shown.contains("unknown field `outgoing`"), "{shown}");
         rejected("ivr:\n  flows_dir: \"\"\n", 2, "ivr.flows_dir");
     }
 

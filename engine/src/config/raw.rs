@@ -29,6 +29,8 @@ pub(super) struct RawConfig {
     pub ivr: RawIvr,
     pub numbers: Vec<RawServiceNumber>,
     pub blacklist: RawBlacklist,
+    pub caller_id_groups: Vec<super::trunks::RawCallerIdGroup>,
+    pub regions: super::trunks::RawRegions,
     pub logging: RawLogging,
 }
 
@@ -223,6 +225,20 @@ pub(super) struct RawTrunk {
     pub trusted_sources: Vec<String>,
     #[serde(default = "enabled")]
     pub enabled: bool,
+    #[serde(default)]
+    pub auth: Option<super::trunks::RawTrunkAuth>,
+    #[serde(default)]
+    pub register: Option<super::trunks::RawTrunkRegister>,
+    #[serde(default)]
+    pub numbers: Vec<super::trunks::RawTrunkNumber>,
+    #[serde(default)]
+    pub number_format: super::trunks::RawNumberFormat,
+    #[serde(default)]
+    pub caller_id: Option<super::trunks::RawCallerId>,
+    #[serde(default)]
+    pub quota: Option<super::trunks::RawQuota>,
+    #[serde(default)]
+    pub max_concurrent_calls: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,6 +342,7 @@ pub(super) struct RawServiceNumber {
 #[serde(deny_unknown_fields, default, expecting = "a mapping")]
 pub(super) struct RawBlacklist {
     pub inbound: Vec<String>,
+    pub outbound: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
