@@ -55,6 +55,7 @@
 pub mod agent;
 pub mod memory;
 pub mod queue;
+pub mod schedule;
 pub mod strategy;
 
 #[cfg(test)]

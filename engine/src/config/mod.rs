@@ -32,10 +32,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub mod acd;
 pub mod password;
 pub mod trunks;
 mod raw;
 
+pub use acd::{AcdSection, ConfiguredAgent, FeatureCodes, SignIn};
 pub use password::{check_password, WeakPassword};
 pub use trunks::{
     CallerIdGroupConfig, CallerIdPolicy, GroupNumber, NumberFormat, QuotaPeriod, RegionPrefix,
@@ -70,6 +72,8 @@ pub struct Config {
     pub caller_id_groups: Vec<CallerIdGroupConfig>,
     /// Number prefixes to city and province (号码归属地), for picking a display number by region.
     pub regions: RegionsConfig,
+    /// `acd:`, `skill_groups:` and `agents:`: the ACD's queues and agents.
+    pub acd: AcdSection,
     /// What the file got away with: weak passwords on a loopback-only server, trusted ranges that cover
     /// this machine. The binary logs them with [`Config::log_warnings`]; none contains a secret.
     pub warnings: Vec<ConfigWarning>,
@@ -740,6 +744,20 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let ivr = validate_ivr(raw.ivr, ctx)?;
     let numbers = validate_numbers(raw.numbers, &accounts, &trunks, &calls, ctx)?;
     let blacklist = validate_blacklist(raw.blacklist, ctx)?;
+    let acd = acd::validate(
+        acd::RawSections {
+            acd: raw.acd,
+            skill_groups: raw.skill_groups,
+            agents: raw.agents,
+        },
+        &acd::Known {
+            accounts: &accounts,
+            trunks: &trunks,
+            calls: &calls,
+            numbers: &numbers,
+        },
+        ctx,
+    )?;
     let mut config = Config {
         sip,
         http,
@@ -756,6 +774,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         blacklist,
         caller_id_groups,
         regions,
+        acd,
         warnings,
     };
     config
@@ -1687,14 +1706,44 @@ mod tests {
             }]
         );
         assert_eq!(config.blacklist, Blacklist::default());
+        // The demo ACD: sales and support, five desk-phone agents each, logged in at start.
+        let acd = &config.acd;
+        assert_eq!(
+            acd.break_states,
+            ["lunch", "training"].map(String::from).into()
+        );
+        assert_eq!(acd.feature_codes, FeatureCodes::default());
+        assert_eq!(acd.memory, crate::acd::MemoryConfig::default());
+        assert_eq!(
+            acd.queues,
+            [
+                crate::acd::QueueConfig::new("sales", crate::acd::Strategy::RoundRobin),
+                crate::acd::QueueConfig::new("support", crate::acd::Strategy::LongestIdleState),
+            ]
+        );
+        assert_eq!(acd.agents.len(), 10);
+        for (n, agent) in (1..=10).zip(&acd.agents) {
+            let id = format!("80{n:02}");
+            let queue = if n <= 5 { "sales" } else { "support" };
+            let mut expected = crate::acd::AgentConfig::new(id.as_str()).in_queue(queue);
+            expected.answer_mode = crate::acd::AnswerMode::DeskPhone {
+                accounts: vec![format!("10{n:02}")],
+            };
+            expected.wrap_up = Duration::from_secs(5);
+            expected.max_ring = Duration::from_secs(15);
+            assert_eq!(agent.config, expected);
+            assert_eq!(agent.pin.as_deref(), Some(id.as_str()));
+            assert_eq!(agent.sign_in, SignIn::AtStart);
+        }
         // The shipped values are the defaults: a minimal file behaves like the demo minus its accounts,
-        // trunk and service number.
+        // trunk, service number and ACD.
         let minimal = load("").unwrap();
         assert_eq!(
             Config {
                 accounts: Vec::new(),
                 trunks: Vec::new(),
                 numbers: Vec::new(),
+                acd: AcdSection::default(),
                 warnings: Vec::new(),
                 ..config
             },
@@ -1783,8 +1832,9 @@ media:
             }
         }
         // The root, sip, two listeners, timers, http, database, registrar, auth, lockout, 20 accounts,
-        // one trunk, media, calls, test_line, ivr, one service number, blacklist, logging.
-        assert_eq!(mappings.len(), 38, "{mappings:?}");
+        // one trunk, media, calls, test_line, ivr, one service number, acd, feature_codes, call_memory,
+        // two skill groups, ten agents, blacklist, logging.
+        assert_eq!(mappings.len(), 53, "{mappings:?}");
         let lines: Vec<&str> = SHIPPED.lines().collect();
         for mapping in mappings {
             let keys: Vec<&locate::Entry> = index

@@ -32,11 +32,7 @@ pub fn context(config: &Config, prompts: &PromptLibrary, flow_names: BTreeSet<St
     names.extend(prompt_names(&config.media.prompts_dir));
     Context {
         prompts: names,
-        // Skill groups arrive with the ACD; until then the demo's two are known.
-        queues: ["sales", "support"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        queues: config.acd.queues.iter().map(|q| q.id.0.clone()).collect(),
         flows: flow_names,
         extensions: config.accounts.iter().map(|a| a.user.clone()).collect(),
     }
