@@ -1087,6 +1087,59 @@ mod tests {
         );
     }
 
+    /// 0002 is applied in running databases: their records and legs must read back once 0003
+    /// adds its columns, with the new fields unknown rather than invented.
+    #[tokio::test]
+    async fn records_written_before_the_acd_fields_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sb.db", dir.path().display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let before = sqlx::migrate::Migrator {
+            migrations: MIGRATOR
+                .iter()
+                .filter(|m| m.version <= 2)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO cdrs (call_id, call_type, direction, customer_number, started_at_ms, \
+             last_seen_ms, ended_at_ms, result, missed_reason) \
+             VALUES ('old', 'inbound', 'inbound', '13800000001', 1000, 1000, 5000, \
+             'not_answered', 'hung_up_in_ivr'); \
+             INSERT INTO cdr_legs (leg_id, call_id, kind, peer, started_at_ms, ended_at_ms, \
+             result, reason) VALUES ('old-leg', 'old', 'agent', '8001', 2000, 4000, \
+             'not_answered', 'agent_no_answer')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = Store::open(&url).await.unwrap();
+        let row = store.cdr("old").await.unwrap().unwrap();
+        let close = row.close.unwrap();
+        assert_eq!(close.missed_reason, Some(MissedReason::HungUpInIvr));
+        assert_eq!((close.agent, close.queue_wait_ms), (None, None));
+        assert!(close.satisfaction.is_empty());
+        assert_eq!(
+            row.legs,
+            [CdrLeg {
+                ended_at_ms: Some(4_000),
+                result: Some(CallResult::NotAnswered),
+                reason: Some(MissedReason::AgentNoAnswer),
+                agent: None,
+                queue: None,
+                ..agent_leg("old-leg", "old", "8001", 2_000)
+            }]
+        );
+    }
+
     #[tokio::test]
     async fn a_leg_without_its_call_is_a_typed_error() {
         let (_dir, _url, store) = temp_store().await;
