@@ -28,4 +28,5 @@ pub mod rt;
 pub mod sip;
 pub mod store;
 pub mod trunk;
+pub mod webhook;
 pub(crate) mod yamlpos;

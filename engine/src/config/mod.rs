@@ -35,6 +35,7 @@ use serde::Deserialize;
 pub mod acd;
 pub mod password;
 pub mod trunks;
+pub mod webhooks;
 mod raw;
 
 pub use acd::{AcdSection, ConfiguredAgent, FeatureCodes, SignIn};
@@ -43,6 +44,7 @@ pub use trunks::{
     CallerIdGroupConfig, CallerIdPolicy, GroupNumber, NumberFormat, QuotaPeriod, RegionPrefix,
     RegionsConfig, TrunkCredentials, TrunkNumber, TrunkQuota, TrunkRegister, WireFormat,
 };
+pub use webhooks::WebhookConfig;
 
 use raw::{
     RawAccount, RawAuth, RawBlacklist, RawCalls, RawConfig, RawIvr, RawMedia, RawRegistrar,
@@ -72,6 +74,8 @@ pub struct Config {
     pub caller_id_groups: Vec<CallerIdGroupConfig>,
     /// Number prefixes to city and province (号码归属地), for picking a display number by region.
     pub regions: RegionsConfig,
+    /// Receivers of call events ([`crate::webhook`]), in file order; names are unique.
+    pub webhooks: Vec<WebhookConfig>,
     /// `acd:`, `skill_groups:` and `agents:`: the ACD's queues and agents.
     pub acd: AcdSection,
     /// What the file got away with: weak passwords on a loopback-only server, trusted ranges that cover
@@ -744,6 +748,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
     let ivr = validate_ivr(raw.ivr, ctx)?;
     let numbers = validate_numbers(raw.numbers, &accounts, &trunks, &calls, ctx)?;
     let blacklist = validate_blacklist(raw.blacklist, ctx)?;
+    let webhooks = webhooks::validate_webhooks(raw.webhooks, ctx)?;
     let acd = acd::validate(
         acd::RawSections {
             acd: raw.acd,
@@ -774,6 +779,7 @@ fn validate(raw: RawConfig, ctx: &Ctx<'_>) -> Result<Config, ConfigError> {
         blacklist,
         caller_id_groups,
         regions,
+        webhooks,
         acd,
         warnings,
     };

@@ -32,6 +32,7 @@ pub(super) struct RawConfig {
     pub caller_id_groups: Vec<super::trunks::RawCallerIdGroup>,
     pub regions: super::trunks::RawRegions,
     pub logging: RawLogging,
+    pub webhooks: Vec<super::webhooks::RawWebhook>,
     pub acd: super::acd::RawAcd,
     pub skill_groups: Vec<super::acd::RawSkillGroup>,
     pub agents: Vec<super::acd::RawAgent>,
