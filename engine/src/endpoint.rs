@@ -37,6 +37,7 @@ use switchboard_media::control::{Command, SessionId};
 mod call_tests;
 mod calls;
 mod flows;
+mod trunks;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -140,6 +141,8 @@ pub struct Endpoint {
     call_cfg: CallSettings,
     /// The published flows new calls start in.
     flows: FlowSet,
+    /// Registrations to carriers (`trunks[].register`).
+    trunk_regs: trunks::TrunkRegistrations,
     /// The shell's last wall-clock reading: (monotonic instant, Unix milliseconds).
     clock: Option<(Instant, i64)>,
     /// Unix seconds of the last input (binding expiry for lookups made by flows).
@@ -175,6 +178,7 @@ impl Endpoint {
             flows: FlowSet::default(),
             clock: None,
             last_unix: 0,
+            trunk_regs: trunks::TrunkRegistrations::default(),
         }
     }
 
@@ -271,6 +275,7 @@ impl Endpoint {
         self.tx.handle_timeout(now);
         self.drain_tx_events(now);
         self.call_timeouts(now);
+        self.trunk_timeouts(now);
         self.acd_timeouts(now);
         if self.next_housekeeping.is_some_and(|t| t <= now) {
             self.next_housekeeping = Some(now + HOUSEKEEPING);
@@ -303,6 +308,7 @@ impl Endpoint {
             self.tx.poll_timeout(),
             self.next_housekeeping,
             self.calls.poll_timeout(),
+            self.trunk_regs.poll_timeout(),
             self.acd_poll_timeout(),
         ]
         .into_iter()
@@ -318,6 +324,10 @@ impl Endpoint {
 
     fn drain_tx_events(&mut self, now: Instant) {
         while let Some(ev) = self.tx.poll_event() {
+            // Our REGISTERs to carriers are not calls.
+            let Some(ev) = self.trunk_tx_event(now, ev) else {
+                continue;
+            };
             match ev {
                 TxEvent::AckTimeout { id } => {
                     tracing::debug!(?id, "no ACK for a final response (Timer H or L)");

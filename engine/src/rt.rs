@@ -349,6 +349,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     ep_config.calls.prompts = Arc::new(prompts.clone());
     let mut endpoint = Endpoint::new(ep_config, ServerSecret::random(), rand::random());
     endpoint.restore_bindings(bindings, unix);
+    if let Some(&(_, udp)) = listeners.iter().find(|(t, _)| *t == Transport::Udp) {
+        let trunks = crate::trunk::RegisterSettings::from_config(config);
+        endpoint.start_trunk_registrations(now(), trunks, udp);
+    }
     tracing::info!(restored, "registrations restored from the store");
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -780,6 +784,7 @@ async fn engine_task(
         }
     }
     // Calls end with a BYE (or a final answer) before the sockets close.
+    endpoint.unregister_trunks(now());
     endpoint.end_all_calls(now());
     flush(&mut endpoint, &io, &conns).await;
     let media = io.media.clone();
