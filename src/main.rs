@@ -707,3 +707,132 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_engine::cdr::{
+        CallResult, CallType, CdrClose, CdrLeg, CdrOpen, Direction, HangupBy, LegKind, MissedReason,
+    };
+
+    fn served_call() -> CdrRow {
+        let t0 = 1_700_000_000_000;
+        let leg = CdrLeg {
+            leg_id: "l-1".into(),
+            call_id: "c-1".into(),
+            kind: LegKind::Agent,
+            peer: "8002".into(),
+            started_at_ms: t0 + 8_000,
+            answered_at_ms: None,
+            ended_at_ms: Some(t0 + 20_000),
+            result: Some(CallResult::NotAnswered),
+            reason: Some(MissedReason::AgentNoAnswer),
+            agent: Some("8002".into()),
+            queue: Some("sales".into()),
+            hangup_by: Some(HangupBy::System),
+            caller_id: None,
+        };
+        CdrRow {
+            open: CdrOpen {
+                call_id: "c-1".into(),
+                call_type: CallType::Inbound,
+                direction: Direction::Inbound,
+                customer_number: "13800000001".into(),
+                trunk_number: None,
+                service_number: Some("4000".into()),
+                started_at_ms: t0,
+            },
+            close: Some(CdrClose {
+                ended_at_ms: t0 + 95_000,
+                answered_at_ms: Some(t0 + 25_000),
+                result: CallResult::Answered,
+                hangup_by: Some(HangupBy::Caller),
+                agent: Some("8001".into()),
+                queue: Some("sales".into()),
+                queue_wait_ms: Some(12_000),
+                wrap_up_ms: Some(30_000),
+                satisfaction: vec![(1, 5)],
+                inputs: vec![("account".into(), "1234".into())],
+                ..CdrClose::default()
+            }),
+            legs: vec![
+                leg.clone(),
+                CdrLeg {
+                    leg_id: "l-2".into(),
+                    peer: "8001".into(),
+                    agent: Some("8001".into()),
+                    started_at_ms: t0 + 20_000,
+                    answered_at_ms: Some(t0 + 25_000),
+                    ended_at_ms: Some(t0 + 95_000),
+                    result: Some(CallResult::Answered),
+                    reason: None,
+                    hangup_by: Some(HangupBy::Caller),
+                    ..leg
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn show_prints_the_acd_fields_and_a_legs_table() {
+        let text = cdr_details(&served_call(), Lang::En);
+        for line in [
+            "agent:          8001",
+            "skill group:    sales",
+            "queue wait:     12.0s",
+            "talk time:      1m10s",
+            "wrap-up:        30.0s",
+            "satisfaction:   Q1=5",
+            "input:          account = 1234",
+            "legs (2):",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+        let legs: Vec<&str> = text.lines().skip_while(|l| *l != "legs (2):").collect();
+        assert_eq!(
+            legs[1..],
+            [
+                "  kind   peer         started   ring   talk   result                               hung up by",
+                "  Agent  8002 @sales  22:13:28  12.0s  -      Not answered / Agent did not answer  System",
+                "  Agent  8001 @sales  22:13:40  5.0s   1m10s  Answered                             Caller",
+            ]
+        );
+    }
+
+    #[test]
+    fn chinese_labels_line_up() {
+        let text = cdr_details(&served_call(), Lang::Zh);
+        assert!(text.contains("技能组：      sales\n"), "{text}");
+        assert!(text.contains("满意度：      问题1=5分\n"), "{text}");
+        // Every value starts in the same terminal column, whatever the label's width.
+        let columns: Vec<usize> = text
+            .lines()
+            .take_while(|l| !l.starts_with("子话单"))
+            .map(|l| {
+                let value = l.split_once('：').unwrap().1.trim_start();
+                display_width(&l[..l.len() - value.len()])
+            })
+            .collect();
+        assert!(columns.iter().all(|&c| c == 14), "{columns:?}\n{text}");
+        assert!(
+            text.contains(
+                "  座席  8002 @sales  22:13:28  12.0s  -      未接通 / 座席未接听  系统挂机\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn list_has_agent_and_skill_group_columns() {
+        let line = cdr_line(&served_call(), Lang::En);
+        assert!(line.contains("  4000  8001  sales  Answered  -"), "{line}");
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(span(8_500), "8.5s");
+        assert_eq!(span(95_000), "1m35s");
+        assert_eq!(span(3_723_000), "1h02m03s");
+        assert_eq!(span(-5), "-5ms");
+    }
+}
