@@ -163,7 +163,7 @@ impl Schedule {
                 let end = end_date.and_then(|d| at(d, s.to % DAY_MINUTES));
                 for dt in [start, end].into_iter().flatten() {
                     let ambiguous = self.zone.to_ambiguous_timestamp(dt);
-                    candidates.extend(ambiguous.clone().earlier().ok());
+                    candidates.extend(ambiguous.earlier().ok());
                     candidates.extend(ambiguous.later().ok());
                 }
             }
