@@ -94,7 +94,7 @@ async fn worker(outbox: Outbox, index: usize, mut shutdown: watch::Receiver<bool
 }
 
 /// Attempt every due row that heads its call, concurrently. `Ok(true)` when any was attempted.
-async fn deliver_due(
+pub(super) async fn deliver_due(
     outbox: &Outbox,
     index: usize,
     client: &reqwest::Client,

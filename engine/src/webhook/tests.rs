@@ -72,6 +72,13 @@ async fn receiver(
 ) -> (SocketAddr, mpsc::UnboundedReceiver<Request>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    (addr, serve(listener, reply))
+}
+
+fn serve(
+    listener: TcpListener,
+    reply: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+) -> mpsc::UnboundedReceiver<Request> {
     let (tx, rx) = mpsc::unbounded_channel();
     let reply = Arc::new(reply);
     let count = Arc::new(AtomicUsize::new(0));
@@ -109,7 +116,7 @@ async fn receiver(
             });
         }
     });
-    (addr, rx)
+    rx
 }
 
 async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Request> {
@@ -362,6 +369,44 @@ async fn a_receiver_that_is_down_gets_everything_in_order_per_call() {
     for e in &events {
         assert!(bodies.contains(&serde_json::to_value(e).unwrap()), "{e:?}");
     }
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, worker).await.unwrap().unwrap();
+}
+
+/// Nothing listens on the port at first (connection refused): the attempt is recorded with the
+/// cause, and once a receiver binds the port the event arrives.
+#[tokio::test]
+async fn a_closed_port_is_retried_until_a_receiver_listens() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let outbox = Outbox::new(store.pool().clone(), vec![hook("crm", addr)]);
+    outbox
+        .enqueue(&event("c-1", CallEventKind::Answered, 1))
+        .await
+        .unwrap();
+    // One pass by hand, against the closed port.
+    let client = reqwest::Client::new();
+    assert!(delivery::deliver_due(&outbox, 0, &client).await.unwrap());
+    let (attempts, failed, error): (i64, bool, String) =
+        sqlx::query_as("SELECT attempts, failed, last_error FROM webhook_outbox")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!((attempts, failed), (1, false));
+    assert!(error.to_lowercase().contains("connect"), "{error}");
+    assert!(!error.contains(SECRET), "{error}");
+    assert_eq!(outbox.pending("crm").await.unwrap(), 1);
+
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let mut rx = serve(listener, |_, _| Reply::Status(200));
+    let (stop, shutdown) = watch::channel(false);
+    let worker = spawn_delivery(outbox.clone(), shutdown);
+    let r = next(&mut rx).await;
+    assert_well_formed(&r);
+    assert_eq!(r.call_and_kind(), ("c-1".to_owned(), "answered".to_owned()));
     stop.send(true).unwrap();
     tokio::time::timeout(WAIT, worker).await.unwrap().unwrap();
 }
