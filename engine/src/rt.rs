@@ -96,6 +96,8 @@ impl From<Vec<Arc<Flow>>> for Input {
 /// Call record writes, in the order the engine made them.
 enum CdrOp {
     Open(crate::cdr::CdrOpen),
+    Leg(crate::cdr::CdrLeg),
+    Event(crate::events::CallEvent),
     Close {
         call_id: String,
         close: crate::cdr::CdrClose,
@@ -241,8 +243,36 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
                 })
                 .collect(),
             blacklist: config.blacklist.clone(),
+            queueing: queue_settings(config),
             ..CallSettings::default()
         },
+    }
+}
+
+/// Agents and skill groups as the call layer drives them.
+fn queue_settings(config: &Config) -> crate::endpoint::QueueSettings {
+    use crate::config::SignIn;
+    let acd = &config.acd;
+    crate::endpoint::QueueSettings {
+        acd: acd.acd_config(),
+        queues: acd.queues.clone(),
+        agents: acd
+            .agents
+            .iter()
+            .map(|a| crate::endpoint::AgentSettings {
+                config: a.config.clone(),
+                pin: a.pin.clone(),
+                mobile_trunk: a.mobile_trunk.clone(),
+                login_at_start: matches!(a.sign_in, SignIn::AtStart),
+                schedule: match &a.sign_in {
+                    SignIn::Schedule(s) => Some(s.clone()),
+                    _ => None,
+                },
+            })
+            .collect(),
+        login_code: acd.feature_codes.login.clone(),
+        logout_code: acd.feature_codes.logout.clone(),
+        seed: rand::random(),
     }
 }
 
@@ -389,7 +419,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     tasks.spawn(writer(store.clone(), persist_rx, done_tx));
     let (cdr_tx, cdr_rx) = mpsc::unbounded_channel::<CdrOp>();
-    tasks.spawn(cdr_writer(store.clone(), cdr_rx));
+    let outbox = (!config.webhooks.is_empty()).then(|| {
+        let outbox = crate::webhook::Outbox::new(store.pool().clone(), config.webhooks.clone());
+        crate::webhook::spawn_delivery(outbox.clone(), shutdown_rx.clone());
+        outbox
+    });
+    tasks.spawn(cdr_writer(store.clone(), cdr_rx, outbox));
     let flows = crate::ivr::load::startup(config, &prompts);
     crate::ivr::load::log_startup(&store, &flows).await;
     let _ = input_tx.send(Input::Flows(flows)).await;
@@ -843,7 +878,12 @@ async fn flush(endpoint: &mut Endpoint, io: &Io, conns: &HashMap<ConnId, mpsc::S
             Event::CdrClose { call_id, close } => {
                 let _ = io.cdr.send(CdrOp::Close { call_id, close });
             }
-            Event::CdrLeg(_) | Event::CallEvent(_) => {}
+            Event::CdrLeg(leg) => {
+                let _ = io.cdr.send(CdrOp::Leg(leg));
+            }
+            Event::CallEvent(event) => {
+                let _ = io.cdr.send(CdrOp::Event(event));
+            }
         }
     }
 }
@@ -948,16 +988,50 @@ async fn http_request(
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// Writes call records in order: each open is durable before the close that follows it.
-async fn cdr_writer(store: Store, mut rx: mpsc::UnboundedReceiver<CdrOp>) {
+/// Writes call records and call events in the order the engine raised them: each open is
+/// durable before the legs and the close that follow it, and each event is in the webhook
+/// outbox before the next. A closed record adds its own `cdr_written` event, carrying the
+/// record as stored.
+async fn cdr_writer(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<CdrOp>,
+    outbox: Option<crate::webhook::Outbox>,
+) {
     while let Some(op) = rx.recv().await {
         let result = match &op {
             CdrOp::Open(open) => store.open_cdr(open).await,
+            CdrOp::Leg(leg) => store.upsert_cdr_leg(leg).await,
             CdrOp::Close { call_id, close } => store.close_cdr(call_id, close).await.map(|_| ()),
+            CdrOp::Event(event) => {
+                if let Some(outbox) = &outbox {
+                    if let Err(e) = outbox.enqueue(event).await {
+                        metrics::counter!("webhook_enqueue_errors_total").increment(1);
+                        tracing::error!(error = %e, "call event not stored for delivery");
+                    }
+                }
+                Ok(())
+            }
         };
         if let Err(e) = result {
             metrics::counter!("cdr_write_errors_total").increment(1);
             tracing::error!(error = %e, "call record not written");
+            continue;
+        }
+        if let (CdrOp::Close { call_id, close }, Some(outbox)) = (&op, &outbox) {
+            let record = match store.cdr(call_id).await {
+                Ok(Some(row)) => crate::cdr::to_json(&row),
+                _ => continue,
+            };
+            let event = crate::events::CallEvent {
+                kind: crate::events::CallEventKind::CdrWritten,
+                call_id: call_id.clone(),
+                at_ms: close.ended_at_ms,
+                data: record,
+            };
+            if let Err(e) = outbox.enqueue(&event).await {
+                metrics::counter!("webhook_enqueue_errors_total").increment(1);
+                tracing::error!(error = %e, "call record event not stored for delivery");
+            }
         }
     }
 }

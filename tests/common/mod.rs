@@ -330,6 +330,8 @@ pub struct ServerConfig {
     pub numbers: Vec<(String, String, bool)>,
     /// `blacklist.inbound`.
     pub blacklist: Vec<String>,
+    /// More top-level sections, verbatim (skill groups, agents, webhooks, …).
+    pub extra_yaml: String,
 }
 
 impl Default for ServerConfig {
@@ -354,6 +356,7 @@ impl Default for ServerConfig {
             ivr_watch: None,
             numbers: Vec::new(),
             blacklist: Vec::new(),
+            extra_yaml: String::new(),
         }
     }
 }
@@ -434,6 +437,12 @@ impl ServerConfig {
     }
 
     /// Refuse calls from `entry` (`blacklist.inbound`: a number, or a prefix ending in `*`).
+    /// Append top-level YAML sections to the configuration.
+    pub fn extra(mut self, yaml: &str) -> ServerConfig {
+        self.extra_yaml.push_str(yaml);
+        self
+    }
+
     pub fn blacklist(mut self, entry: &str) -> ServerConfig {
         self.blacklist.push(entry.into());
         self
@@ -519,6 +528,7 @@ impl ServerConfig {
             let entries: Vec<String> = self.blacklist.iter().map(|b| format!("\"{b}\"")).collect();
             let _ = writeln!(y, "blacklist:\n  inbound: [{}]", entries.join(", "));
         }
+        y.push_str(&self.extra_yaml);
         y.push_str("logging:\n  level: info\n");
         y
     }

@@ -1192,6 +1192,7 @@ mod queue {
             pin: Some(format!("7{order}7{order}")),
             mobile_trunk: None,
             login_at_start: login,
+            schedule: None,
         }
     }
 

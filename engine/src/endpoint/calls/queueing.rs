@@ -21,6 +21,9 @@ use crate::cdr::LegKind;
 use crate::ivr::interp::QueueOutcome;
 use std::collections::BTreeMap;
 
+/// How often scheduled sign-ins and sign-outs are checked.
+const SCHEDULE_CHECK: Duration = Duration::from_secs(15);
+
 /// Media tokens of the queue's own audio (never the flow's).
 const MUSIC_TOKEN: u64 = 1 << 48;
 const ANNOUNCE_TOKEN: u64 = (1 << 48) + 1;
@@ -62,6 +65,8 @@ pub struct AgentSettings {
     pub mobile_trunk: Option<String>,
     /// Logged in when the engine starts.
     pub login_at_start: bool,
+    /// Signed in and out by this weekly schedule (排班).
+    pub schedule: Option<crate::acd::schedule::Schedule>,
 }
 
 /// The ACD and the phones it rings.
@@ -77,6 +82,8 @@ pub(in crate::endpoint) struct AcdState {
     pumping: bool,
     /// Agents to log in at the first input (the core learns the time from its inputs).
     start_logins: Vec<AgentId>,
+    schedules: Vec<(AgentId, crate::acd::schedule::Schedule)>,
+    next_schedule_check: Option<Instant>,
 }
 
 impl AcdState {
@@ -91,6 +98,7 @@ impl AcdState {
         let mut mobiles = BTreeMap::new();
         let mut pins = BTreeMap::new();
         let mut start_logins = Vec::new();
+        let mut schedules = Vec::new();
         for a in &settings.agents {
             let id = a.config.id.clone();
             match &a.config.answer_mode {
@@ -110,7 +118,10 @@ impl AcdState {
                 continue;
             }
             if a.login_at_start {
-                start_logins.push(id);
+                start_logins.push(id.clone());
+            }
+            if let Some(s) = &a.schedule {
+                schedules.push((id, s.clone()));
             }
         }
         AcdState {
@@ -122,11 +133,16 @@ impl AcdState {
             logout_code: settings.logout_code.clone(),
             pumping: false,
             start_logins,
+            schedules,
+            next_schedule_check: None,
         }
     }
 
     /// Log in the agents configured to be logged in from the start.
     pub fn start(&mut self, now: Instant) {
+        if !self.schedules.is_empty() && self.next_schedule_check.is_none() {
+            self.next_schedule_check = Some(now);
+        }
         if self.start_logins.is_empty() {
             return;
         }
@@ -528,6 +544,10 @@ impl Endpoint {
 
     /// The ACD's timers.
     pub(in crate::endpoint) fn acd_timeouts(&mut self, now: Instant) {
+        if self.acd.next_schedule_check.is_some_and(|t| t <= now) {
+            self.acd.next_schedule_check = Some(now + SCHEDULE_CHECK);
+            self.apply_schedules(now);
+        }
         if self.acd.acd.poll_timeout().is_some_and(|t| t <= now) {
             self.acd.acd.handle_timeout(now);
             self.acd_pump(now);
@@ -535,7 +555,35 @@ impl Endpoint {
     }
 
     pub(in crate::endpoint) fn acd_poll_timeout(&self) -> Option<Instant> {
-        self.acd.acd.poll_timeout()
+        [self.acd.acd.poll_timeout(), self.acd.next_schedule_check]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Sign scheduled agents in when their shift starts and out when it ends. An agent still
+    /// on a call at the end of the shift is signed out at the first check after it.
+    fn apply_schedules(&mut self, now: Instant) {
+        let unix_ms = self.unix_ms(now);
+        let due: Vec<(AgentId, bool)> = self
+            .acd
+            .schedules
+            .iter()
+            .map(|(a, s)| (a.clone(), s.on_duty(unix_ms)))
+            .collect();
+        for (agent, on_duty) in due {
+            let logged_in = self.acd.acd.agent(&agent).is_some_and(|a| a.is_logged_in());
+            let result = match (on_duty, logged_in) {
+                (true, false) => self.acd.acd.login(&agent, now),
+                (false, true) => self.acd.acd.logout(&agent, now),
+                _ => continue,
+            };
+            match result {
+                Ok(()) => tracing::info!(%agent, on_duty, "agent signed by schedule"),
+                Err(e) => tracing::debug!(%agent, error = %e, "schedule change deferred"),
+            }
+        }
+        self.acd_pump(now);
     }
 
     fn acd_event(&mut self, now: Instant, ev: AcdEvent) {
