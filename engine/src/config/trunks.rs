@@ -659,3 +659,316 @@ fn e164(ctx: &Ctx<'_>, field: &str, text: &str) -> Result<String, ConfigError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigError};
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_str(text, "t.yaml")
+    }
+
+    /// The error's Display, after checking it is an `Invalid` at `line` naming `field`.
+    fn rejected(text: &str, line: usize, field: &str) -> String {
+        let err = load(text).expect_err("config should be rejected");
+        let shown = err.to_string();
+        match &err {
+            ConfigError::Invalid {
+                line: l, field: f, ..
+            } => assert_eq!((*l, f.as_str()), (line, field), "{shown}"),
+            ConfigError::Io { .. } => panic!("{shown}"),
+        }
+        shown
+    }
+
+    const FULL: &str = r#"trunks:
+  - name: carrier
+    address: "192.0.2.1:5080"
+    auth:
+      username: "sb-trunk"
+      password: "s3cret"
+    register:
+      enabled: true
+      expires_s: 1800
+    numbers:
+      - number: "+861088880000"
+      - number: "+862188880000"
+        enabled: false
+    number_format:
+      outbound: international
+      international_prefix: "00"
+    caller_id:
+      mode: region
+      number: "+861088880000"
+      group: main
+    quota:
+      outbound_minutes: 10000
+      period: day
+      timezone: "Asia/Shanghai"
+    max_concurrent_calls: 30
+caller_id_groups:
+  - name: main
+    numbers:
+      - number: "+861088880000"
+        city: Beijing
+      - number: "+862188880000"
+        city: Hangzhou
+    default: ["+861088880000"]
+regions:
+  prefixes:
+    - prefix: "+8610"
+      city: Beijing
+      province: Beijing
+    - prefix: "+86755"
+      city: Shenzhen
+      province: Guangdong
+  capitals:
+    Beijing: Beijing
+blacklist:
+  outbound: ["+8613900000000", "+86139111*"]
+"#;
+
+    #[test]
+    fn a_full_trunk_resolves() {
+        let config = load(FULL).unwrap();
+        let t = &config.trunks[0];
+        assert_eq!(t.auth.as_ref().unwrap().username, "sb-trunk");
+        assert_eq!(t.auth.as_ref().unwrap().password.expose(), "s3cret");
+        assert_eq!(
+            t.register,
+            Some(TrunkRegister {
+                expires_s: 1800,
+                user: "sb-trunk".into(),
+                domain: "192.0.2.1".into(),
+                registrar_uri: "sip:192.0.2.1:5080".into(),
+            })
+        );
+        assert_eq!(
+            t.numbers,
+            [
+                TrunkNumber {
+                    number: "+861088880000".into(),
+                    enabled: true
+                },
+                TrunkNumber {
+                    number: "+862188880000".into(),
+                    enabled: false
+                },
+            ]
+        );
+        assert_eq!(t.number_format.outbound, WireFormat::International);
+        assert_eq!(t.number_format.country_code, "86");
+        assert_eq!(
+            t.caller_id,
+            CallerIdPolicy::Region {
+                group: "main".into(),
+                fallback: Some("+861088880000".into())
+            }
+        );
+        assert_eq!(
+            t.quota,
+            Some(TrunkQuota {
+                outbound_minutes: 10000,
+                period: QuotaPeriod::Day,
+                timezone: "Asia/Shanghai".into()
+            })
+        );
+        assert_eq!(t.max_concurrent_calls, Some(30));
+        assert_eq!(config.caller_id_groups[0].default, ["+861088880000"]);
+        assert_eq!(config.regions.prefixes.len(), 2);
+        assert_eq!(
+            config.regions.capitals,
+            [("Beijing".to_owned(), "Beijing".to_owned())]
+        );
+        assert!(config.blacklist.blocks_outbound("+86 139 1110 0000"));
+        assert!(!config.blacklist.blocks("+8613900000000"));
+        // Hangzhou is in no prefix: a warning on its line, not an error.
+        let w = &config.warnings[0];
+        assert_eq!(
+            (w.line, w.field.as_str()),
+            (32, "caller_id_groups[0].numbers[1].city")
+        );
+        assert!(w.message.contains("Hangzhou"), "{w}");
+        // The password never shows.
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_trunk_without_the_new_keys_is_as_before() {
+        let config = load("trunks:\n  - name: carrier\n    address: \"192.0.2.1:5060\"\n").unwrap();
+        let t = &config.trunks[0];
+        assert_eq!((&t.auth, &t.register, t.numbers.len()), (&None, &None, 0));
+        assert_eq!(t.caller_id, CallerIdPolicy::Unset);
+        assert_eq!(t.number_format, NumberFormat::default());
+        // `register: { enabled: false }` needs no credentials.
+        let config = load(
+            "trunks:\n  - name: carrier\n    address: \"192.0.2.1:5060\"\n    register:\n      enabled: false\n",
+        )
+        .unwrap();
+        assert_eq!(config.trunks[0].register, None);
+    }
+
+    #[test]
+    fn semantic_errors_name_line_and_field() {
+        let cases: &[(&str, &str, &str, usize, &str)] = &[
+            // (replace, with, field, line, message fragment)
+            (
+                "- number: \"+861088880000\"\n      - number",
+                "- number: \"861088880000\"\n      - number",
+                "trunks[0].numbers[0].number",
+                11,
+                "E.164",
+            ),
+            (
+                "group: main",
+                "group: nowhere",
+                "trunks[0].caller_id.group",
+                20,
+                "no caller_id_groups entry",
+            ),
+            (
+                "      number: \"+861088880000\"\n      group: main\n",
+                "",
+                "trunks[0].caller_id",
+                17,
+                "needs `group`",
+            ),
+            (
+                "mode: region\n      number: \"+861088880000\"",
+                "mode: fixed",
+                "trunks[0].caller_id",
+                17,
+                "needs `number`",
+            ),
+            (
+                "    auth:\n      username: \"sb-trunk\"\n      password: \"s3cret\"\n",
+                "",
+                "trunks[0].register",
+                4,
+                "needs credentials",
+            ),
+            (
+                "expires_s: 1800",
+                "expires_s: 10",
+                "trunks[0].register.expires_s",
+                9,
+                "between 60",
+            ),
+            (
+                "timezone: \"Asia/Shanghai\"",
+                "timezone: \"Mars/Olympus\"",
+                "trunks[0].quota.timezone",
+                24,
+                "unknown time zone",
+            ),
+            (
+                "max_concurrent_calls: 30",
+                "max_concurrent_calls: 0",
+                "trunks[0].max_concurrent_calls",
+                25,
+                "at least 1",
+            ),
+            (
+                "Beijing: Beijing",
+                "Beijing: Xian",
+                "regions.capitals.Beijing",
+                43,
+                "Xian is not the city",
+            ),
+            (
+                "prefix: \"+86755\"",
+                "prefix: \"86755\"",
+                "regions.prefixes[1].prefix",
+                39,
+                "expected `+`",
+            ),
+            (
+                "default: [\"+861088880000\"]",
+                "default: [\"+86\"]",
+                "caller_id_groups[0].default[0]",
+                33,
+                "E.164",
+            ),
+            (
+                "\"+86139111*\"",
+                "\"+86139x*\"",
+                "blacklist.outbound[1]",
+                45,
+                "digits only",
+            ),
+        ];
+        for (from, to, field, line, fragment) in cases {
+            assert_eq!(FULL.matches(from).count(), 1, "{from}");
+            let text = FULL.replace(from, to);
+            let shown = rejected(&text, *line, field);
+            assert!(shown.contains(fragment), "{shown}");
+        }
+        let shown = rejected(
+            &FULL.replace(
+                "outbound: international",
+                "outbound: national\n      country_code: \"8a\"",
+            ),
+            16,
+            "trunks[0].number_format.country_code",
+        );
+        assert!(shown.contains("digits"), "{shown}");
+    }
+
+    #[test]
+    fn a_number_belongs_to_one_trunk() {
+        let text = format!(
+            "{FULL}  - name: backup\n    address: \"192.0.2.2:5080\"\n    numbers:\n      - number: \"+862188880000\"\n"
+        )
+        .replace("blacklist:\n  outbound: [\"+8613900000000\", \"+86139111*\"]\n", "")
+        .replace("caller_id_groups:", "TRUNKS_END\ncaller_id_groups:");
+        // Keep the second trunk inside `trunks:`: move it before the groups.
+        let (head, rest) = text.split_once("TRUNKS_END\n").unwrap();
+        let (groups, second) = rest.split_once("  - name: backup").unwrap();
+        let text = format!("{head}  - name: backup{second}{groups}");
+        let line = text
+            .lines()
+            .position(|l| l.contains("- number: \"+862188880000\""))
+            .map(|_| {
+                text.lines()
+                    .enumerate()
+                    .filter(|(_, l)| l.contains("- number: \"+862188880000\""))
+                    .nth(1)
+                    .unwrap()
+                    .0
+                    + 1
+            })
+            .unwrap();
+        let shown = rejected(&text, line, "trunks[1].numbers[0].number");
+        assert!(
+            shown.contains("already a number of trunk carrier (trunks[0], line 10)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_where_they_are() {
+        let shown = rejected(
+            &FULL.replace(
+                "    max_concurrent_calls: 30\n",
+                "    max_concurrent_calls: 30\n    channels: 3\n",
+            ),
+            26,
+            "trunks[0].channels",
+        );
+        assert!(shown.contains("unknown field `channels`"), "{shown}");
+        rejected(
+            &FULL.replace("      period: day\n", "      period: week\n"),
+            23,
+            "trunks[0].quota.period",
+        );
+        rejected(
+            &FULL.replace(
+                "      expires_s: 1800\n",
+                "      expires_s: 1800\n      refresh: 10\n",
+            ),
+            10,
+            "trunks[0].register.refresh",
+        );
+    }
+}
