@@ -364,6 +364,10 @@ impl Acd {
         self.agents.values()
     }
 
+    pub fn queues(&self) -> impl Iterator<Item = &Queue> {
+        self.queues.values()
+    }
+
     pub fn queue(&self, id: &QueueId) -> Option<&Queue> {
         self.queues.get(id)
     }

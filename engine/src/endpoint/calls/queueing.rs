@@ -540,6 +540,41 @@ impl Endpoint {
             }
         }
         self.acd.pumping = false;
+        self.acd_gauges();
+    }
+
+    /// `agents{state}` and `queue_waiting{queue}` for dashboards and for checks that no agent
+    /// is left ringing or talking once the calls are over.
+    fn acd_gauges(&self) {
+        use crate::acd::AgentStatus;
+        let mut counts = [0u32; 7];
+        for a in self.acd.acd.agents() {
+            let i = match a.state().status() {
+                AgentStatus::LoggedOut => 0,
+                AgentStatus::Idle => 1,
+                AgentStatus::Busy => 2,
+                AgentStatus::Break(_) => 3,
+                AgentStatus::Ringing => 4,
+                AgentStatus::Talking => 5,
+                AgentStatus::WrapUp => 6,
+            };
+            counts[i] += 1;
+        }
+        const STATES: [&str; 7] = [
+            "logged_out",
+            "idle",
+            "busy",
+            "break",
+            "ringing",
+            "talking",
+            "wrap_up",
+        ];
+        for (state, n) in STATES.iter().zip(counts) {
+            metrics::gauge!("agents", "state" => *state).set(f64::from(n));
+        }
+        for q in self.acd.acd.queues() {
+            metrics::gauge!("queue_waiting", "queue" => q.config().id.0.clone()).set(q.len() as f64);
+        }
     }
 
     /// The ACD's timers.
