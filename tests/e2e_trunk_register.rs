@@ -37,5 +37,8 @@ async fn a_trunk_registers_with_its_carrier_answering_the_challenge() {
         .await;
     let log = server.log();
     assert!(log.contains("registered with the trunk"), "{log}");
-    assert!(!log.contains("trunk-secret-e2e"), "the password leaked into the log");
+    assert!(
+        !log.contains("trunk-secret-e2e"),
+        "the password leaked into the log"
+    );
 }
