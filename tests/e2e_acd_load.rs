@@ -180,7 +180,9 @@ async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
     .await
     .unwrap();
     assert_eq!(distinct, i64::from(CALLERS), "one record per call");
-    let unserved: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    /// `(call_id, result, missed_reason, agent)`.
+    type Row = (String, Option<String>, Option<String>, Option<String>);
+    let unserved: Vec<Row> = sqlx::query_as(
         "SELECT call_id, result, missed_reason, agent FROM cdrs \
          WHERE result IS NOT 'answered' OR agent IS NULL OR queue IS NOT 'sales'",
     )
@@ -190,6 +192,25 @@ async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
     assert!(
         unserved.is_empty(),
         "every call was answered by an agent of sales: {unserved:#?}"
+    );
+
+    // One ring attempt per call, answered and closed: none missed, none left ringing.
+    let legs: (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(ended_at_ms), COUNT(DISTINCT call_id) FROM cdr_legs \
+         WHERE result = 'answered' AND agent IS NOT NULL",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    let all_legs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cdr_legs")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let n = i64::from(CALLERS);
+    assert_eq!(
+        (legs, all_legs),
+        ((n, n, n), n),
+        "((answered legs, closed, calls), every leg)"
     );
 
     // The calls per agent add up, and match the INVITEs each account's phone answered.
@@ -225,6 +246,11 @@ async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
     .fetch_one(&mut db)
     .await
     .unwrap();
+    assert!(
+        max_wait_ms >= 500,
+        "callers arrive faster than 20 agents serve them, so some wait at least one talk time: \
+         longest wait {max_wait_ms} ms"
+    );
     eprintln!(
         "{CALLERS} calls on {AGENTS} agents: {span_ms} ms from the first INVITE to the last \
          hang-up, longest queue wait {max_wait_ms} ms, calls per agent {per_agent:?}"
