@@ -189,7 +189,7 @@ impl Endpoint {
                     priority,
                     max_wait,
                     announce_every,
-                    music.as_ref().map(|m| m.as_str()),
+                    music.as_deref(),
                     exit_key,
                 )
                 .map(FlowEvent::Queue),
