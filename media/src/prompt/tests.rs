@@ -407,3 +407,33 @@ fn shipped_prompts_load_with_their_lengths_and_no_dtmf() {
         assert_eq!(detector.poll_event(), None, "{name} sounds like DTMF");
     }
 }
+
+/// The spoken queue announcements (`scripts/make_speech_prompts.sh`) load, are speech-length and
+/// audible, and no key is heard in them: a caller's announcement must never press a key.
+#[test]
+fn shipped_speech_prompts_load_audible_and_without_dtmf() {
+    let lib = PromptLibrary::load(&shipped_prompts()).unwrap();
+    let mut names: Vec<String> = vec![
+        "queue-position".into(),
+        "queue-wait".into(),
+        "minutes".into(),
+    ];
+    names.extend((0..10).map(|d| format!("digit-{d}")));
+    for name in &names {
+        let prompt = lib
+            .get(name)
+            .unwrap_or_else(|| panic!("prompts/{name}.wav is missing"));
+        let d = prompt.duration();
+        assert!(
+            d > Duration::from_millis(200) && d < Duration::from_secs(4),
+            "{name}: {d:?}"
+        );
+        assert!(peak(prompt.samples()) > 1000, "{name} is silent");
+        let mut detector = crate::dtmf::goertzel::Detector::new();
+        for chunk in prompt.samples().chunks(SAMPLES_PER_FRAME) {
+            detector.push_samples(chunk);
+        }
+        detector.finish();
+        assert_eq!(detector.poll_event(), None, "{name} sounds like DTMF");
+    }
+}
