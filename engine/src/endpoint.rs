@@ -27,7 +27,7 @@ use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
 pub use calls::{
     AgentSettings, CallSettings, EndReason, NumberRoute, QueueSettings, TestLineSettings,
-    TrunkRoute,
+    TransferError, TransferTarget, TrunkRoute,
 };
 pub use flows::{FlowSet, HttpRequest};
 use ipnet::IpNet;
@@ -35,6 +35,8 @@ use switchboard_media::control::{Command, SessionId};
 
 #[cfg(test)]
 mod call_tests;
+#[cfg(test)]
+mod transfer_tests;
 mod calls;
 mod flows;
 mod trunks;
@@ -44,7 +46,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The methods Switchboard answers. Later capabilities add to it.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER";
 /// Option tags we support (none yet: an unknown `Require` gets 420).
 const SUPPORTED: &[&str] = &[];
 /// How often expired bindings, nonces and lock-out entries are swept.
@@ -393,7 +395,6 @@ impl Endpoint {
             | Method::Prack
             | Method::Subscribe
             | Method::Notify
-            | Method::Refer
             | Method::Message
             | Method::Publish => return self.reject_allow(id, &req, 405),
             _ => {}
@@ -429,6 +430,11 @@ impl Endpoint {
             Method::Register => self.on_register(now, unix, from, id, &req),
             Method::Invite => self.on_invite(now, unix, from, id, &req),
             Method::Cancel => self.on_cancel(now, id, &req),
+            // REFER transfers a call, so only inside one of our calls' dialogs (RFC 3515
+            // allows it outside; we do not accept it there).
+            Method::Refer if req.headers.to().is_ok_and(|t| t.tag().is_none()) => {
+                self.reject_allow(id, &req, 403)
+            }
             // No dialogs exist yet, so an in-dialog BYE matches nothing (§15.1.2).
             _ => self.reject(id, &req, 481),
         }

@@ -12,9 +12,11 @@
 //! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
 mod queueing;
 mod records;
+mod transfer;
 
 pub(super) use queueing::AcdState;
 pub use queueing::{AgentSettings, QueueSettings};
+pub use transfer::{TransferError, TransferTarget};
 
 use super::flows::FlowRun;
 use super::{Endpoint, Event, Received};
@@ -271,6 +273,8 @@ enum Purpose {
     Invite,
     Reinvite,
     Bye,
+    /// A NOTIFY telling a transferor how its REFER goes.
+    Notify,
 }
 
 /// All calls of the endpoint.
@@ -284,6 +288,7 @@ pub(super) struct Calls {
     by_session: HashMap<SessionId, LegId>,
     timers: BinaryHeap<Reverse<(Instant, CallKey, TimerKey)>>,
     next_id: u64,
+    transfers: transfer::Transfers,
 }
 
 impl Calls {
@@ -928,7 +933,7 @@ impl Endpoint {
         match leg.side {
             // Each outbound INVITE leaves as soon as its own port is bound.
             Side::Outbound if leg.out_tx.is_none() => self.send_fork(now, leg_id),
-            Side::Outbound => {}
+            Side::Outbound => self.transfer_media_ready(now, leg_id),
             // The test line and flows answer at once; a call to an account waits for a phone.
             Side::Inbound => match kind {
                 Kind::TestLine | Kind::Flow | Kind::Feature => self.answer_inbound(now, key, None),
@@ -1094,6 +1099,7 @@ impl Endpoint {
             Purpose::Invite => self.on_invite_response(now, leg_id, resp),
             Purpose::Reinvite => self.on_reinvite_response(now, leg_id, resp),
             Purpose::Bye => {}
+            Purpose::Notify => self.transfer_notify_answered(now, leg_id, resp.code),
         }
         true
     }
@@ -1116,6 +1122,7 @@ impl Endpoint {
             Purpose::Invite => self.on_invite_response(now, leg_id, resp),
             Purpose::Reinvite => self.on_reinvite_response(now, leg_id, resp),
             Purpose::Bye => {}
+            Purpose::Notify => self.transfer_notify_answered(now, leg_id, 408),
         }
     }
 
@@ -1264,6 +1271,7 @@ impl Endpoint {
             self.finish_leg_record(now, leg_id, HangupBy::System);
             return;
         }
+        self.transfer_leg_answered(now, key);
         // Read the answer to our offer.
         let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
         let answer = sdp_of(&resp.body).and_then(Result::ok);
@@ -1371,7 +1379,9 @@ impl Endpoint {
     }
 
     fn fork_failed(&mut self, now: Instant, key: CallKey, leg_id: LegId, code: u16) {
-        if self.agent_leg_failed(now, key, leg_id, code) {
+        if self.agent_leg_failed(now, key, leg_id, code)
+            || self.transfer_fork_failed(now, key, leg_id, code)
+        {
             return;
         }
         self.leg_failed_with(leg_id, code);
@@ -1632,6 +1642,7 @@ impl Endpoint {
             }
             Method::Invite => self.on_reinvite(now, leg_id, id, req),
             Method::Info => self.on_info(now, leg_id, id, req),
+            Method::Refer => self.on_refer(now, leg_id, id, req),
             Method::Options => {
                 let mut resp = dialog.response_to(req, 200);
                 resp.headers.push(HeaderName::Allow, super::ALLOW);
@@ -2131,6 +2142,9 @@ impl Endpoint {
                 break;
             }
             self.calls.timers.pop();
+            if timer == TimerKey::Ring && self.transfer_ring_timeout(now, key, t) {
+                continue;
+            }
             let Some(call) = self.calls.calls.get(&key) else {
                 continue;
             };
@@ -2166,6 +2180,7 @@ impl Endpoint {
     /// End a call: the caller gets `answer` if it has no final response yet, answered legs
     /// get BYE, ringing ones CANCEL, and every media session closes.
     fn end_call(&mut self, now: Instant, key: CallKey, reason: EndReason, answer: Option<u16>) {
+        self.transfer_before_end(now, key);
         self.queue_before_end(now, key);
         let Some(call) = self.calls.calls.remove(&key) else {
             return;

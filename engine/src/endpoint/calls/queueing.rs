@@ -706,7 +706,9 @@ impl Endpoint {
                         self.events
                             .push_back(Event::Media(Command::Silence { id: s }));
                     }
-                    self.flow_event(now, key, crate::ivr::interp::Event::Queue(outcome));
+                    if !self.queue_outcome_without_flow(now, key) {
+                        self.flow_event(now, key, crate::ivr::interp::Event::Queue(outcome));
+                    }
                 }
             }
             AcdEvent::Announce {
