@@ -26,8 +26,8 @@ use crate::sip::transaction::{Incoming, ServerTxId, TimerConfig, TransactionLaye
 use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
 pub use calls::{
-    AgentSettings, CallSettings, EndReason, NumberRoute, QueueSettings, TestLineSettings,
-    TransferError, TransferTarget, TrunkRoute,
+    AgentControl, AgentSettings, CallSettings, EndReason, NumberRoute, QueueSettings,
+    TestLineSettings, TransferError, TransferTarget, TrunkRoute,
 };
 pub use flows::{FlowSet, HttpRequest};
 use ipnet::IpNet;
@@ -35,10 +35,10 @@ use switchboard_media::control::{Command, SessionId};
 
 #[cfg(test)]
 mod call_tests;
-#[cfg(test)]
-mod transfer_tests;
 mod calls;
 mod flows;
+#[cfg(test)]
+mod transfer_tests;
 mod trunks;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};

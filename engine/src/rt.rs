@@ -244,6 +244,7 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
                 .collect(),
             blacklist: config.blacklist.clone(),
             queueing: queue_settings(config),
+            trunk_plan: crate::trunk::Trunks::new(config),
             ..CallSettings::default()
         },
     }
@@ -268,6 +269,7 @@ fn queue_settings(config: &Config) -> crate::endpoint::QueueSettings {
                     SignIn::Schedule(s) => Some(s.clone()),
                     _ => None,
                 },
+                caller_id: a.caller_id.clone(),
             })
             .collect(),
         login_code: acd.feature_codes.login.clone(),

@@ -1193,6 +1193,7 @@ mod queue {
             mobile_trunk: None,
             login_at_start: login,
             schedule: None,
+            caller_id: None,
         }
     }
 
@@ -1453,6 +1454,52 @@ mod queue {
     }
 
     #[test]
+    fn agents_on_a_break_are_not_rung_and_the_last_logout_sends_callers_on() {
+        use crate::endpoint::AgentControl;
+        let mut net = queue_net(Strategy::Linear, true);
+        let mut settings_breaks = std::collections::BTreeSet::new();
+        settings_breaks.insert("lunch".to_owned());
+        // Re-make the ACD with a break state named `lunch`.
+        let settings = QueueSettings {
+            acd: crate::acd::AcdConfig {
+                break_names: settings_breaks,
+                ..Default::default()
+            },
+            queues: vec![QueueConfig::new("sales", Strategy::Linear)],
+            agents: vec![agent("a1", "1002", 1, true), agent("a2", "1003", 2, true)],
+            ..QueueSettings::default()
+        };
+        net.ep.acd = crate::endpoint::calls::AcdState::new(&settings);
+        let now = net.now;
+        net.ep.set_clock(now, 1_800_000_000_000);
+        assert!(
+            net.ep
+                .agent_set_state(now, &"a1".into(), AgentControl::Break("nap"))
+                .is_err(),
+            "only the admin's break names"
+        );
+        net.ep
+            .agent_set_state(now, &"a1".into(), AgentControl::Break("lunch"))
+            .unwrap();
+        let _tag = enter(&mut net, "b1");
+        assert!(net.take(AGENT_1).is_empty(), "a1 is on lunch");
+        let inv2 = requests(&net.take(AGENT_2), Method::Invite).remove(0);
+        net.deliver_msg(AGENT_2, &phone_response(&inv2, 180, "p2", AGENT_2, None));
+        // Both log out: nobody is left to answer, the caller goes on in the flow (to `bye`).
+        net.ep.agent_logout(net.now, &"a1".into()).unwrap();
+        net.pump();
+        assert!(net.closed.is_empty(), "a2 is still logged in");
+        net.ep.agent_logout(net.now, &"a2".into()).unwrap_err();
+        // a2 is ringing for the call: the ACD refuses to log out an agent mid-offer.
+        net.advance(Duration::from_secs(10));
+        let _ = net.take(AGENT_2);
+        net.ep.agent_logout(net.now, &"a2".into()).unwrap();
+        net.pump();
+        let (_, close) = net.closed.last().expect("the flow hung up");
+        assert_eq!(close.missed_reason, Some(MissedReason::NoAgentOnline));
+    }
+
+    #[test]
     fn a_desk_phone_logs_its_agent_in_with_the_feature_code_and_pin() {
         let mut net = queue_net(Strategy::Linear, false);
         // 1001 dials 0000 + a2's PIN: the phone is now a2's, and a2 is logged in.
@@ -1472,5 +1519,82 @@ mod queue {
             &caller_invite("00001111", "f2", &sdp(4000, "sendrecv")),
         );
         assert_eq!(codes(&net.take(CALLER)), vec![403]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls out through a trunk
+// ---------------------------------------------------------------------------------------------
+
+mod outbound {
+    use super::*;
+    use crate::cdr::{CallType, LegKind};
+
+    const CARRIER: &str = "10.0.0.9:5080";
+
+    fn trunk_net() -> Net {
+        let mut net = Net::new(&[]);
+        let yaml = format!(
+            "trunks:
+  - name: carrier
+    address: \"{CARRIER}\"
+    auth: {{ username: \"sb\", password: \"carrier-secret-1\" }}
+    number_format: {{ country_code: \"86\", national_prefix: \"0\", outbound: national }}
+    caller_id: {{ mode: fixed, number: \"+861088880000\" }}
+"
+        );
+        let cfg = crate::config::Config::from_yaml_str(&yaml, "t.yaml").expect("config");
+        net.ep.call_cfg.trunks = vec![TrunkRoute {
+            name: "carrier".into(),
+            address: CARRIER.parse().unwrap(),
+            sources: vec![],
+        }];
+        net.ep.call_cfg.trunk_plan = crate::trunk::Trunks::new(&cfg);
+        net
+    }
+
+    #[test]
+    fn a_desk_phone_calls_out_answering_the_carriers_challenge() {
+        let mut net = trunk_net();
+        net.deliver(
+            CALLER,
+            &caller_invite("13800000001", "o1", &sdp(4000, "sendrecv")),
+        );
+        let inv = requests(&net.take(CARRIER), Method::Invite).remove(0);
+        assert_eq!(inv.uri.user.as_deref(), Some("013800000001"));
+        assert_eq!(
+            inv.headers.from().unwrap().uri.user.as_deref(),
+            Some("01088880000"),
+            "the display number, the carrier's way"
+        );
+        let mut challenge = Response::for_request(&inv, 407);
+        challenge.ensure_to_tag("c1");
+        challenge.headers.push(
+            HeaderName::ProxyAuthenticate,
+            "Digest realm=\"carrier\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"",
+        );
+        net.deliver_msg(CARRIER, &Message::Response(challenge));
+        let again = net.take(CARRIER);
+        assert_eq!(requests(&again, Method::Ack).len(), 1, "the 407 is ACKed");
+        let inv2 = requests(&again, Method::Invite).remove(0);
+        assert!(inv2
+            .headers
+            .get_str(&HeaderName::ProxyAuthorization)
+            .is_some_and(|v| v.contains("username=\"sb\"")));
+        assert_eq!(inv2.headers.cseq().unwrap().seq, 2);
+        net.deliver_msg(
+            CARRIER,
+            &phone_response(&inv2, 200, "c2", CARRIER, Some(&sdp(7000, "sendrecv"))),
+        );
+        assert_eq!(
+            responses(&net.take(CALLER)).last().unwrap().code,
+            200,
+            "the desk phone is connected"
+        );
+        assert_eq!(net.opened[0].call_type, CallType::Outbound);
+        assert_eq!(net.opened[0].customer_number, "+8613800000001");
+        assert!(net.legs.iter().any(
+            |l| l.kind == LegKind::Outbound && l.caller_id.as_deref() == Some("+861088880000")
+        ));
     }
 }

@@ -10,12 +10,13 @@
 //! through [`Endpoint::handle_media_opened`] and [`Endpoint::handle_media`]. Offer/answer is
 //! done per leg with [`switchboard_media::sdp`]; hold and resume on one leg become a fresh
 //! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
+mod outbound;
 mod queueing;
 mod records;
 mod transfer;
 
 pub(super) use queueing::AcdState;
-pub use queueing::{AgentSettings, QueueSettings};
+pub use queueing::{AgentControl, AgentSettings, QueueSettings};
 pub use transfer::{TransferError, TransferTarget};
 
 use super::flows::FlowRun;
@@ -69,6 +70,8 @@ pub struct CallSettings {
     pub blacklist: crate::config::Blacklist,
     /// Agents, skill groups and the desk-phone feature codes (the ACD).
     pub queueing: QueueSettings,
+    /// Outbound calls through trunks: numbers, display numbers, blacklist, quota, channels.
+    pub trunk_plan: crate::trunk::Trunks,
 }
 
 /// A service number bound to a flow (`numbers:` in the configuration).
@@ -107,6 +110,7 @@ impl Default for CallSettings {
             trunks: Vec::new(),
             blacklist: crate::config::Blacklist::default(),
             queueing: QueueSettings::default(),
+            trunk_plan: crate::trunk::Trunks::new(&crate::config::Config::default()),
         }
     }
 }
@@ -213,6 +217,8 @@ struct CdrDraft {
     talk_ms: i64,
     /// Why the last queue visit did not end with an agent (queue timeout, full, …).
     queue_miss: Option<MissedReason>,
+    /// The display number shown to the customer on an outbound call.
+    caller_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +271,10 @@ struct Leg {
     agent: Option<(crate::acd::AgentId, Option<crate::acd::QueueId>)>,
     /// The leg's sub-record while it is open.
     record: Option<records::LegRecord>,
+    /// The trunk the leg went out through (its channel is counted until the leg ends).
+    trunk: Option<String>,
+    /// The INVITE was sent again with credentials after the carrier's challenge.
+    auth_sent: bool,
 }
 
 /// What a client transaction of ours was for.
@@ -507,20 +517,50 @@ impl Endpoint {
                 .test_line
                 .as_ref()
                 .is_some_and(|t| t.number == callee);
-        let open = CdrOpen {
-            call_id: call_id.clone(),
-            call_type: if flow_route.is_some() || !internal {
-                CallType::Inbound
-            } else {
-                CallType::Internal
+        // A phone of ours dialling a number that is none of ours: out through a trunk.
+        let caller_agent = self.acd.agent_of_phone(&caller);
+        let outbound = (internal
+            && !self.call_cfg.trunks.is_empty()
+            && flow_route.is_none()
+            && !known_number
+            && outbound::looks_like_number(&callee)
+            && self.feature_code(&caller, &callee).is_none())
+        .then(|| self.plan_trunk_call(now, &callee, None, caller_agent.as_ref()));
+        let open = match &outbound {
+            Some(plan) => CdrOpen {
+                call_id: call_id.clone(),
+                call_type: CallType::Outbound,
+                direction: cdr::Direction::Outbound,
+                customer_number: match plan {
+                    Ok(p) => p.callee_e164.clone(),
+                    // Refused: still the number in E.164 when it is one, so searches find it.
+                    Err(_) => self
+                        .call_cfg
+                        .trunks
+                        .first()
+                        .and_then(|t| self.call_cfg.trunk_plan.normalize_inbound(&t.name, &callee))
+                        .map(|n| n.into_string())
+                        .unwrap_or_else(|| callee.trim().to_owned()),
+                },
+                trunk_number: plan.as_ref().ok().and_then(|p| p.caller_id.clone()),
+                service_number: None,
+                started_at_ms: started_ms,
             },
-            direction: cdr::Direction::Inbound,
-            customer_number: caller.trim().to_owned(),
-            trunk_number: trunk.as_ref().map(|_| callee.clone()),
-            // The number dialled, also when no route matched it: what a manager looks for.
-            service_number: (flow_route.is_some() || !internal || !known_number)
-                .then(|| callee.clone()),
-            started_at_ms: started_ms,
+            None => CdrOpen {
+                call_id: call_id.clone(),
+                call_type: if flow_route.is_some() || !internal {
+                    CallType::Inbound
+                } else {
+                    CallType::Internal
+                },
+                direction: cdr::Direction::Inbound,
+                customer_number: caller.trim().to_owned(),
+                trunk_number: trunk.as_ref().map(|_| callee.clone()),
+                // The number dialled, also when no route matched it: what a manager looks for.
+                service_number: (flow_route.is_some() || !internal || !known_number)
+                    .then(|| callee.clone()),
+                started_at_ms: started_ms,
+            },
         };
         let ringing = serde_json::json!({
             "caller": caller,
@@ -565,7 +605,25 @@ impl Endpoint {
             refuse(self, 403, "Forbidden", MissedReason::Blacklisted);
             return;
         }
-        if number_disabled {
+        if let Some(Err(refusal)) = &outbound {
+            tracing::info!(%callee, %refusal, "outbound call refused");
+            let (code, reason) = outbound::refusal_answer(refusal);
+            refuse(self, code, reason, refusal.missed_reason());
+            return;
+        }
+        let outbound = outbound.and_then(Result::ok);
+        // A trunk number (中继号码) switched off on its trunk refuses its calls, too.
+        let trunk_number_disabled = trunk.as_ref().is_some_and(|t| {
+            self.call_cfg
+                .trunk_plan
+                .normalize_inbound(t, &callee)
+                .is_some_and(|n| {
+                    self.call_cfg
+                        .trunk_plan
+                        .inbound_number_disabled(t, n.as_str())
+                })
+        });
+        if number_disabled || trunk_number_disabled {
             tracing::info!(%callee, "service number disabled; refused");
             refuse(
                 self,
@@ -606,7 +664,7 @@ impl Endpoint {
                     return;
                 }
             }
-        } else if self.accounts.contains_key(&callee) {
+        } else if self.accounts.contains_key(&callee) || outbound.is_some() {
             Kind::Bridge
         } else {
             tracing::info!(%callee, "no route for the dialled number");
@@ -625,7 +683,8 @@ impl Endpoint {
                 return;
             }
         };
-        let contacts: Vec<crate::registrar::Binding> = if kind == Kind::Bridge {
+        let contacts: Vec<crate::registrar::Binding> = if kind == Kind::Bridge && outbound.is_none()
+        {
             self.registrar
                 .lookup(&callee, unix)
                 .into_iter()
@@ -634,7 +693,7 @@ impl Endpoint {
         } else {
             Vec::new()
         };
-        if kind == Kind::Bridge && contacts.is_empty() {
+        if kind == Kind::Bridge && outbound.is_none() && contacts.is_empty() {
             tracing::info!(%caller, %callee, "call to an account with no registered phone");
             refuse(
                 self,
@@ -699,10 +758,38 @@ impl Endpoint {
                     queue_wait: Duration::ZERO,
                     talk_ms: 0,
                     queue_miss: None,
+                    caller_id: None,
                 },
             },
         );
-        if kind == Kind::Bridge {
+        if let Some(plan) = &outbound {
+            let leg = self.trunk_leg_planned(key, req, plan);
+            if let Some(l) = leg {
+                self.open_leg_record(now, key, l, LegKind::Outbound, plan.callee_e164.clone());
+                if let Some(rec) = self.calls.legs.get_mut(&l).and_then(|x| x.record.as_mut()) {
+                    rec.leg.caller_id = plan.caller_id.clone();
+                    rec.leg.agent = caller_agent.as_ref().map(|a| a.0.clone());
+                }
+            }
+            if let Some(c) = self.calls.calls.get_mut(&key) {
+                c.forks = leg.into_iter().collect();
+                c.cdr.caller_id = plan.caller_id.clone();
+                c.cdr.agent = caller_agent.as_ref().map(|a| a.0.clone());
+            }
+            if let Some(agent) = &caller_agent {
+                // The agent is on this call (not offered queue calls), and the customer is
+                // remembered for call memory.
+                if let Err(e) = self.acd.acd.outbound_started(
+                    agent,
+                    crate::acd::CallId(key.0),
+                    Some(&plan.callee_e164),
+                    now,
+                ) {
+                    tracing::debug!(%agent, error = %e, "agent's outbound call not counted");
+                }
+                self.acd_pump(now);
+            }
+        } else if kind == Kind::Bridge {
             let forks = self.make_forks(key, req, &contacts, &callee, &[]);
             for f in &forks {
                 self.open_leg_record(now, key, *f, LegKind::Agent, callee.clone());
@@ -840,6 +927,8 @@ impl Endpoint {
             transactions: 0,
             agent: None,
             record: None,
+            trunk: None,
+            auth_sent: false,
         };
         self.calls.by_session.insert(session, id);
         self.calls.legs.insert(id, leg);
@@ -1213,6 +1302,9 @@ impl Endpoint {
                 d.response_received(&resp);
             }
             let Some(key) = call_key else { return };
+            if self.answer_trunk_challenge(now, leg_id, &resp) {
+                return;
+            }
             self.fork_failed(now, key, leg_id, code);
             return;
         }
@@ -2344,26 +2436,28 @@ impl Endpoint {
                 self.make_forks(key, &incoming, &contacts, user, headers)
             }
             DialSpec::Number { number, trunk } => {
-                let route = match trunk {
-                    Some(name) => self.call_cfg.trunks.iter().find(|t| &t.name == name),
-                    None => self.call_cfg.trunks.first(),
+                let plan = match self.plan_trunk_call(now, number, trunk.as_deref(), None) {
+                    Ok(p) => p,
+                    Err(refusal) => {
+                        tracing::warn!(call = key.0, %number, %refusal, "the flow's number cannot be dialled");
+                        return false;
+                    }
                 };
-                let Some(route) = route.cloned() else {
-                    tracing::warn!(call = key.0, %number, "no trunk to dial through");
-                    return false;
-                };
-                let Ok(uri) = Uri::parse(&format!("sip:{number}@{}", route.address)) else {
-                    return false;
-                };
-                let target = Target {
-                    transport: Transport::Udp,
-                    addr: route.address,
-                    conn: None,
-                    local,
-                };
-                self.new_outbound(key, caller_session, target, &incoming, uri, number, headers)
-                    .into_iter()
-                    .collect()
+                let leg = self.trunk_leg_planned(key, &incoming, &plan);
+                if let (Some(l), false) = (leg, headers.is_empty()) {
+                    if let Some(inv) = self
+                        .calls
+                        .legs
+                        .get_mut(&l)
+                        .and_then(|x| x.out_invite.as_mut())
+                    {
+                        for (name, value) in headers {
+                            inv.headers
+                                .push(HeaderName::Other(name.as_str().into()), value.clone());
+                        }
+                    }
+                }
+                leg.into_iter().collect()
             }
             DialSpec::Uri(text) => {
                 let Ok(uri) = Uri::parse(text) else {
@@ -2553,7 +2647,7 @@ impl Endpoint {
                 .as_ref()
                 .map(|f| f.scores.clone())
                 .unwrap_or_default(),
-            caller_id: None,
+            caller_id: call.cdr.caller_id.clone(),
         };
         self.call_event(
             now,

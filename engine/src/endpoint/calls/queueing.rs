@@ -67,6 +67,8 @@ pub struct AgentSettings {
     pub login_at_start: bool,
     /// Signed in and out by this weekly schedule (排班).
     pub schedule: Option<crate::acd::schedule::Schedule>,
+    /// The agent's own display number (专属外显号) on calls out.
+    pub caller_id: Option<String>,
 }
 
 /// The ACD and the phones it rings.
@@ -84,6 +86,7 @@ pub(in crate::endpoint) struct AcdState {
     start_logins: Vec<AgentId>,
     schedules: Vec<(AgentId, crate::acd::schedule::Schedule)>,
     next_schedule_check: Option<Instant>,
+    caller_ids: BTreeMap<AgentId, String>,
 }
 
 impl AcdState {
@@ -99,6 +102,7 @@ impl AcdState {
         let mut pins = BTreeMap::new();
         let mut start_logins = Vec::new();
         let mut schedules = Vec::new();
+        let mut caller_ids = BTreeMap::new();
         for a in &settings.agents {
             let id = a.config.id.clone();
             match &a.config.answer_mode {
@@ -120,6 +124,9 @@ impl AcdState {
             if a.login_at_start {
                 start_logins.push(id.clone());
             }
+            if let Some(c) = &a.caller_id {
+                caller_ids.insert(id.clone(), c.clone());
+            }
             if let Some(s) = &a.schedule {
                 schedules.push((id, s.clone()));
             }
@@ -135,6 +142,7 @@ impl AcdState {
             start_logins,
             schedules,
             next_schedule_check: None,
+            caller_ids,
         }
     }
 
@@ -153,6 +161,16 @@ impl AcdState {
         }
         // Start-up logins are not news to anyone.
         while self.acd.poll_event().is_some() {}
+    }
+
+    /// The agent whose desk phone `account` is, if any.
+    pub fn agent_of_phone(&self, account: &str) -> Option<AgentId> {
+        self.agent_of_account(account)
+    }
+
+    /// The agent's own display number.
+    pub fn caller_id(&self, agent: &AgentId) -> Option<&str> {
+        self.caller_ids.get(agent).map(String::as_str)
     }
 
     /// The agent a desk-phone account is bound to.
@@ -176,6 +194,15 @@ pub(super) struct QueueVisit {
     pub agent: Option<AgentId>,
     /// When the caller entered the queue.
     pub entered: Instant,
+}
+
+/// A state an agent can be put in from outside (the agent's own choice or a supervisor's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentControl<'a> {
+    Idle,
+    Busy,
+    /// An admin-defined break state, by name.
+    Break(&'a str),
 }
 
 /// What a feature code asks.
@@ -264,6 +291,45 @@ impl Endpoint {
     /// The ACD, for the control interface.
     pub fn acd(&self) -> &Acd {
         &self.acd.acd
+    }
+
+    /// Control interface: log an agent in (then calls may be offered at once).
+    pub fn agent_login(
+        &mut self,
+        now: Instant,
+        agent: &AgentId,
+    ) -> Result<(), crate::acd::AcdError> {
+        let r = self.acd.acd.login(agent, now);
+        self.acd_pump(now);
+        r
+    }
+
+    /// Control interface: log an agent out; callers left with no logged-in agent in their
+    /// queue take the flow's `no_agents` exit.
+    pub fn agent_logout(
+        &mut self,
+        now: Instant,
+        agent: &AgentId,
+    ) -> Result<(), crate::acd::AcdError> {
+        let r = self.acd.acd.logout(agent, now);
+        self.acd_pump(now);
+        r
+    }
+
+    /// Control interface: idle (callable), busy, or one of the admin's break states.
+    pub fn agent_set_state(
+        &mut self,
+        now: Instant,
+        agent: &AgentId,
+        state: AgentControl<'_>,
+    ) -> Result<(), crate::acd::AcdError> {
+        let r = match state {
+            AgentControl::Idle => self.acd.acd.set_idle(agent, now),
+            AgentControl::Busy => self.acd.acd.set_busy(agent, now),
+            AgentControl::Break(name) => self.acd.acd.set_break(agent, name, now),
+        };
+        self.acd_pump(now);
+        r
     }
 
     /// The flow queues its caller.
@@ -401,6 +467,18 @@ impl Endpoint {
     /// Before a call's record is closed: a caller still waiting abandoned the queue.
     pub(super) fn queue_before_end(&mut self, now: Instant, key: CallKey) {
         let position = self.acd.acd.position(AcdCall(key.0), now);
+        let Some(c) = self.calls.calls.get_mut(&key) else {
+            return;
+        };
+        // The caller hangs up on an agent: the agent's wrap-up starts now.
+        let connected = c.queue.as_ref().and_then(|q| q.agent.clone());
+        if let Some(agent) = connected {
+            c.cdr.wrap_up_ms = self
+                .acd
+                .acd
+                .agent(&agent)
+                .map(|a| a.config().wrap_up.as_millis() as i64);
+        }
         let Some(c) = self.calls.calls.get_mut(&key) else {
             return;
         };
@@ -573,7 +651,8 @@ impl Endpoint {
             metrics::gauge!("agents", "state" => *state).set(f64::from(n));
         }
         for q in self.acd.acd.queues() {
-            metrics::gauge!("queue_waiting", "queue" => q.config().id.0.clone()).set(q.len() as f64);
+            metrics::gauge!("queue_waiting", "queue" => q.config().id.0.clone())
+                .set(q.len() as f64);
         }
     }
 
@@ -804,7 +883,7 @@ impl Endpoint {
                 }
             }
         } else if let Some((number, trunk)) = self.acd.mobiles.get(agent).cloned() {
-            if let Some(l) = self.trunk_leg(key, &incoming, &number, trunk.as_deref()) {
+            if let Some(l) = self.trunk_leg(now, key, &incoming, &number, trunk.as_deref()) {
                 legs.push(l);
                 peers.push(number);
             }
@@ -821,31 +900,22 @@ impl Endpoint {
         legs
     }
 
-    /// One outbound leg to `number` through a trunk (the named one, else the first).
+    /// One outbound leg to an agent's mobile `number` through a trunk (the named one, else
+    /// the first), planned like any call out.
     pub(super) fn trunk_leg(
         &mut self,
+        now: Instant,
         key: CallKey,
         incoming: &Request,
         number: &str,
         trunk: Option<&str>,
     ) -> Option<LegId> {
-        let route = match trunk {
-            Some(name) => self.call_cfg.trunks.iter().find(|t| t.name == name),
-            None => self.call_cfg.trunks.first(),
-        }?
-        .clone();
-        let a = self.calls.calls.get(&key)?.a;
-        let (session, local) = {
-            let l = self.calls.legs.get(&a)?;
-            (l.session, l.target.local)
-        };
-        let uri = Uri::parse(&format!("sip:{number}@{}", route.address)).ok()?;
-        let target = Target {
-            transport: Transport::Udp,
-            addr: route.address,
-            conn: None,
-            local,
-        };
-        self.new_outbound(key, session, target, incoming, uri, number, &[])
+        match self.plan_trunk_call(now, number, trunk, None) {
+            Ok(plan) => self.trunk_leg_planned(key, incoming, &plan),
+            Err(refusal) => {
+                tracing::warn!(call = key.0, %number, %refusal, "agent's mobile cannot be rung");
+                None
+            }
+        }
     }
 }

@@ -173,6 +173,15 @@ impl Endpoint {
     /// Close the leg's sub-record (once): answered legs add their talk time to the call.
     pub(super) fn finish_leg_record(&mut self, now: Instant, leg_id: LegId, by: HangupBy) {
         let at = self.unix_ms(now);
+        let talk = self
+            .calls
+            .legs
+            .get(&leg_id)
+            .and_then(|l| l.record.as_ref())
+            .and_then(|r| r.leg.answered_at_ms)
+            .map_or(0, |answered| at - answered);
+        // A trunk's channel is free again, and the minutes count to its quota.
+        self.trunk_leg_ended(now, leg_id, talk);
         let Some(mut rec) = self
             .calls
             .legs
