@@ -10,6 +10,15 @@ use std::time::Duration;
 use common::{free_port, Account, CdrBy, Server, ServerConfig, Sipp, SippRun};
 use sqlx::Row;
 
+/// call type, customer number, trunk number, display number, result.
+type OutboundRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 fn trunk(carrier_port: u16) -> String {
     format!(
         "trunks:
@@ -123,13 +132,7 @@ async fn calls_out_show_the_display_number_of_the_callee_region() {
     .fetch_all(&mut db)
     .await
     .unwrap();
-    let got: Vec<(
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = rows
+    let got: Vec<OutboundRow> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();

@@ -34,9 +34,9 @@ use serde::Deserialize;
 
 pub mod acd;
 pub mod password;
+mod raw;
 pub mod trunks;
 pub mod webhooks;
-mod raw;
 
 pub use acd::{AcdSection, ConfiguredAgent, FeatureCodes, SignIn};
 pub use password::{check_password, WeakPassword};
