@@ -362,6 +362,22 @@ pub struct Trunk {
     pub max_concurrent_calls: Option<u32>,
 }
 
+impl Trunk {
+    /// Where the trunk's inbound requests come from: its `trusted_sources`, and for a trunk
+    /// that registers with its carrier the carrier's own address too — the carrier sends the
+    /// calls for a registered trunk from there, and does not answer digest challenges.
+    pub fn inbound_sources(&self) -> Vec<IpNet> {
+        let mut nets = self.trusted_sources.clone();
+        if self.register.is_some() {
+            let own = IpNet::from(self.address.ip());
+            if !nets.iter().any(|n| n.contains(&self.address.ip())) {
+                nets.push(own);
+            }
+        }
+        nets
+    }
+}
+
 /// `logging:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggingConfig {
@@ -607,7 +623,7 @@ impl Config {
         self.trunks
             .iter()
             .filter(|t| t.enabled)
-            .find(|t| t.trusted_sources.iter().any(|n| n.contains(&source)))
+            .find(|t| t.inbound_sources().iter().any(|n| n.contains(&source)))
             .map(DigestExemption::Trunk)
     }
 
@@ -1469,6 +1485,15 @@ fn trusted_loopback_warnings(config: &Config, ctx: &Ctx<'_>) -> Vec<ConfigWarnin
                     .push(ctx.warning(&format!("trunks[{t}].trusted_sources[{i}]"), message(net)));
             }
         }
+        if trunk.register.is_some() && trunk.address.ip().is_loopback() {
+            warnings.push(ctx.warning(
+                &format!("trunks[{t}].register"),
+                format!(
+                    "a registering trunk's carrier address {} is trusted for inbound calls, and it is this machine's loopback address: every local phone and tool skips digest authentication",
+                    trunk.address.ip()
+                ),
+            ));
+        }
     }
     warnings
 }
@@ -2127,6 +2152,26 @@ trunks:
         let config = load("sip:\n  domain: pbx.example.com\n").unwrap();
         assert_eq!(config.auth.realm, "pbx.example.com");
         assert_eq!(config.sip.user_agent.as_deref(), Some(DEFAULT_USER_AGENT));
+    }
+
+    #[test]
+    fn a_registering_trunks_carrier_address_is_its_inbound_source() {
+        let yaml = "trunks:\n  - name: carrier\n    address: \"192.0.2.7:5060\"\n    auth: { username: \"sb\", password: \"carrier-secret-1\" }\n    register: { enabled: true }\n  - name: plain\n    address: \"192.0.2.8:5060\"\n";
+        let config = load(yaml).expect("loads");
+        let carrier: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(matches!(
+            config.digest_exemption(carrier),
+            Some(DigestExemption::Trunk(t)) if t.name == "carrier"
+        ));
+        assert_eq!(
+            config.digest_exemption("192.0.2.8".parse().unwrap()),
+            None,
+            "a trunk that does not register is trusted only by trusted_sources"
+        );
+        assert_eq!(
+            config.trunks[0].inbound_sources(),
+            vec!["192.0.2.7/32".parse::<IpNet>().unwrap()]
+        );
     }
 
     #[test]
