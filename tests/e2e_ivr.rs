@@ -209,7 +209,7 @@ async fn digit_1_from_the_pcap_takes_the_menu_branch() {
 
 /// The shipped demo flow (`ivr-flows/main.yaml`, with the `survey` it uses) on 4000, called by
 /// a phone that authenticates (digest) and plays RFC 4733 digit 1: service hours are open, key
-/// 1 leads to the sales queue, which has no agents yet, so the caller goes on to voicemail; the
+/// 1 leads to the sales queue, which has no agent, so the caller goes on to voicemail; the
 /// caller hangs up once the server logged the queue's answer. The record's trail shows that path.
 #[tokio::test]
 async fn shipped_main_flow_takes_digit_1_to_sales_then_voicemail() {
@@ -221,7 +221,9 @@ async fn shipped_main_flow_takes_digit_1_to_sales_then_voicemail() {
             .md5_only()
             .flow("main", read("main.yaml"))
             .flow("survey", read("survey.yaml"))
-            .number("4000", "main"),
+            .number("4000", "main")
+            // The skill groups the flow queues to, with nobody in them.
+            .extra("skill_groups:\n  - name: sales\n  - name: support\n"),
     );
     let port = free_port();
     let info = server.dir().join("caller.info");
