@@ -1158,6 +1158,7 @@ mod queue {
                         exit: NodeId(2),
                         no_agents: NodeId(1),
                         full: NodeId(1),
+                        agent_unavailable: None,
                     },
                 ),
                 node(

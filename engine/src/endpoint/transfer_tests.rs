@@ -71,6 +71,7 @@ fn queue_flow() -> Flow {
                     exit: NodeId(1),
                     no_agents: NodeId(1),
                     full: NodeId(1),
+                    agent_unavailable: None,
                 },
             ),
             node(

@@ -139,6 +139,8 @@ enum RawQueue {
     Exited,
     NoAgents,
     Full,
+    /// Call memory's fallback: the caller's own agent is not available.
+    AgentUnavailable,
 }
 
 #[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -428,6 +430,7 @@ pub fn parse(file: &str, text: &str) -> Result<TestFile, TestFileError> {
                     RawQueue::Exited => QueueOutcome::Exited,
                     RawQueue::NoAgents => QueueOutcome::NoAgents,
                     RawQueue::Full => QueueOutcome::Full,
+                    RawQueue::AgentUnavailable => QueueOutcome::AgentUnavailable,
                 })
                 .collect(),
             legs: t

@@ -128,6 +128,7 @@ pub fn exits(kind: &NodeKind) -> Vec<(String, NodeId)> {
             exit,
             no_agents,
             full,
+            agent_unavailable,
             ..
         } => {
             let mut out = Vec::new();
@@ -140,6 +141,10 @@ pub fn exits(kind: &NodeKind) -> Vec<(String, NodeId)> {
                 ("no_agents", *no_agents),
                 ("full", *full),
             ]));
+            // Without its own exit the fallback is `no_agents`, already drawn.
+            if let Some(fallback) = agent_unavailable {
+                out.push(("agent_unavailable".to_owned(), *fallback));
+            }
             out
         }
         NodeKind::Dial {

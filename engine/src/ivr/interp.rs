@@ -48,9 +48,9 @@
 //! # Trail
 //! Entering a node appends a [`TrailStep`]; leaving it records the exit: a menu key (`"1"`),
 //! `next`, `ok`, `no_input`, `invalid`, `open`, `closed`, `case1`… / `default`, `error`,
-//! `timeout`, `exit`, `no_agents`, `full`, `agent_done`, `answered`, `no_answer`, `busy`,
-//! `failed`, `returned`, `done`, `goto`, `subflow`, `return`. The node where the flow ended
-//! keeps `exit: None`.
+//! `timeout`, `exit`, `no_agents`, `full`, `agent_unavailable`, `agent_done`, `answered`,
+//! `no_answer`, `busy`, `failed`, `returned`, `done`, `goto`, `subflow`, `return`. The node
+//! where the flow ended keeps `exit: None`.
 use super::hours;
 use super::model::{
     DialTarget, Expr, Flow, HangupCause, HttpMethod, NodeId, NodeKind, PromptName, Template,
@@ -109,6 +109,10 @@ pub enum QueueOutcome {
     Exited,
     NoAgents,
     Full,
+    /// Call memory's fallback: the caller's number is bound to an agent who is not available
+    /// and the ACD refused to queue the caller. Takes the node's `agent_unavailable` exit, or
+    /// `no_agents` when it has none.
+    AgentUnavailable,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -873,6 +877,7 @@ impl Interpreter {
                     exit,
                     no_agents,
                     full,
+                    agent_unavailable,
                     ..
                 },
                 Wait::Queue,
@@ -889,6 +894,10 @@ impl Interpreter {
                 QueueOutcome::Exited => self.exit("exit", *exit),
                 QueueOutcome::NoAgents => self.exit("no_agents", *no_agents),
                 QueueOutcome::Full => self.exit("full", *full),
+                QueueOutcome::AgentUnavailable => match agent_unavailable {
+                    Some(next) => self.exit("agent_unavailable", *next),
+                    None => self.exit("no_agents", *no_agents),
+                },
             },
 
             // dial

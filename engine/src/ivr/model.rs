@@ -148,6 +148,10 @@ pub enum NodeKind {
         exit: NodeId,
         no_agents: NodeId,
         full: NodeId,
+        /// Call memory's fallback: the caller's number is bound to an agent who is not
+        /// available and the ACD is set to refuse rather than queue (`when_agent_unavailable:
+        /// fallback`). `None`: the caller takes `no_agents`.
+        agent_unavailable: Option<NodeId>,
     },
     /// Dial an extension (a SIP account), a number through a trunk, or a SIP URI.
     Dial {

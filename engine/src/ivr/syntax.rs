@@ -227,6 +227,11 @@ pub enum NodeSpec {
         exit: Option<String>,
         no_agents: String,
         full: String,
+        /// Call memory's fallback: the caller is bound to an agent who is not available and
+        /// the ACD refuses rather than queues (`when_agent_unavailable: fallback`). Default:
+        /// `no_agents`.
+        #[serde(default)]
+        agent_unavailable: Option<String>,
     },
     /// Ring an extension, a number through a trunk, or a SIP URI (exactly one).
     Dial {

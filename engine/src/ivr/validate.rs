@@ -873,6 +873,7 @@ impl Checker<'_> {
                 exit,
                 no_agents,
                 full,
+                agent_unavailable,
             } => {
                 if !self.ctx.queues.contains(queue) {
                     self.error(Some(n), "queue", format!("no queue named `{queue}`"));
@@ -914,6 +915,9 @@ impl Checker<'_> {
                     exit,
                     no_agents: self.target(n, "no_agents", no_agents),
                     full: self.target(n, "full", full),
+                    agent_unavailable: agent_unavailable
+                        .as_ref()
+                        .map(|a| self.target(n, "agent_unavailable", a)),
                 }
             }
             NodeSpec::Dial {
@@ -1482,6 +1486,52 @@ nodes:
                 "t.yaml:20:5: [g] flow: no flow named `other`",
             ]
         );
+    }
+
+    #[test]
+    fn the_call_memory_fallback_exit_is_optional_and_checked() {
+        let text = "\
+start: q
+nodes:
+  q:
+    type: queue
+    queue: sales
+    timeout: bye
+    no_agents: bye
+    full: bye
+    agent_unavailable: personal
+  bye:
+    type: hangup
+  personal:
+    type: hangup
+    cause: busy
+";
+        let flow = validate("t.yaml", text, &ctx()).unwrap();
+        let exit = |flow: &Flow| match &flow.node(NodeId(0)).kind {
+            NodeKind::Queue {
+                agent_unavailable, ..
+            } => *agent_unavailable,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(exit(&flow), Some(NodeId(2)));
+
+        let errs =
+            errors(&text.replace("agent_unavailable: personal", "agent_unavailable: persnal"));
+        // The exit counts for reachability: `personal` is reached only through it.
+        assert_eq!(
+            errs,
+            [
+                "t.yaml:9:5: [q] agent_unavailable: no node named `persnal`",
+                "t.yaml:12:3: [personal] unreachable: no exit leads here from `start`",
+            ]
+        );
+
+        // Without it the node is the same as before call memory existed.
+        let text = text
+            .replace("    agent_unavailable: personal\n", "")
+            .replace("  personal:\n    type: hangup\n    cause: busy\n", "");
+        let flow = validate("t.yaml", &text, &ctx()).unwrap();
+        assert_eq!(exit(&flow), None);
     }
 
     const CALENDAR_FLOW: &str = "\

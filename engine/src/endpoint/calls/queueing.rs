@@ -367,9 +367,11 @@ impl Endpoint {
             Err(EnqueueError::Refused(Refusal::Full)) => {
                 Some((QueueOutcome::Full, MissedReason::QueueFull))
             }
-            Err(EnqueueError::Refused(Refusal::NoAgents))
-            | Err(EnqueueError::Refused(Refusal::MemoryAgentUnavailable { .. })) => {
+            Err(EnqueueError::Refused(Refusal::NoAgents)) => {
                 Some((QueueOutcome::NoAgents, MissedReason::NoAgentOnline))
+            }
+            Err(EnqueueError::Refused(Refusal::MemoryAgentUnavailable { .. })) => {
+                Some((QueueOutcome::AgentUnavailable, MissedReason::NoAgentOnline))
             }
             Err(EnqueueError::Invalid(e)) => {
                 tracing::warn!(call = key.0, %queue, error = %e, "caller not queued");

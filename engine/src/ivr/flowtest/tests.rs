@@ -1,5 +1,6 @@
 use super::*;
 use crate::ivr::graph::tests::demo;
+use crate::ivr::model::NodeId;
 
 struct Flows(BTreeMap<String, Arc<Flow>>);
 
@@ -197,6 +198,43 @@ fn each_menu_branch() {
         assert!(o.passed(), "{o}");
     }
     assert_eq!(outcomes.len(), 3);
+}
+
+#[test]
+fn the_queue_can_answer_that_the_callers_own_agent_is_unavailable() {
+    let text = format!(
+        r#"{HEAD}  - name: support, the caller's own agent is on a break
+    digits: [2]
+    http: [{{fail: timeout}}]
+    queue: [agent_unavailable]
+    expect:
+      trail: [hours, lookup, menu, support_queue, NEXT, ...]
+"#
+    );
+    // The demo's queues have no fallback exit: the caller goes on as if nobody were logged in.
+    let outcomes = run(&text.replace("NEXT", "voicemail"));
+    assert!(outcomes[0].passed(), "{}", outcomes[0]);
+
+    // With the exit, the flow's own fallback.
+    let mut flow = demo();
+    let goodbye = NodeId(flow.nodes.iter().position(|n| n.name == "goodbye").unwrap() as u32);
+    let support = flow
+        .nodes
+        .iter_mut()
+        .find(|n| n.name == "support_queue")
+        .unwrap();
+    if let NodeKind::Queue {
+        agent_unavailable, ..
+    } = &mut support.kind
+    {
+        *agent_unavailable = Some(goodbye);
+    }
+    let flows = Flows(BTreeMap::from([("main".to_owned(), Arc::new(flow))]));
+    let outcomes = parse("t.yaml", &text.replace("NEXT", "goodbye"))
+        .expect("parses")
+        .run(&flows);
+    assert!(outcomes[0].passed(), "{}", outcomes[0]);
+    assert_eq!(outcomes.len(), 1);
 }
 
 #[test]

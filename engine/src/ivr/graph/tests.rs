@@ -63,6 +63,7 @@ fn queue(id: &dyn Fn(&str) -> NodeId, name: &str) -> NodeKind {
         exit: id("voicemail"),
         no_agents: id("voicemail"),
         full: id("voicemail"),
+        agent_unavailable: None,
     }
 }
 
@@ -180,6 +181,47 @@ fn dot_has_every_node_and_every_exit() {
     assert_eq!(text.matches(" -> ").count(), 11);
     assert!(text.contains("queue: sales"));
     assert!(text.contains("\\nGET https://crm.example/customers/"));
+}
+
+#[test]
+fn the_call_memory_fallback_is_an_edge_of_its_own() {
+    let flow = build(
+        "main",
+        &[
+            ("sales_queue", &|id| {
+                let mut kind = queue(id, "sales");
+                if let NodeKind::Queue {
+                    agent_unavailable, ..
+                } = &mut kind
+                {
+                    *agent_unavailable = Some(id("personal"));
+                }
+                kind
+            }),
+            ("voicemail", &|id| NodeKind::Voicemail {
+                prompts: p(&["leave_message"]),
+                beep: true,
+                max_length: Duration::from_secs(120),
+                mailbox: "sales".into(),
+                done: id("personal"),
+            }),
+            ("personal", &|_| NodeKind::Hangup {
+                cause: HangupCause::Busy,
+            }),
+        ],
+    );
+    let text = dot(&flow);
+    assert!(
+        text.contains("\"sales_queue\" -> \"personal\" [label=\"agent_unavailable\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\"sales_queue\" -> \"voicemail\" [label=\"timeout, exit, no_agents, full\"]"
+        ),
+        "{text}"
+    );
+    assert!(check_xml(&svg(&flow)) > 0);
 }
 
 #[test]

@@ -914,8 +914,14 @@ fn keys_during_an_http_request_are_type_ahead() {
 // ---- queue ----
 
 fn queue_flow(after_agent: bool) -> Arc<Flow> {
+    queue_flow_with(after_agent, false)
+}
+
+/// `agent_unavailable`: the node has call memory's fallback exit (to `personal`).
+fn queue_flow_with(after_agent: bool, agent_unavailable: bool) -> Arc<Flow> {
     let mut b = B::new("main");
     let after = after_agent.then(|| b.id("survey"));
+    let personal = agent_unavailable.then(|| b.id("personal"));
     let exits = ["timeout", "exit", "no_agents", "full"].map(|n| b.id(n));
     b.node(
         "queue",
@@ -931,6 +937,7 @@ fn queue_flow(after_agent: bool) -> Arc<Flow> {
             exit: exits[1],
             no_agents: exits[2],
             full: exits[3],
+            agent_unavailable: personal,
         },
     );
     for n in ["timeout", "exit", "no_agents", "full"] {
@@ -938,6 +945,9 @@ fn queue_flow(after_agent: bool) -> Arc<Flow> {
     }
     if after_agent {
         b.node("survey", hangup());
+    }
+    if agent_unavailable {
+        b.node("personal", hangup());
     }
     b.build()
 }
@@ -978,6 +988,27 @@ fn queue_outcomes_take_their_exits() {
 }
 
 #[test]
+fn call_memory_fallback_takes_its_own_exit_or_no_agents() {
+    // The caller's own agent is on a break: the flow's fallback for that case.
+    let mut c = Call::new(queue_flow_with(false, true));
+    c.start();
+    assert_eq!(
+        c.ev(Event::Queue(QueueOutcome::AgentUnavailable)),
+        vec![BYE]
+    );
+    assert_eq!(c.path(), ["queue:agent_unavailable", "personal"]);
+
+    // A flow written without call memory in mind: nobody can take the call, as with no agents.
+    let mut c = Call::new(queue_flow_with(false, false));
+    c.start();
+    assert_eq!(
+        c.ev(Event::Queue(QueueOutcome::AgentUnavailable)),
+        vec![BYE]
+    );
+    assert_eq!(c.path(), ["queue:no_agents", "no_agents"]);
+}
+
+#[test]
 fn queue_without_after_agent_ends_with_the_agent() {
     let mut c = Call::new(queue_flow(false));
     c.start();
@@ -1004,6 +1035,7 @@ fn queue_priority_defaults_to_zero() {
             exit: exits[1],
             no_agents: exits[2],
             full: exits[3],
+            agent_unavailable: None,
         },
     );
     for n in ["timeout", "exit", "no_agents", "full"] {
