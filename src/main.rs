@@ -535,19 +535,29 @@ fn cdr_details(row: &CdrRow, lang: Lang) -> String {
 
 /// The legs (sub-records) of `cdr show`, one a line under a header.
 fn legs_table(row: &CdrRow, lang: Lang) -> String {
-    let header: [&str; 7] = match lang {
+    let header: [&str; 8] = match lang {
         Lang::En => [
             "kind",
             "peer",
+            "trunk",
             "started",
             "ring",
             "talk",
             "result",
             "hung up by",
         ],
-        Lang::Zh => ["类型", "对端", "开始", "振铃", "通话", "结果", "挂机方"],
+        Lang::Zh => [
+            "类型",
+            "对端",
+            "中继",
+            "开始",
+            "振铃",
+            "通话",
+            "结果",
+            "挂机方",
+        ],
     };
-    let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+    let mut rows: Vec<[String; 8]> = vec![header.map(str::to_owned)];
     for leg in &row.legs {
         let peer = match leg.agent.as_deref() {
             Some(agent) if agent != leg.peer => format!("{} ({agent})", leg.peer),
@@ -572,6 +582,7 @@ fn legs_table(row: &CdrRow, lang: Lang) -> String {
         rows.push([
             leg.kind.label(lang).to_owned(),
             peer,
+            leg.trunk.clone().unwrap_or_else(|| "-".into()),
             started,
             leg.ring_ms().map(span).unwrap_or_else(|| "-".into()),
             leg.talk_ms().map(span).unwrap_or_else(|| "-".into()),
@@ -582,7 +593,7 @@ fn legs_table(row: &CdrRow, lang: Lang) -> String {
                 .to_owned(),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(display_width(cell));
@@ -731,6 +742,7 @@ mod tests {
             queue: Some("sales".into()),
             hangup_by: Some(HangupBy::System),
             caller_id: None,
+            trunk: None,
         };
         CdrRow {
             open: CdrOpen {
@@ -792,10 +804,25 @@ mod tests {
         assert_eq!(
             legs[1..],
             [
-                "  kind   peer         started   ring   talk   result                               hung up by",
-                "  Agent  8002 @sales  22:13:28  12.0s  -      Not answered / Agent did not answer  System",
-                "  Agent  8001 @sales  22:13:40  5.0s   1m10s  Answered                             Caller",
+                "  kind   peer         trunk  started   ring   talk   result                               hung up by",
+                "  Agent  8002 @sales  -      22:13:28  12.0s  -      Not answered / Agent did not answer  System",
+                "  Agent  8001 @sales  -      22:13:40  5.0s   1m10s  Answered                             Caller",
             ]
+        );
+        // A call out names the trunk it went through.
+        let mut row = served_call();
+        row.legs[1] = CdrLeg {
+            kind: LegKind::Outbound,
+            peer: "+8613800000000".into(),
+            agent: None,
+            queue: None,
+            trunk: Some("carrier".into()),
+            ..row.legs[1].clone()
+        };
+        let text = cdr_details(&row, Lang::En);
+        assert!(
+            text.contains("  Outbound  +8613800000000  carrier  22:13:40"),
+            "{text}"
         );
     }
 
@@ -816,7 +843,7 @@ mod tests {
         assert!(columns.iter().all(|&c| c == 14), "{columns:?}\n{text}");
         assert!(
             text.contains(
-                "  座席  8002 @sales  22:13:28  12.0s  -      未接通 / 座席未接听  系统挂机\n"
+                "  座席  8002 @sales  -     22:13:28  12.0s  -      未接通 / 座席未接听  系统挂机\n"
             ),
             "{text}"
         );

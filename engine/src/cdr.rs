@@ -58,12 +58,12 @@
 //!   "recording_path": "data/recordings/c-1.wav", "recording_duration_ms": 70000,
 //!   "legs": [
 //!     {"leg_id": "l-1", "kind": "agent", "peer": "8002", "agent": "8002", "queue": "sales",
-//!      "caller_id": null, "started_at_ms": 1700000008000, "answered_at_ms": null,
+//!      "caller_id": null, "trunk": null, "started_at_ms": 1700000008000, "answered_at_ms": null,
 //!      "ended_at_ms": 1700000020000, "duration_ms": 12000, "ring_ms": 12000, "talk_ms": null,
 //!      "result": "not_answered", "reason": "agent_no_answer", "hangup_by": "system"},
 //!     {"leg_id": "l-2", "kind": "agent", "peer": "8001", "agent": "8001", "queue": "sales",
-//!      "caller_id": null, "started_at_ms": 1700000020000, "answered_at_ms": 1700000025000,
-//!      "ended_at_ms": 1700000095000, "duration_ms": 75000, "ring_ms": 5000, "talk_ms": 70000,
+//!      "caller_id": null, "trunk": null, "started_at_ms": 1700000020000,
+//!      "answered_at_ms": 1700000025000, "ended_at_ms": 1700000095000, "duration_ms": 75000, "ring_ms": 5000, "talk_ms": 70000,
 //!      "result": "answered", "reason": null, "hangup_by": "caller"}
 //!   ]
 //! }
@@ -414,6 +414,9 @@ pub struct CdrLeg {
     pub hangup_by: Option<HangupBy>,
     /// The display number shown on the leg (outbound legs through a trunk).
     pub caller_id: Option<String>,
+    /// The trunk an outbound leg went out through: its talk time counts to that trunk's quota,
+    /// and the quota is seeded from these at start-up.
+    pub trunk: Option<String>,
 }
 
 impl CdrLeg {
@@ -492,6 +495,7 @@ fn leg_json(leg: &CdrLeg) -> Value {
         "agent": leg.agent,
         "queue": leg.queue,
         "caller_id": leg.caller_id,
+        "trunk": leg.trunk,
         "started_at_ms": leg.started_at_ms,
         "answered_at_ms": leg.answered_at_ms,
         "ended_at_ms": leg.ended_at_ms,
@@ -659,6 +663,7 @@ mod tests {
             queue: Some("sales".into()),
             hangup_by: None,
             caller_id: None,
+            trunk: None,
         };
         crate::store::CdrRow {
             open: CdrOpen {

@@ -306,6 +306,35 @@ fn test_line_prompt(config: &Config, library: &PromptLibrary) -> Option<Arc<Prom
     }
 }
 
+/// Seeds each trunk quota with the talk time its legs in the records used this period: the
+/// running count lives in memory, and without this a restart would let a trunk over its quota
+/// place calls again until the period ends.
+pub async fn seed_trunk_quotas(
+    store: &Store,
+    config: &Config,
+    trunks: &mut crate::trunk::Trunks,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for t in &config.trunks {
+        let Some(limit) = &t.quota else {
+            continue;
+        };
+        let quota = trunks.quota_mut();
+        let Some(since) = quota.period_start_ms(&t.name, now_ms) else {
+            continue;
+        };
+        let used = store.trunk_usage_since(&t.name, since).await?;
+        quota.seed(&t.name, used, now_ms);
+        tracing::info!(
+            trunk = %t.name,
+            minutes_used = (used as f64 / 6.0).round() / 10.0,
+            minutes_limit = limit.outbound_minutes,
+            "trunk quota seeded from the call records"
+        );
+    }
+    Ok(())
+}
+
 /// Bind every listener, open the store, restore registrations and start the tasks.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let mut udp = Vec::new();
@@ -375,6 +404,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         );
     }
     let mut ep_config = endpoint_config(config);
+    seed_trunk_quotas(&store, config, &mut ep_config.calls.trunk_plan, unix_ms()).await?;
     if let Some(t) = &mut ep_config.calls.test_line {
         t.prompt = test_line_prompt(config, &prompts);
     }
@@ -1096,5 +1126,90 @@ async fn sweeper(store: Store, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdr::{CallType, CdrLeg, CdrOpen, Direction, LegKind};
+    use crate::trunk::{OutboundRefusal, Trunks};
+
+    /// A trunk that used its one minute kept calling after a restart: the running count was
+    /// only in memory. Seeded from the records, the new process refuses as arrears too.
+    #[tokio::test]
+    async fn a_quota_used_before_a_restart_stays_used() {
+        let config = Config::from_yaml_str(
+            "trunks:
+  - name: carrier
+    address: \"192.0.2.1:5060\"
+    quota: { outbound_minutes: 1, period: month }
+  - name: spare
+    address: \"192.0.2.2:5060\"
+",
+            "t.yaml",
+        )
+        .unwrap();
+        let now = 1_773_144_000_000; // 2026-03-10T12:00:00Z
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/sb.db", dir.path().display()))
+            .await
+            .unwrap();
+        store
+            .open_cdr(&CdrOpen {
+                call_id: "c-1".into(),
+                call_type: CallType::Outbound,
+                direction: Direction::Outbound,
+                customer_number: "+8613800000000".into(),
+                trunk_number: None,
+                service_number: None,
+                started_at_ms: now - 120_000,
+            })
+            .await
+            .unwrap();
+        store
+            .upsert_cdr_leg(&CdrLeg {
+                leg_id: "c-1-1".into(),
+                call_id: "c-1".into(),
+                kind: LegKind::Outbound,
+                peer: "+8613800000000".into(),
+                started_at_ms: now - 120_000,
+                answered_at_ms: Some(now - 100_000),
+                ended_at_ms: Some(now - 39_000),
+                result: None,
+                reason: None,
+                agent: None,
+                queue: None,
+                hangup_by: None,
+                caller_id: None,
+                trunk: Some("carrier".into()),
+            })
+            .await
+            .unwrap();
+
+        // Without the records, the new process would let the call out.
+        let mut forgetful = Trunks::new(&config);
+        assert!(forgetful
+            .plan_outbound("+8613800000001", Some("carrier"), None, now)
+            .is_ok());
+
+        let mut trunks = Trunks::new(&config);
+        seed_trunk_quotas(&store, &config, &mut trunks, now)
+            .await
+            .unwrap();
+        assert_eq!(trunks.quota_mut().used("carrier", now), 61);
+        assert_eq!(
+            trunks.plan_outbound("+8613800000001", Some("carrier"), None, now),
+            Err(OutboundRefusal::Arrears)
+        );
+        // A trunk without a quota is not limited by it.
+        assert!(trunks
+            .plan_outbound("+8613800000001", Some("spare"), None, now)
+            .is_ok());
+        // Next month starts from zero.
+        let april = 1_775_001_600_000; // 2026-04-01T00:00:00Z
+        assert!(trunks
+            .plan_outbound("+8613800000001", Some("carrier"), None, april)
+            .is_ok());
     }
 }

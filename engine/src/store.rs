@@ -361,7 +361,8 @@ impl Store {
     /// Writes a sub-record: inserted the first time its `leg_id` is seen (the leg started),
     /// updated by every later write (it was answered, it ended). A later write never erases what
     /// an earlier one knew: a `None` in it leaves the stored answer, end, result, reason, agent,
-    /// queue, hangup side and caller ID as they were, and the start stays the earliest written.
+    /// queue, hangup side, caller ID and trunk as they were, and the start stays the earliest
+    /// written.
     /// Kind and peer are taken from the latest write.
     ///
     /// The main record must exist ([`StoreError::NoSuchCall`] otherwise) and a leg never moves to
@@ -371,8 +372,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let written = sqlx::query(
             "INSERT INTO cdr_legs (leg_id, call_id, kind, peer, started_at_ms, answered_at_ms, \
-             ended_at_ms, result, reason, agent, queue, hangup_by, caller_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ended_at_ms, result, reason, agent, queue, hangup_by, caller_id, trunk) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (leg_id) DO UPDATE SET \
                kind = excluded.kind, \
                peer = excluded.peer, \
@@ -384,7 +385,8 @@ impl Store {
                agent = coalesce(excluded.agent, cdr_legs.agent), \
                queue = coalesce(excluded.queue, cdr_legs.queue), \
                hangup_by = coalesce(excluded.hangup_by, cdr_legs.hangup_by), \
-               caller_id = coalesce(excluded.caller_id, cdr_legs.caller_id) \
+               caller_id = coalesce(excluded.caller_id, cdr_legs.caller_id), \
+               trunk = coalesce(excluded.trunk, cdr_legs.trunk) \
              WHERE cdr_legs.call_id = excluded.call_id",
         )
         .bind(&leg.leg_id)
@@ -400,6 +402,7 @@ impl Store {
         .bind(&leg.queue)
         .bind(leg.hangup_by.map(HangupBy::code))
         .bind(&leg.caller_id)
+        .bind(&leg.trunk)
         .execute(&mut *tx)
         .await;
         let written = match written {
@@ -433,6 +436,26 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The talk seconds of `trunk`'s legs answered at or after `since_ms` and ended: what the
+    /// trunk's quota has used this period, for seeding it at start-up
+    /// ([`crate::trunk::Quota::seed`]).
+    ///
+    /// Each leg counts from its answer to its end, rounded up to the second, as the running
+    /// count does when a leg ends, so the seeded and the running count agree. A leg still up
+    /// (none after start-up repair) counts once it ends.
+    pub async fn trunk_usage_since(&self, trunk: &str, since_ms: i64) -> Result<u64, StoreError> {
+        let seconds: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum((max(ended_at_ms - answered_at_ms, 0) + 999) / 1000), 0) \
+             FROM cdr_legs \
+             WHERE trunk = ? AND answered_at_ms >= ? AND ended_at_ms IS NOT NULL",
+        )
+        .bind(trunk)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seconds.max(0) as u64)
     }
 
     /// One main record, open or closed.
@@ -660,7 +683,7 @@ const CDR_COLUMNS: &str = "call_id, call_type, direction, customer_number, trunk
     caller_id";
 
 const LEG_COLUMNS: &str = "leg_id, call_id, kind, peer, started_at_ms, answered_at_ms, \
-    ended_at_ms, result, reason, agent, queue, hangup_by, caller_id";
+    ended_at_ms, result, reason, agent, queue, hangup_by, caller_id, trunk";
 
 /// An enum column: NULL stays `None`, an unknown code is [`StoreError::Unreadable`].
 fn code_column<T>(
@@ -701,6 +724,7 @@ fn leg_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrLeg, StoreError> {
         queue: row.try_get("queue")?,
         hangup_by: code_column(row, "hangup_by", &leg_id, HangupBy::from_code)?,
         caller_id: row.try_get("caller_id")?,
+        trunk: row.try_get("trunk")?,
         leg_id,
     })
 }
@@ -1014,6 +1038,7 @@ mod tests {
             queue: Some("sales".into()),
             hangup_by: None,
             caller_id: None,
+            trunk: None,
         }
     }
 
@@ -1442,5 +1467,89 @@ mod tests {
             ]
         );
         assert!(store.flow_publications("nope").await.unwrap().is_empty());
+    }
+    /// A trunk's quota is seeded at start-up from this sum: only its own legs count, only
+    /// answered and ended ones, only those answered since the period began, each rounded up
+    /// to the second as the running count rounds it.
+    #[tokio::test]
+    async fn trunk_usage_sums_the_talk_of_one_trunks_legs_this_period() {
+        let (_dir, url, store) = temp_store().await;
+        let period = 1_772_323_200_000; // 2026-03-01T00:00:00Z
+        store
+            .open_cdr(&inbound("c-1", period - 60_000))
+            .await
+            .unwrap();
+        let mut n = 0;
+        let mut out = |trunk: &str, answered: Option<i64>, ended: Option<i64>| {
+            n += 1;
+            CdrLeg {
+                kind: LegKind::Outbound,
+                peer: "+8613800000000".into(),
+                agent: None,
+                queue: None,
+                answered_at_ms: answered,
+                ended_at_ms: ended,
+                trunk: Some(trunk.into()),
+                ..agent_leg(&format!("l-{n}"), "c-1", "", period - 60_000)
+            }
+        };
+        let legs = [
+            // Answered before the period began: last month's minutes.
+            out("carrier", Some(period - 50_000), Some(period + 10_000)),
+            // 30.2 s counts as 31 s.
+            out("carrier", Some(period + 1_000), Some(period + 31_200)),
+            // Exactly 10 s.
+            out("carrier", Some(period + 40_000), Some(period + 50_000)),
+            // Rang out: no talk.
+            out("carrier", None, Some(period + 70_000)),
+            // Another trunk's call.
+            out("backup", Some(period + 1_000), Some(period + 601_000)),
+            // Still up.
+            out("carrier", Some(period + 80_000), None),
+        ];
+        for leg in &legs {
+            store.upsert_cdr_leg(leg).await.unwrap();
+        }
+        // An agent's leg has no trunk.
+        let agent = CdrLeg {
+            answered_at_ms: Some(period + 1_000),
+            ended_at_ms: Some(period + 100_000),
+            ..agent_leg("l-agent", "c-1", "8001", period)
+        };
+        store.upsert_cdr_leg(&agent).await.unwrap();
+        // A later write that does not name the trunk keeps it.
+        store
+            .upsert_cdr_leg(&CdrLeg {
+                trunk: None,
+                ..legs[2].clone()
+            })
+            .await
+            .unwrap();
+        let row = store.cdr("c-1").await.unwrap().unwrap();
+        assert_eq!(row.legs[2].trunk.as_deref(), Some("carrier"));
+        assert_eq!(row.legs.iter().filter(|l| l.trunk.is_none()).count(), 1);
+
+        // A restarted process reads the same sums.
+        let reopened = Store::open(&url).await.unwrap();
+        assert_eq!(
+            reopened.trunk_usage_since("carrier", period).await.unwrap(),
+            41
+        );
+        assert_eq!(
+            reopened.trunk_usage_since("backup", period).await.unwrap(),
+            600
+        );
+        assert_eq!(
+            reopened.trunk_usage_since("nowhere", period).await.unwrap(),
+            0
+        );
+        // From the month before, the leg answered then counts too: 60 s more.
+        assert_eq!(
+            reopened
+                .trunk_usage_since("carrier", period - 86_400_000)
+                .await
+                .unwrap(),
+            101
+        );
     }
 }

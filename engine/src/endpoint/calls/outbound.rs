@@ -84,6 +84,7 @@ impl Endpoint {
         }
         if let Some(rec) = leg.record.as_mut() {
             rec.leg.caller_id = plan.caller_id.clone();
+            rec.leg.trunk = Some(plan.trunk.clone());
         }
         self.call_cfg.trunk_plan.call_started(&plan.trunk);
         metrics::counter!("trunk_calls_total", "trunk" => plan.trunk.clone()).increment(1);

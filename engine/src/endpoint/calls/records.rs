@@ -94,6 +94,8 @@ impl Endpoint {
             queue,
             hangup_by: None,
             caller_id: None,
+            // A trunk leg is planned before its record opens: the trunk is known by now.
+            trunk: leg.trunk.clone(),
         };
         self.events.push_back(Event::CdrLeg(record.clone()));
         leg.record = Some(LegRecord {
