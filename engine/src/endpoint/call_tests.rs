@@ -1325,6 +1325,11 @@ mod queue {
         assert_eq!(close.queue_wait_ms, Some(10_000));
         assert_eq!(close.talk_ms, Some(30_000));
         assert_eq!(close.wrap_up_ms, Some(5_000));
+        assert_eq!(
+            close.hangup_by,
+            Some(crate::cdr::HangupBy::Callee),
+            "the agent hung up; the flow only ended the call after"
+        );
         // One sub-record per ring attempt, each final write complete.
         let finals: Vec<_> = net
             .legs
@@ -1520,6 +1525,114 @@ mod queue {
             &caller_invite("00001111", "f2", &sdp(4000, "sendrecv")),
         );
         assert_eq!(codes(&net.take(CALLER)), vec![403]);
+    }
+
+    /// Call memory on and set to fall back when the bound agent is away; the caller (1001)
+    /// bound to a1; the queue node's `agent_unavailable` exit leads to `personal` (a busy
+    /// hang-up). a2 comes first in linear order.
+    fn memory_net(a1_logged_in: bool) -> Net {
+        let mut net = queue_net(Strategy::Linear, true);
+        let mut flow = queue_flow();
+        let personal = NodeId(flow.nodes.len() as u32);
+        if let NodeKind::Queue {
+            agent_unavailable, ..
+        } = &mut flow.nodes[0].kind
+        {
+            *agent_unavailable = Some(personal);
+        }
+        flow.nodes.push(node(
+            "personal",
+            NodeKind::Hangup {
+                cause: model::HangupCause::Busy,
+            },
+        ));
+        net.ep.publish_flows([Arc::new(flow)]);
+        let settings = QueueSettings {
+            acd: crate::acd::AcdConfig {
+                break_names: ["lunch".to_owned()].into(),
+                memory: crate::acd::MemoryConfig {
+                    validity: Some(Duration::from_secs(7 * 86_400)),
+                    service_numbers: Default::default(),
+                    refuse_when_unavailable: true,
+                },
+            },
+            queues: vec![QueueConfig::new("sales", Strategy::Linear)],
+            agents: vec![
+                agent("a1", "1002", 2, a1_logged_in),
+                agent("a2", "1003", 1, true),
+            ],
+            ..QueueSettings::default()
+        };
+        net.ep.acd = crate::endpoint::calls::AcdState::new(&settings);
+        let now = net.now;
+        net.ep.set_clock(now, 1_800_000_000_000);
+        net.ep.acd.acd.memory_mut().bind(
+            "1001",
+            crate::acd::Binding {
+                agent: "a1".into(),
+                expires_at: now + Duration::from_secs(86_400),
+                service_numbers: Default::default(),
+            },
+        );
+        net
+    }
+
+    #[test]
+    fn a_caller_whose_own_agent_is_away_takes_the_flows_call_memory_fallback() {
+        use crate::endpoint::AgentControl;
+        for away in ["on a break", "logged out"] {
+            let mut net = memory_net(away == "on a break");
+            if away == "on a break" {
+                net.ep
+                    .agent_set_state(net.now, &"a1".into(), AgentControl::Break("lunch"))
+                    .unwrap();
+            }
+            let _tag = enter(&mut net, "m1");
+            assert!(net.take(AGENT_1).is_empty(), "a1 is {away}");
+            assert!(
+                requests(&net.take(AGENT_2), Method::Invite).is_empty(),
+                "a2 is idle, but the caller is a1's customer: the flow decides ({away})"
+            );
+            let (_, close) = net.closed.last().expect("the flow hung up");
+            assert_eq!(
+                close.ivr_trail,
+                ["main:q→agent_unavailable", "main:personal"],
+                "a1 {away}"
+            );
+            assert_eq!(close.queue.as_deref(), Some("sales"));
+            assert_eq!(close.missed_reason, Some(MissedReason::NoAgentOnline));
+        }
+    }
+
+    #[test]
+    fn a_caller_whose_own_agent_is_idle_rings_that_agent_before_the_linear_order() {
+        let mut net = memory_net(true);
+        let _tag = enter(&mut net, "m2");
+        let inv1 = requests(&net.take(AGENT_1), Method::Invite);
+        assert_eq!(inv1.len(), 1, "a1, the caller's own agent, rings");
+        assert!(
+            requests(&net.take(AGENT_2), Method::Invite).is_empty(),
+            "a2 is first in linear order, but not for a1's customer"
+        );
+        net.deliver_msg(
+            AGENT_1,
+            &phone_response(&inv1[0], 200, "p1", AGENT_1, Some(&sdp(6000, "sendrecv"))),
+        );
+        assert_eq!(
+            net.ep.acd().agent(&"a1".into()).unwrap().state().status(),
+            crate::acd::AgentStatus::Talking
+        );
+        phone_bye(&mut net, AGENT_1, &inv1[0], "p1");
+        let (_, close) = net.closed.last().expect("record closed");
+        assert_eq!(close.result, CallResult::Answered);
+        assert_eq!(close.agent.as_deref(), Some("a1"));
+
+        // Without the binding the same call rings a2 first.
+        let mut net = memory_net(true);
+        net.ep.acd.acd.memory_mut().unbind("1001");
+        let _tag = enter(&mut net, "m3");
+        assert!(net.take(AGENT_1).is_empty());
+        assert_eq!(requests(&net.take(AGENT_2), Method::Invite).len(), 1);
     }
 }
 

@@ -219,6 +219,9 @@ struct CdrDraft {
     queue_miss: Option<MissedReason>,
     /// The display number shown to the customer on an outbound call.
     caller_id: Option<String>,
+    /// Set while the flow reacts to the far end (agent, dialled party) hanging up: a call the
+    /// flow ends right then was hung up by the far end.
+    far_end_hung_up: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -759,6 +762,7 @@ impl Endpoint {
                     talk_ms: 0,
                     queue_miss: None,
                     caller_id: None,
+                    far_end_hung_up: false,
                 },
             },
         );
@@ -2519,6 +2523,10 @@ impl Endpoint {
                     .push_back(Event::Media(Command::Unbridge { id: s }));
             }
         }
+        // The far end hung up: if the flow ends the call at once, it was the far end's doing.
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.cdr.far_end_hung_up = true;
+        }
         if had_winner && self.agent_call_over(now, key) {
             // The agent hung up; the flow goes on after its queue node (a survey, say).
             self.flow_event(
@@ -2526,9 +2534,12 @@ impl Endpoint {
                 key,
                 FlowEvent::Queue(crate::ivr::interp::QueueOutcome::AgentDone),
             );
-            return;
+        } else {
+            self.flow_event(now, key, FlowEvent::Leg { outcome, headers });
         }
-        self.flow_event(now, key, FlowEvent::Leg { outcome, headers });
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.cdr.far_end_hung_up = false;
+        }
     }
 
     /// The flow is over: end the call the way it says.
@@ -2608,6 +2619,7 @@ impl Endpoint {
         let hangup_by = match reason {
             EndReason::CallerHangup | EndReason::CallerCancelled => HangupBy::Caller,
             EndReason::CalleeHangup => HangupBy::Callee,
+            EndReason::FlowHangup if call.cdr.far_end_hung_up => HangupBy::Callee,
             _ => HangupBy::System,
         };
         let (trail, inputs, flow, version) = match &call.flow {
