@@ -25,6 +25,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+pub mod search;
+pub mod tokens;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
