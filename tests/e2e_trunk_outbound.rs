@@ -162,3 +162,106 @@ async fn calls_out_show_the_display_number_of_the_callee_region() {
     assert!(!server.log().contains("trunk-secret-e2e"));
     server.assert_no_panic();
 }
+
+/// A trunk's quota counted only in memory: after a restart, a trunk that had used its minutes
+/// placed calls again. The legs' records name their trunk, and start-up seeds the quota from
+/// them: one minute a month, a real call of about a second plus a minute already in the
+/// records from earlier, and after the restart the next call is refused as arrears (402).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_over_its_quota_stays_refused_after_a_restart() {
+    let carrier_port = free_port();
+    let config = ServerConfig::with_accounts([Account::demo(1001)])
+        .trust("127.0.0.1")
+        .extra(&trunk(carrier_port).replace(
+            "      group: main\n",
+            "      group: main\n    quota: { outbound_minutes: 1, period: month }\n",
+        ));
+    let mut server = Server::start(&config);
+    let carrier = tokio::spawn(
+        server
+            .sipp()
+            .scenario("uas_carrier_invite.xml")
+            .port(carrier_port)
+            .key("info", server.dir().join("carrier.info").display())
+            .run(),
+    );
+    let bound = tokio::task::spawn_blocking(move || {
+        common::wait_udp_bound(carrier_port, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert!(bound, "the carrier SIPp never listened");
+    run_ok(desk_call(&server, "01088881234"), &server).await;
+    carrier.await.unwrap().assert_all_successful(1);
+    server.wait_cdr(CdrBy::Caller("+861088881234"), 1).await;
+
+    // The leg names its trunk.
+    let mut db = server.db().await;
+    let (trunk, answered_at_ms): (Option<String>, Option<i64>) =
+        sqlx::query_as("SELECT trunk, answered_at_ms FROM cdr_legs WHERE kind = 'outbound'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(trunk.as_deref(), Some("carrier"));
+    let answered_at_ms = answered_at_ms.expect("the carrier answered");
+    drop(db);
+    assert!(server.terminate(Duration::from_secs(20)).is_some());
+
+    // A minute of talk through the trunk earlier this month, in the records.
+    let mut db = {
+        use sqlx::Connection;
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(server.db_path());
+        sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap()
+    };
+    let (answered, ended) = (answered_at_ms, answered_at_ms + 60_000);
+    sqlx::query(
+        "INSERT INTO cdrs (call_id, call_type, direction, customer_number, started_at_ms, \
+         last_seen_ms, answered_at_ms, ended_at_ms, result) \
+         VALUES ('earlier', 'outbound', 'outbound', '+861088880001', ?, ?, ?, ?, 'answered')",
+    )
+    .bind(answered)
+    .bind(ended)
+    .bind(answered)
+    .bind(ended)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO cdr_legs (leg_id, call_id, kind, peer, started_at_ms, answered_at_ms, \
+         ended_at_ms, result, trunk) \
+         VALUES ('earlier-1', 'earlier', 'outbound', '+861088880001', ?, ?, ?, 'answered', \
+         'carrier')",
+    )
+    .bind(answered)
+    .bind(answered)
+    .bind(ended)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    drop(db);
+
+    let server = Server::start_in(server.dir_handle(), &config);
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("trunk quota seeded")
+                && l.contains("trunk=carrier minutes_used=1.0 minutes_limit=1")),
+        "{}",
+        server.log()
+    );
+    let refused = desk_call(&server, "+862088881234").trace_msg().run().await;
+    assert!(
+        refused
+            .received()
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 402 ")),
+        "{}",
+        refused.report()
+    );
+    let cdr = server.wait_cdr(CdrBy::Caller("+862088881234"), 1).await;
+    assert_eq!(cdr.missed_reason.as_deref(), Some("arrears"));
+    server.assert_no_panic();
+}
