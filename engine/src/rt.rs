@@ -192,14 +192,14 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
             .auth
             .trusted
             .iter()
+            .copied()
             .chain(
                 config
                     .trunks
                     .iter()
                     .filter(|t| t.enabled)
-                    .flat_map(|t| t.trusted_sources.iter()),
+                    .flat_map(|t| t.inbound_sources()),
             )
-            .copied()
             .collect(),
         accounts: config
             .accounts
@@ -239,7 +239,7 @@ pub fn endpoint_config(config: &Config) -> EndpointConfig {
                 .map(|t| TrunkRoute {
                     name: t.name.clone(),
                     address: t.address,
-                    sources: t.trusted_sources.clone(),
+                    sources: t.inbound_sources(),
                 })
                 .collect(),
             blacklist: config.blacklist.clone(),
