@@ -263,3 +263,158 @@ fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// 200 callers at once, half of them patient (they hang up 1.5 s after the flow answered
+/// them) and half impatient (0.4 s), on 20 agents whose phones ring 150 ms, answer and stay
+/// until the server's BYE. Callers hang up while they wait, while an agent's phone rings
+/// (CANCEL), just as it answers (the server's CANCEL crosses the phone's 200) and while they
+/// talk. Whatever the race, every record is closed, either answered by an agent or abandoned
+/// in the queue, every ring attempt is closed and matches a call the phones completed, and
+/// afterwards every agent is idle and nobody waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_callers_hanging_up_at_any_moment_leave_nothing_stuck() {
+    let accounts: Vec<Account> = (0..AGENTS)
+        .map(|n| Account::demo(FIRST_ACCOUNT + n))
+        .collect();
+    let base = (free_port() & !1).clamp(20_000, 58_000);
+    let mut config = ServerConfig::with_accounts(accounts.clone())
+        .trust("127.0.0.1")
+        .flow("main", FLOW)
+        .number("4000", "main")
+        .extra(&acd_yaml());
+    config.rtp_ports = Some((base, base + 999));
+    let server = Server::start(&config);
+
+    let phones = free_port();
+    server
+        .sipp()
+        .scenario("register_auth.xml")
+        .csv(sipp_csv(
+            accounts.iter().map(|a| (a.user.as_str(), a.sipp_auth())),
+        ))
+        .calls(AGENTS)
+        .rate(50)
+        .port(phones)
+        .run()
+        .await
+        .assert_all_successful(u64::from(AGENTS));
+    // How many calls the phones get is up to the races, so their run ends at its limit, well
+    // after the callers are gone.
+    let answering = tokio::spawn(
+        server
+            .sipp()
+            .scenario("uas_answer_cancel_crossing.xml")
+            .calls(CALLERS)
+            .timeout_s(12)
+            .port(phones)
+            .run(),
+    );
+    let bound = tokio::task::spawn_blocking(move || wait_udp_bound(phones, WAIT))
+        .await
+        .unwrap();
+    assert!(bound, "the phones' SIPp never bound port {phones}");
+
+    let callers = |caller: &str, talk_ms: u32| {
+        server
+            .sipp()
+            .scenario("uac_ivr_hang_up_after.xml")
+            .arg("-s")
+            .arg("4000")
+            .key("caller", caller)
+            .arg("-d")
+            .arg(talk_ms.to_string())
+            .calls(CALLERS / 2)
+            .rate(100)
+            .arg("-l")
+            .arg(CALLERS.to_string())
+            .timeout_s(60)
+            .run()
+    };
+    let (patient, impatient) = tokio::join!(callers("5550200", 1500), callers("5550201", 400));
+    for run in [&patient, &impatient] {
+        assert!(
+            run.code == Some(0) && run.successful == u64::from(CALLERS / 2),
+            "every caller got in and hung up\n{}\n--- server log ---\n{}",
+            run.report(),
+            last_lines(&server.log(), 80)
+        );
+    }
+
+    for (series, want) in [
+        (r#"agents{state="ringing"}"#, 0.0),
+        (r#"agents{state="talking"}"#, 0.0),
+        (r#"agents{state="wrap_up"}"#, 0.0),
+        (r#"agents{state="idle"}"#, f64::from(AGENTS)),
+        (r#"queue_waiting{queue="sales"}"#, 0.0),
+    ] {
+        server.wait_metric(series, |v| v == want).await;
+    }
+
+    let mut db = server.db().await;
+    let deadline = common::Deadline::after(WAIT);
+    let closed: i64 = loop {
+        let closed: i64 = sqlx::query_scalar("SELECT COUNT(ended_at_ms) FROM cdrs")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if closed >= i64::from(CALLERS) || deadline.passed() {
+            break closed;
+        }
+        deadline.tick().await;
+    };
+    let n = i64::from(CALLERS);
+    let (total, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT call_id) FROM cdrs")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (total, distinct, closed),
+        (n, n, n),
+        "(records, calls, closed records)"
+    );
+    let outcomes: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT IFNULL(result, '-') || ' ' || IFNULL(missed_reason, '-') || ' ' || \
+         IIF(agent IS NULL, 'no agent', 'agent'), COUNT(*) FROM cdrs GROUP BY 1",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let answered = outcomes
+        .get("answered - agent")
+        .copied()
+        .unwrap_or_default();
+    let abandoned = outcomes
+        .get("not_answered abandoned_in_queue no agent")
+        .copied()
+        .unwrap_or_default();
+    assert!(
+        answered + abandoned == n && answered >= i64::from(AGENTS),
+        "every call was answered by an agent or abandoned in the queue: {outcomes:#?}"
+    );
+    let open_legs: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT call_id, agent, result FROM cdr_legs WHERE ended_at_ms IS NULL")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert!(
+        open_legs.is_empty(),
+        "no ring attempt left open: {open_legs:#?}"
+    );
+    let legs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cdr_legs")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    eprintln!("200 callers hanging up after 1.5 s or 0.4 s: {outcomes:?}, {legs} ring attempts");
+    // The phones' run ends at its limit (how many calls they get is up to the races): every
+    // call they got ended properly, one per ring attempt recorded.
+    let answering = answering.await.unwrap();
+    assert!(
+        answering.failed == 0 && answering.successful == legs as u64,
+        "the phones completed one call per ring attempt ({legs})\n{}",
+        answering.report()
+    );
+    server.assert_no_panic();
+}
