@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use switchboard_api::auth::{self, Role};
 use switchboard_engine::cdr::{self, Lang};
 use switchboard_engine::config::{Config, ConfigError};
 use switchboard_engine::endpoint::FlowSet;
@@ -67,6 +68,46 @@ enum Command {
         #[command(subcommand)]
         command: CdrCommand,
     },
+    /// Bearer tokens of the HTTP API, in the configured database.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Admin,
+    Supervisor,
+    Agent,
+    Developer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Supervisor => Role::Supervisor,
+            RoleArg::Agent => Role::Agent,
+            RoleArg::Developer => Role::Developer,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it, once: only its hash is stored.
+    Create {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// What the token is for ("ci", "crm").
+        #[arg(long)]
+        name: String,
+    },
+    /// Every token (id, role, name, created, last used, revoked); never the secrets.
+    List,
+    /// Revoke a token by id: it stops working at once.
+    Revoke { id: String },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -176,6 +217,7 @@ fn main() -> ExitCode {
             command: FlowCommand::Graph { file, dot, output },
         } => graph_flow(&config, &file, dot, output.as_deref()),
         Command::Cdr { command } => cdr_command(&config, command),
+        Command::Token { command } => token_command(&config, command),
         Command::Run => {
             config.log_warnings();
             tracing::info!(config = %source, "starting Switchboard {}", env!("CARGO_PKG_VERSION"));
@@ -302,6 +344,77 @@ fn graph_flow(config: &Config, file: &Path, dot: bool, out: Option<&Path>) -> Ex
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `switchboard token create|list|revoke`: the API's bearer tokens in the configured database.
+fn token_command(config: &Config, command: TokenCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<()> = runtime.block_on(async {
+        let store = Store::open(&config.database.url).await?;
+        match command {
+            TokenCommand::Create { role, name } => {
+                let name = name.trim();
+                anyhow::ensure!(!name.is_empty(), "the token needs a --name");
+                let (row, token) = auth::create_token(&store, name, role.into(), unix_ms()).await?;
+                eprintln!(
+                    "token {} ({}, {}): shown once, keep it safe",
+                    row.id, row.role, row.name
+                );
+                println!("{token}");
+            }
+            TokenCommand::List => {
+                println!(
+                    "{:<14} {:<11} {:<20} {:<25} {:<25} REVOKED",
+                    "ID", "ROLE", "NAME", "CREATED", "LAST USED"
+                );
+                for t in store.tokens().await? {
+                    println!(
+                        "{:<14} {:<11} {:<20} {:<25} {:<25} {}",
+                        t.id,
+                        t.role,
+                        t.name,
+                        time_text(Some(t.created_at_ms)),
+                        time_text(t.last_used_at_ms),
+                        time_text(t.revoked_at_ms),
+                    );
+                }
+            }
+            TokenCommand::Revoke { id } => {
+                anyhow::ensure!(store.revoke_token(&id, unix_ms()).await?, "no token {id}");
+                println!("revoked {id}");
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    #[allow(clippy::disallowed_methods)] // the binary's edge, where the clock is read
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A unix-ms time as RFC 3339 (UTC, whole seconds), or `-`.
+fn time_text(ms: Option<i64>) -> String {
+    ms.and_then(|ms| jiff::Timestamp::from_second(ms.div_euclid(1000)).ok())
+        .map_or_else(|| "-".to_owned(), |t| t.to_string())
 }
 
 /// `switchboard cdr list|show`: read call records from the configured database.
@@ -657,11 +770,14 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
         })?;
     let http_addr = http.local_addr()?;
     let running = rt::start(&config).await?;
+    // The API's own pool on the same database: the engine's has migrated it already, and WAL
+    // lets the API's reads run beside the engine's writes.
+    let store = Store::open(&config.database.url).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(switchboard_api::serve(
         http,
-        switchboard_api::AppState { metrics },
+        switchboard_api::AppState::new(metrics, store),
         async move {
             let _ = stop_rx.await;
         },

@@ -1,26 +1,88 @@
 //! # switchboard-api
 //!
-//! Switchboard's HTTP side (axum). Today: `/healthz` for liveness probes and `/metrics` in the
-//! Prometheus text format. The versioned JSON API (`/api/v1`: click-to-dial, call control,
-//! CDRs, flows, agents, reports) grows here, on the same server.
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+//! Switchboard's HTTP side (axum): `/healthz` for liveness probes, `/metrics` in the Prometheus
+//! text format, and the versioned JSON API under `/api/v1`.
+//!
+//! ## `/api/v1` conventions
+//! - One error shape for everything ([`error::ApiError`]): `{"error": {"code", "message",
+//!   "details"}}`, including unknown paths, malformed bodies and rejected query strings.
+//! - JSON bodies go through [`error::ApiJson`] into `deny_unknown_fields` types, at most
+//!   [`error::MAX_BODY_BYTES`].
+//! - Authentication is the [`auth::Caller`] extractor; each handler states its roles with
+//!   [`auth::Caller::require`].
+//! - Lists are paged by an opaque `next_cursor` (see [`cdrs`]), never by offset.
+//! - Every route is in [`ROUTES`] and in the OpenAPI document ([`openapi::ApiDoc`]); a test
+//!   fails when they disagree.
+//!
+//! The crate is a shell like the engine's `rt`: it reads clocks ([`clock`]) and the store, and
+//! leaves decisions to plain functions it can test without a server.
+pub mod auth;
+pub mod cdrs;
+mod clock;
+pub mod error;
+pub mod openapi;
+pub mod tokens;
+
+use auth::FailureLimiter;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
+use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use switchboard_engine::store::Store;
 
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: PrometheusHandle,
+    pub store: Store,
+    pub limiter: Arc<FailureLimiter>,
+}
+
+impl AppState {
+    pub fn new(metrics: PrometheusHandle, store: Store) -> AppState {
+        AppState {
+            metrics,
+            store,
+            limiter: Arc::new(FailureLimiter::default()),
+        }
+    }
+}
+
+/// Every `/api/v1` route the router serves, as `(method, path)`: the OpenAPI test compares this
+/// list with the document, so a route added without its documentation fails.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/tokens"),
+    ("get", "/api/v1/tokens"),
+    ("delete", "/api/v1/tokens/{id}"),
+    ("get", "/api/v1/cdrs"),
+    ("get", "/api/v1/cdrs/export.csv"),
+    ("get", "/api/v1/cdrs/{call_id}"),
+];
+
+fn api_v1() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/cdrs", get(cdrs::search))
+        .route("/cdrs/export.csv", get(cdrs::export))
+        .route("/cdrs/{call_id}", get(cdrs::one))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .nest("/api/v1", api_v1())
         .fallback(not_found)
         .with_state(state)
 }
@@ -36,13 +98,15 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn not_found() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({
-            "error": { "code": "not_found", "message": "no such endpoint" }
-        })),
-    )
+async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        what: "endpoint",
+        id: None,
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Serve until `shutdown` completes.
@@ -53,7 +117,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(address = ?addr, "HTTP listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address is what failed authentications are counted by.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! The API's one error type and its one JSON shape.
+//!
+//! Every failure of every `/api/v1` endpoint is answered as
+//! `{"error": {"code": "...", "message": "...", "details": {...}}}`: `code` is a stable
+//! snake_case string clients branch on, `message` is for people and may be reworded, `details`
+//! (possibly empty) names what was wrong (the field, the allowed values, the limit). Extractor
+//! rejections (a malformed JSON body, an unknown field, a body over the limit, a bad query string)
+//! go through the same shape, never axum's plain-text defaults.
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// The largest JSON body an endpoint reads; larger bodies are refused with `413 body_too_large`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter or path segment that does not parse (an unknown code, a bad time).
+    #[error("{message}")]
+    BadRequest { message: String, details: Value },
+    /// The body is not JSON, or not JSON at all (syntax, missing content type).
+    #[error("the request body is not valid JSON: {reason}")]
+    InvalidBody { reason: String },
+    /// The body is JSON but not the expected object: an unknown or missing field, a wrong type.
+    #[error("the request body does not match the expected shape: {reason}")]
+    Validation {
+        reason: String,
+        field: Option<String>,
+    },
+    #[error("missing, malformed, unknown or revoked bearer token")]
+    Unauthorized,
+    #[error("the {role} role may not use this endpoint")]
+    Forbidden {
+        role: &'static str,
+        allowed: Vec<&'static str>,
+    },
+    #[error("no such {what}")]
+    NotFound {
+        what: &'static str,
+        id: Option<String>,
+    },
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("too many failed attempts from this address; retry in {retry_after_s} s")]
+    TooManyRequests { retry_after_s: u64 },
+    /// A failure on our side; the cause is logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, details: Value) -> ApiError {
+        ApiError::BadRequest {
+            message: message.into(),
+            details,
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(cause.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } | ApiError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "bad_request",
+            ApiError::InvalidBody { .. } => "invalid_body",
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn details(&self) -> Value {
+        match self {
+            ApiError::BadRequest { details, .. } => details.clone(),
+            ApiError::InvalidBody { reason } => json!({ "reason": reason }),
+            ApiError::Validation { reason, field } => json!({ "reason": reason, "field": field }),
+            ApiError::Forbidden { role, allowed } => json!({ "role": role, "allowed": allowed }),
+            ApiError::NotFound { id, .. } => match id {
+                Some(id) => json!({ "id": id }),
+                None => json!({}),
+            },
+            ApiError::BodyTooLarge { limit } => json!({ "limit_bytes": limit }),
+            ApiError::TooManyRequests { retry_after_s } => {
+                json!({ "retry_after_s": retry_after_s })
+            }
+            ApiError::Unauthorized | ApiError::MethodNotAllowed | ApiError::Internal(_) => {
+                json!({})
+            }
+        }
+    }
+}
+
+/// The error document, as the OpenAPI description shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `bad_request`, `invalid_body`, `unauthorized`, `forbidden`, `not_found`,
+    /// `body_too_large`, `validation_failed`, `too_many_requests`, `internal`.
+    pub code: String,
+    /// For people; may be reworded.
+    pub message: String,
+    /// What was wrong: the field, the allowed values, the limit (may be empty).
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "API request failed");
+        }
+        let status = self.status();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                details: self.details(),
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<switchboard_engine::store::StoreError> for ApiError {
+    fn from(e: switchboard_engine::store::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::JsonDataError(e) => {
+                let reason = std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| e.body_text());
+                let field = unknown_field(&reason);
+                ApiError::Validation { reason, field }
+            }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::BodyTooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+            }
+            other => ApiError::InvalidBody {
+                reason: other.body_text(),
+            },
+        }
+    }
+}
+
+/// The field serde named in "unknown field `x`, expected …".
+fn unknown_field(reason: &str) -> Option<String> {
+    let rest = reason.split("unknown field `").nth(1)?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// A JSON body, rejected in the API's error shape. Use with `#[serde(deny_unknown_fields)]`
+/// types: a misspelt field is an error, not silently ignored.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// A query string, rejected in the API's error shape (`400 bad_request`).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => {
+                let reason = match &rejection {
+                    QueryRejection::FailedToDeserializeQueryString(e) => {
+                        std::error::Error::source(e)
+                            .map(ToString::to_string)
+                            .unwrap_or_else(|| e.body_text())
+                    }
+                    other => other.body_text(),
+                };
+                Err(ApiError::bad_request(
+                    "invalid query string",
+                    json!({ "reason": reason }),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_agree() {
+        let cases = [
+            (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::BodyTooLarge { limit: 1 }, 413, "body_too_large"),
+            (
+                ApiError::Validation {
+                    reason: "x".into(),
+                    field: None,
+                },
+                422,
+                "validation_failed",
+            ),
+            (
+                ApiError::TooManyRequests { retry_after_s: 3 },
+                429,
+                "too_many_requests",
+            ),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!((e.status().as_u16(), e.code()), (status, code));
+        }
+    }
+
+    #[test]
+    fn the_unknown_field_is_named() {
+        assert_eq!(
+            unknown_field("unknown field `rolle`, expected `name` or `role` at line 1 column 8"),
+            Some("rolle".into())
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The OpenAPI 3.1 description of `/api/v1`, generated from the handlers' `#[utoipa::path]`
+//! attributes and served at `GET /api/v1/openapi.json`.
+//!
+//! A new endpoint is added in three places that a test keeps in step: its handler (with its
+//! `#[utoipa::path]`), [`crate::ROUTES`] next to the router, and the `paths(...)` list below.
+use crate::error::ErrorBody;
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Switchboard API",
+        description = "Call records, tokens and (later) call control of a Switchboard contact center. \
+            Every endpoint but this document takes `Authorization: Bearer sb_<id>_<secret>`. \
+            Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`."
+    ),
+    paths(
+        openapi_json,
+        crate::tokens::create,
+        crate::tokens::list,
+        crate::tokens::revoke,
+        crate::cdrs::search,
+        crate::cdrs::one,
+        crate::cdrs::export,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Common)
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer scheme, and the error responses every authenticated endpoint can give, so
+/// each handler lists only its own.
+struct Common;
+
+impl Modify for Common {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("sb_<id>_<secret>")
+                    .build(),
+            ),
+        );
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let common = [
+            ("400", "Bad query string or path"),
+            ("401", "Missing, malformed, unknown or revoked token"),
+            ("403", "The token's role may not use this endpoint"),
+            ("429", "Too many failed authentications from this address"),
+            ("500", "Internal error"),
+        ];
+        for item in doc.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                if op.security.is_none() {
+                    continue;
+                }
+                for (status, description) in common {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
+/// This document (no token needed).
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
