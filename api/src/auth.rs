@@ -8,9 +8,10 @@
 //! Every `/api/v1` endpoint except the OpenAPI document takes a [`Caller`] (the
 //! `Authorization: Bearer …` extractor) and states which roles it admits with
 //! [`Caller::require`]. A missing, malformed, unknown or revoked token is `401` with
-//! `WWW-Authenticate: Bearer`; a valid token of another role is `403`. Failed attempts are counted
+//! `WWW-Authenticate: Bearer`; a valid token of another role is `403`. Wrong tokens are counted
 //! per source address ([`FailureLimiter`]): past the limit the address gets `429` until a cooldown
-//! passes, which makes guessing secrets over HTTP pointless.
+//! passes, which makes guessing secrets over HTTP pointless. A request with no token at all
+//! guesses nothing and is not counted.
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -240,7 +241,8 @@ impl FromRequestParts<AppState> for Caller {
             _ => None,
         };
         let Some(row) = row else {
-            let blocked = state.limiter.fail(source, now);
+            // Only a presented token counts: a request without credentials guesses nothing.
+            let blocked = presented.and_then(|_| state.limiter.fail(source, now));
             tracing::warn!(
                 %source,
                 token_id = id.unwrap_or("-"),

@@ -1,0 +1,541 @@
+//! End to end: the HTTP API of the running binary on a real SQLite database — tokens made by the
+//! CLI and the API, the error shape, roles, CDR search, paging, the CSV export and the OpenAPI
+//! document.
+mod common;
+
+use common::{Server, ServerConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use switchboard_engine::cdr::{
+    CallResult, CallType, CdrClose, CdrLeg, CdrOpen, Direction, LegKind, MissedReason,
+};
+use switchboard_engine::store::Store;
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(server: &Server) -> Api {
+        Api {
+            base: format!("http://{}", server.http),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Status and JSON body (`null` when the body is empty).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let resp = self.raw(method, path, token, body).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+        };
+        (status, json)
+    }
+
+    /// Asserts an error answer: status, code, and the shape every error shares.
+    #[track_caller]
+    fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
+        assert_eq!(got.0.as_u16(), status, "{}", got.1);
+        assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+        assert!(got.1["error"]["message"].is_string(), "{}", got.1);
+        assert!(got.1["error"]["details"].is_object(), "{}", got.1);
+    }
+}
+
+/// `switchboard token create` through the CLI; the token printed.
+fn cli_token(server: &Server, role: &str, name: &str) -> String {
+    let run = server.cli(&["token", "create", "--role", role, "--name", name]);
+    assert!(run.status.success(), "{run:?}");
+    let token = run.stdout.trim().to_owned();
+    assert!(token.starts_with("sb_"), "{run:?}");
+    token
+}
+
+const WRONG: &str =
+    "sb_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
+
+#[tokio::test]
+async fn tokens_are_created_listed_and_revoked() {
+    let server = Server::start(&ServerConfig::default());
+    let api = Api::new(&server);
+    let admin = cli_token(&server, "admin", "ops");
+    let developer = cli_token(&server, "developer", "ci");
+
+    // Create: success, then every way to get it wrong.
+    let body = r#"{"name": "crm", "role": "supervisor"}"#;
+    let (status, created) = api
+        .call(Method::POST, "/api/v1/tokens", Some(&admin), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let supervisor = created["token"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["role"], "supervisor");
+    assert!(supervisor.starts_with(&format!("sb_{id}_")));
+
+    let missing = api
+        .call(Method::POST, "/api/v1/tokens", None, Some(body))
+        .await;
+    Api::assert_error(&missing, 401, "unauthorized");
+    let resp = api
+        .raw(Method::POST, "/api/v1/tokens", Some(WRONG), Some(body))
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    let role = api
+        .call(Method::POST, "/api/v1/tokens", Some(&developer), Some(body))
+        .await;
+    Api::assert_error(&role, 403, "forbidden");
+    let malformed = api
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&admin),
+            Some("{\"name\":"),
+        )
+        .await;
+    Api::assert_error(&malformed, 400, "invalid_body");
+    let unknown = r#"{"name": "crm", "role": "agent", "rolle": "admin"}"#;
+    let unknown = api
+        .call(Method::POST, "/api/v1/tokens", Some(&admin), Some(unknown))
+        .await;
+    Api::assert_error(&unknown, 422, "validation_failed");
+    assert_eq!(unknown.1["error"]["details"]["field"], "rolle");
+    let bad_role = r#"{"name": "crm", "role": "root"}"#;
+    let bad_role = api
+        .call(Method::POST, "/api/v1/tokens", Some(&admin), Some(bad_role))
+        .await;
+    Api::assert_error(&bad_role, 422, "validation_failed");
+    let huge = format!(r#"{{"name": "{}", "role": "agent"}}"#, "x".repeat(2 << 20));
+    let huge = api
+        .call(Method::POST, "/api/v1/tokens", Some(&admin), Some(&huge))
+        .await;
+    Api::assert_error(&huge, 413, "body_too_large");
+
+    // List: every token, never a secret or a hash.
+    let (status, list) = api
+        .call(Method::GET, "/api/v1/tokens", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ops", "ci", "crm"]);
+    let text = list.to_string();
+    for secret in [&admin, &developer, &supervisor] {
+        assert!(!text.contains(&secret[16..]), "a secret leaked: {text}");
+    }
+    assert!(!text.contains("hash"), "{text}");
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/tokens", None, None).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/tokens", Some(WRONG), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/tokens", Some(&supervisor), None)
+            .await,
+        403,
+        "forbidden",
+    );
+
+    // The supervisor's token works until revoked, then is refused.
+    assert_eq!(
+        api.call(Method::GET, "/api/v1/cdrs", Some(&supervisor), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let path = format!("/api/v1/tokens/{id}");
+    Api::assert_error(
+        &api.call(Method::DELETE, &path, None, None).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::DELETE, &path, Some(WRONG), None).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::DELETE, &path, Some(&developer), None)
+            .await,
+        403,
+        "forbidden",
+    );
+    let (status, _) = api.call(Method::DELETE, &path, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs", Some(&supervisor), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    let nope = api
+        .call(
+            Method::DELETE,
+            "/api/v1/tokens/ffffffffffff",
+            Some(&admin),
+            None,
+        )
+        .await;
+    Api::assert_error(&nope, 404, "not_found");
+
+    // The CLI sees the same tokens, and revokes too.
+    let list = server.cli(&["token", "list"]);
+    assert!(list.status.success(), "{list:?}");
+    assert!(
+        list.stdout.contains("crm") && list.stdout.contains("ci"),
+        "{list:?}"
+    );
+    assert!(!list.stdout.contains(&admin[16..]), "{list:?}");
+    let dev_id = &developer[3..15];
+    assert!(server.cli(&["token", "revoke", dev_id]).status.success());
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs", Some(&developer), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    assert!(!server
+        .cli(&["token", "revoke", "ffffffffffff"])
+        .status
+        .success());
+}
+
+/// Seven closed records and one still up, on two customers, two queues and three results.
+async fn seed(server: &Server) {
+    let store = Store::open(&common::db_url(server.dir())).await.unwrap();
+    for i in 0..8i64 {
+        let id = format!("call-{i}");
+        store
+            .open_cdr(&CdrOpen {
+                call_id: id.clone(),
+                call_type: if i == 5 {
+                    CallType::Outbound
+                } else {
+                    CallType::Inbound
+                },
+                direction: if i == 5 {
+                    Direction::Outbound
+                } else {
+                    Direction::Inbound
+                },
+                customer_number: if i % 2 == 0 {
+                    "13800000000".into()
+                } else {
+                    "13900000001".into()
+                },
+                trunk_number: Some("02188880000".into()),
+                service_number: Some("4000".into()),
+                // Two records share each start time: the call id orders them.
+                started_at_ms: 1_700_000_000_000 + (i / 2) * 60_000,
+            })
+            .await
+            .unwrap();
+        if i == 7 {
+            continue; // still up
+        }
+        let answered = i % 3 == 0;
+        let close = CdrClose {
+            ended_at_ms: 1_700_000_000_000 + (i / 2) * 60_000 + 30_000,
+            answered_at_ms: answered.then_some(1_700_000_000_000 + (i / 2) * 60_000 + 5_000),
+            result: if answered {
+                CallResult::Answered
+            } else {
+                CallResult::NotAnswered
+            },
+            missed_reason: (!answered).then_some(MissedReason::QueueTimeout),
+            agent: answered.then(|| "8001".to_owned()),
+            queue: Some(if i < 4 { "sales" } else { "support" }.into()),
+            ivr_trail: vec!["main:menu→1".into()],
+            ..CdrClose::default()
+        };
+        store.close_cdr(&id, &close).await.unwrap();
+        store
+            .upsert_cdr_leg(&CdrLeg {
+                leg_id: format!("leg-{i}"),
+                call_id: id,
+                kind: LegKind::Agent,
+                peer: "8001".into(),
+                started_at_ms: 1_700_000_000_000 + (i / 2) * 60_000 + 1_000,
+                answered_at_ms: close.answered_at_ms,
+                ended_at_ms: Some(close.ended_at_ms),
+                result: Some(close.result),
+                reason: close.missed_reason,
+                agent: Some("8001".into()),
+                queue: close.queue.clone(),
+                hangup_by: None,
+                caller_id: None,
+                trunk: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn call_ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["call_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn call_records_are_searched_paged_and_exported() {
+    let server = Server::start(&ServerConfig::default());
+    seed(&server).await;
+    let api = Api::new(&server);
+    let developer = cli_token(&server, "developer", "ci");
+    let agent = cli_token(&server, "agent", "desk");
+
+    // Every page once, newest first, no duplicates.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/cdrs?limit=3".to_owned();
+    for _ in 0..10 {
+        let (status, page) = api.call(Method::GET, &path, Some(&developer), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(call_ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/cdrs?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..8).rev().map(|i| format!("call-{i}")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 8);
+
+    // Filters, each answering what it names.
+    let get = |query: &str| {
+        let path = format!("/api/v1/cdrs?{query}");
+        let api = &api;
+        let developer = developer.clone();
+        async move { api.call(Method::GET, &path, Some(&developer), None).await }
+    };
+    let (_, page) = get("customer_number=138%200000%200000").await;
+    assert_eq!(call_ids(&page), ["call-6", "call-4", "call-2", "call-0"]);
+    let (_, page) = get("trunk_number=13800000000").await;
+    assert!(
+        call_ids(&page).is_empty(),
+        "customer and trunk numbers are separate filters"
+    );
+    let (_, page) = get("result=answered&queue=sales").await;
+    assert_eq!(call_ids(&page), ["call-3", "call-0"]);
+    let (_, page) = get("missed_reason=queue_timeout&agent=8001").await;
+    assert!(call_ids(&page).is_empty());
+    let (_, page) = get("call_type=outbound").await;
+    assert_eq!(call_ids(&page), ["call-5"]);
+    let (_, page) = get("from=2023-11-14T22:14:20Z&to=1700000180000").await;
+    assert_eq!(call_ids(&page), ["call-5", "call-4", "call-3", "call-2"]);
+    let (_, page) = get("customer_number=13900000001&limit=1").await;
+    assert_eq!(
+        page["items"][0]["legs"].as_array().map(Vec::len),
+        Some(0),
+        "call-7 is still up"
+    );
+    let bad = get("missed_reason=bored").await;
+    Api::assert_error(&bad, 400, "bad_request");
+    assert_eq!(bad.1["error"]["details"]["field"], "missed_reason");
+    assert!(bad.1["error"]["details"]["allowed"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("queue_timeout")));
+    Api::assert_error(&get("limit=501").await, 400, "bad_request");
+    Api::assert_error(&get("cursor=nonsense").await, 400, "bad_request");
+    Api::assert_error(&get("colour=blue").await, 400, "bad_request");
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs", None, None).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs", Some(WRONG), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs", Some(&agent), None)
+            .await,
+        403,
+        "forbidden",
+    );
+
+    // One record, with its legs, in the shape the webhook carries.
+    let (status, record) = api
+        .call(Method::GET, "/api/v1/cdrs/call-3", Some(&developer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(record["result"], "answered");
+    assert_eq!(record["legs"][0]["leg_id"], "leg-3");
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs/nope", Some(&developer), None)
+            .await,
+        404,
+        "not_found",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs/call-3", None, None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs/call-3", Some(WRONG), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs/call-3", Some(&agent), None)
+            .await,
+        403,
+        "forbidden",
+    );
+
+    // The export: BOM, Chinese titles, labels, one line per main record.
+    let resp = api
+        .raw(
+            Method::GET,
+            "/api/v1/cdrs/export.csv?lang=zh",
+            Some(&developer),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(&bytes[..3], b"\xef\xbb\xbf", "Excel needs the BOM");
+    let text = std::str::from_utf8(&bytes[3..]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("通话ID,通话类型") && lines[0].contains("未接原因"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 1 + 8, "{text}");
+    assert!(
+        lines[1].starts_with("call-7,"),
+        "newest first: {}",
+        lines[1]
+    );
+    assert!(text.contains("排队超时") && text.contains("接通"), "{text}");
+    let resp = api
+        .raw(
+            Method::GET,
+            "/api/v1/cdrs/export.csv?lang=en&queue=sales&result=answered",
+            Some(&developer),
+            None,
+        )
+        .await;
+    let text = resp.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("Customer number"), "{}", lines[0]);
+    assert_eq!(lines.len(), 3, "{text}");
+    Api::assert_error(
+        &api.call(
+            Method::GET,
+            "/api/v1/cdrs/export.csv?lang=fr",
+            Some(&developer),
+            None,
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs/export.csv", None, None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs/export.csv", Some(WRONG), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/cdrs/export.csv", Some(&agent), None)
+            .await,
+        403,
+        "forbidden",
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let server = Server::start(&ServerConfig::default());
+    let api = Api::new(&server);
+    let (status, doc) = api
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for &(method, path) in switchboard_api::ROUTES {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        if !path.ends_with("openapi.json") {
+            assert!(op["security"].is_array(), "{method} {path} needs a token");
+            assert!(op["responses"]["401"].is_object(), "{method} {path}");
+        }
+    }
+    let unknown = api.call(Method::GET, "/api/v1/nowhere", None, None).await;
+    Api::assert_error(&unknown, 404, "not_found");
+}
