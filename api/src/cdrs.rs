@@ -62,7 +62,7 @@ pub struct CdrQuery {
 pub struct CdrPage {
     /// Each a main record with its `legs`, the shape documented in `engine/src/cdr.rs`
     /// (`to_json`): stable snake_case keys, enum codes, unix milliseconds.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<crate::schema::CdrRecord>)]
     pub items: Vec<Value>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
@@ -257,7 +257,7 @@ pub async fn search(
     get, path = "/api/v1/cdrs/{call_id}", tag = "cdrs",
     params(("call_id" = String, Path, description = "The call's id")),
     responses(
-        (status = 200, description = "The record, shaped as `engine/src/cdr.rs` `to_json`", body = Object),
+        (status = 200, description = "The record with its legs", body = crate::schema::CdrRecord),
         (status = 404, description = "No such record", body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -21,6 +21,7 @@ pub mod cdrs;
 mod clock;
 pub mod error;
 pub mod openapi;
+mod schema;
 pub mod tokens;
 
 use auth::FailureLimiter;

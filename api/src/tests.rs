@@ -143,3 +143,51 @@ async fn repeated_failures_are_rate_limited() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"]["code"], "too_many_requests");
 }
+
+/// The documented record is the record sent: every key `to_json` writes is a property of the
+/// schema, and the other way round, for the main record and its legs.
+#[test]
+fn the_record_schema_matches_to_json() {
+    use switchboard_engine::cdr::{CallType, CdrClose, CdrLeg, CdrOpen, Direction, LegKind};
+    let row = switchboard_engine::store::CdrRow {
+        open: CdrOpen {
+            call_id: "c".into(),
+            call_type: CallType::Inbound,
+            direction: Direction::Inbound,
+            customer_number: "1".into(),
+            trunk_number: None,
+            service_number: None,
+            started_at_ms: 0,
+        },
+        close: Some(CdrClose::default()),
+        legs: vec![CdrLeg {
+            leg_id: "l".into(),
+            call_id: "c".into(),
+            kind: LegKind::Agent,
+            peer: "8001".into(),
+            started_at_ms: 0,
+            answered_at_ms: None,
+            ended_at_ms: None,
+            result: None,
+            reason: None,
+            agent: None,
+            queue: None,
+            hangup_by: None,
+            caller_id: None,
+            trunk: None,
+        }],
+    };
+    let json = switchboard_engine::cdr::to_json(&row);
+    let doc = serde_json::to_value(openapi::ApiDoc::openapi()).unwrap();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(keys(&schemas["CdrRecord"]["properties"]), keys(&json));
+    assert_eq!(
+        keys(&schemas["CdrLegRecord"]["properties"]),
+        keys(&json["legs"][0])
+    );
+}

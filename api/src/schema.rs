@@ -1,0 +1,84 @@
+//! Documentation-only schemas of shapes the engine writes as JSON (`engine/src/cdr.rs`
+//! `to_json`). The handlers send the engine's JSON as is; these types only describe it in the
+//! OpenAPI document, and a test compares their fields with the keys `to_json` writes, so the
+//! description cannot drift from the data.
+#![allow(dead_code)] // never built: only their schemas are used
+
+use utoipa::ToSchema;
+
+/// A call's main record (主话单) with its sub-records. Enum fields hold stable codes; times are
+/// unix milliseconds; `null` means unknown or does not apply (`ended_at_ms`, `result` and the
+/// durations are `null` while the call is up).
+#[derive(ToSchema)]
+pub struct CdrRecord {
+    call_id: String,
+    /// `inbound`, `outbound`, `internal`, `click_to_dial`.
+    call_type: String,
+    /// `inbound`, `outbound`.
+    direction: String,
+    customer_number: String,
+    trunk_number: Option<String>,
+    service_number: Option<String>,
+    caller_id: Option<String>,
+    started_at_ms: i64,
+    ring_at_ms: Option<i64>,
+    answered_at_ms: Option<i64>,
+    ended_at_ms: Option<i64>,
+    duration_ms: Option<i64>,
+    ring_ms: Option<i64>,
+    talk_ms: Option<i64>,
+    /// `answered`, `not_answered`, `system_not_answered`, `failed`.
+    result: Option<String>,
+    /// A missed-call reason code (`queue_timeout`, `blacklisted`, …).
+    missed_reason: Option<String>,
+    /// `caller`, `callee`, `system`.
+    hangup_by: Option<String>,
+    agent: Option<String>,
+    queue: Option<String>,
+    queue_wait_ms: Option<i64>,
+    wrap_up_ms: Option<i64>,
+    satisfaction: Vec<SatisfactionAnswer>,
+    flow: Option<String>,
+    flow_version: Option<String>,
+    /// `flow:node→exit` entries, in order.
+    ivr_trail: Vec<String>,
+    /// Collected inputs; sensitive values are masked.
+    inputs: Vec<CollectedInput>,
+    recording_path: Option<String>,
+    recording_duration_ms: Option<i64>,
+    /// Ordered by start.
+    legs: Vec<CdrLegRecord>,
+}
+
+/// A sub-record (子话单): one leg to an agent, a transfer target, a third party or a number.
+#[derive(ToSchema)]
+pub struct CdrLegRecord {
+    leg_id: String,
+    kind: String,
+    peer: String,
+    agent: Option<String>,
+    queue: Option<String>,
+    caller_id: Option<String>,
+    trunk: Option<String>,
+    started_at_ms: i64,
+    answered_at_ms: Option<i64>,
+    ended_at_ms: Option<i64>,
+    duration_ms: Option<i64>,
+    ring_ms: Option<i64>,
+    talk_ms: Option<i64>,
+    result: Option<String>,
+    reason: Option<String>,
+    hangup_by: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct SatisfactionAnswer {
+    question: u8,
+    score: u8,
+}
+
+#[derive(ToSchema)]
+pub struct CollectedInput {
+    name: String,
+    value: String,
+}
