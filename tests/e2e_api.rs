@@ -539,3 +539,34 @@ async fn the_openapi_document_covers_every_route() {
     let unknown = api.call(Method::GET, "/api/v1/nowhere", None, None).await;
     Api::assert_error(&unknown, 404, "not_found");
 }
+
+/// Guessing tokens gets an address `429` after ten wrong ones, even for a good token; the log
+/// names the address and the token id tried, never the secret.
+#[tokio::test]
+async fn wrong_tokens_are_rate_limited_and_logged_without_secrets() {
+    let server = Server::start(&ServerConfig::default());
+    let api = Api::new(&server);
+    let admin = cli_token(&server, "admin", "ops");
+    let secret = "0123456789abcdef".repeat(4);
+    let guess = format!("sb_abcdefabcdef_{secret}");
+    for _ in 0..10 {
+        let got = api
+            .call(Method::GET, "/api/v1/tokens", Some(&guess), None)
+            .await;
+        Api::assert_error(&got, 401, "unauthorized");
+    }
+    let resp = api
+        .raw(Method::GET, "/api/v1/tokens", Some(&admin), None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    let log = server.log();
+    assert!(
+        log.contains("API authentication failed") && log.contains("abcdefabcdef"),
+        "{log}"
+    );
+    assert!(log.contains("127.0.0.1"), "{log}");
+    assert!(!log.contains(&secret), "a secret reached the log");
+}
