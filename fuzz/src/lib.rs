@@ -163,14 +163,16 @@ impl Driver {
                         };
                         self.ep.handle_media_opened(self.now, id, result);
                     }
-                    Event::Media(_) | Event::CdrOpen(_) | Event::CdrClose { .. } => {}
+                    Event::Media(_)
+                    | Event::CdrOpen(_)
+                    | Event::CdrClose { .. }
+                    | Event::CdrLeg(_)
+                    | Event::CallEvent(_) => {}
                     // Answered at once as failed: no network in the fuzzer.
-                    Event::Http { call, token, .. } => self.ep.handle_http(
-                        self.now,
-                        call,
-                        token,
-                        Err("no network".into()),
-                    ),
+                    Event::Http { call, token, .. } => {
+                        self.ep
+                            .handle_http(self.now, call, token, Err("no network".into()))
+                    }
                 }
             }
             while let Some(t) = self.ep.poll_transmit() {
@@ -564,8 +566,8 @@ pub fn flow_yaml(data: &[u8]) {
     };
     // Lines as YAML counts them: CR, LF and CRLF all break a line (YAML 1.2 §5.4), and the
     // end of the stream may be reported on the line after the last break.
-    let lines = 1 + text.matches('\n').count() + text.matches('\r').count()
-        - text.matches("\r\n").count();
+    let lines =
+        1 + text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
     match validate("main.yaml", text, &ctx) {
         Err(errors) => {
             assert!(!errors.is_empty(), "rejected without an error");
