@@ -18,7 +18,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use switchboard_engine::auth::{AccountSecret, DigestConfig, LockoutConfig, ServerSecret};
 use switchboard_engine::endpoint::{
-    CallSettings, Endpoint, EndpointConfig, Event, Received, TestLineSettings,
+    AgentSettings, CallSettings, Endpoint, EndpointConfig, Event, NumberRoute, QueueSettings,
+    Received, TestLineSettings, TrunkRoute,
 };
 use switchboard_engine::registrar::RegistrarConfig;
 use switchboard_engine::sip::framing::{self, Frame, FrameError};
@@ -63,16 +64,99 @@ fn config() -> EndpointConfig {
                     )
                 })
                 .collect(),
-            // The test line, so fuzzed INVITEs and in-dialog requests reach a real call.
+            // The test line, so fuzzed INVITEs and in-dialog requests reach a real call; the
+            // service number 4000, whose flow queues callers to two agents whose desk phones
+            // are 1001 and 1002 (registered by fuzzed REGISTERs, or not); and a trunk, so a
+            // long number dialled by an account goes out through it.
             calls: CallSettings {
                 test_line: Some(TestLineSettings {
                     number: "9999".into(),
                     prompt: None,
                 }),
+                numbers: vec![NumberRoute {
+                    number: "4000".into(),
+                    trunk: None,
+                    flow: "q".into(),
+                    enabled: true,
+                }],
+                trunks: vec![TrunkRoute {
+                    name: "carrier".into(),
+                    address: addr("127.0.0.1:5080"),
+                    sources: Vec::new(),
+                }],
+                trunk_plan: switchboard_engine::trunk::Trunks::new(&site_config()),
+                queueing: queueing(),
                 ..CallSettings::default()
             },
         })
         .clone()
+}
+
+/// The trunk and display-number part of the configuration, as a site would write it.
+fn site_config() -> switchboard_engine::config::Config {
+    let yaml = "trunks:
+  - name: carrier
+    address: \"127.0.0.1:5080\"
+    auth: { username: \"sb\", password: \"carrier-secret-1\" }
+    number_format: { country_code: \"86\", national_prefix: \"0\", outbound: national }
+    caller_id: { mode: fixed, number: \"+861088880000\" }
+";
+    switchboard_engine::config::Config::from_yaml_str(yaml, "fuzz.yaml").expect("fuzz config")
+}
+
+/// One skill group, ring-all, with two agents on the two accounts, logged in from the start
+/// (ring-all rings both, so answers, failures and cancels all happen).
+fn queueing() -> QueueSettings {
+    use switchboard_engine::acd::{AgentConfig, AnswerMode, QueueConfig, Strategy};
+    let agent = |id: &str, account: &str| {
+        let mut config = AgentConfig::new(id).in_queue("sales");
+        config.answer_mode = AnswerMode::DeskPhone {
+            accounts: vec![account.into()],
+        };
+        config.max_ring = Duration::from_secs(10);
+        config.wrap_up = Duration::from_secs(2);
+        AgentSettings {
+            config,
+            pin: Some(format!("{id}{id}")),
+            mobile_trunk: None,
+            login_at_start: true,
+            schedule: None,
+            caller_id: None,
+        }
+    };
+    let mut queue = QueueConfig::new("sales", Strategy::RingAll);
+    queue.max_wait = Duration::from_secs(60);
+    queue.announce_every = Some(Duration::from_secs(15));
+    QueueSettings {
+        queues: vec![queue],
+        agents: vec![agent("81", "1001"), agent("82", "1002")],
+        ..QueueSettings::default()
+    }
+}
+
+/// The flow behind 4000: queue (exit key 0), then hang up whatever happens.
+fn queue_flow() -> std::sync::Arc<switchboard_engine::ivr::model::Flow> {
+    let yaml = "start: q
+nodes:
+  q:
+    type: queue
+    queue: sales
+    exit_key: \"0\"
+    max_wait_s: 60
+    exit: bye
+    timeout: bye
+    no_agents: bye
+    full: bye
+  bye:
+    type: hangup
+";
+    let ctx = switchboard_engine::ivr::validate::Context {
+        queues: ["sales".to_owned()].into_iter().collect(),
+        ..Default::default()
+    };
+    std::sync::Arc::new(
+        switchboard_engine::ivr::validate::validate("q.yaml", yaml, &ctx).expect("the fuzz flow"),
+    )
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -119,8 +203,10 @@ impl Driver {
         // The harness is the shell: it may read the clock (once; time is virtual after).
         #[allow(clippy::disallowed_methods)]
         let base = Instant::now();
+        let mut ep = Endpoint::new(config(), ServerSecret::from_bytes([7; 32]), 42);
+        ep.publish_flows([queue_flow()]);
         Driver {
-            ep: Endpoint::new(config(), ServerSecret::from_bytes([7; 32]), 42),
+            ep,
             base,
             now: base,
             unix: UNIX,
