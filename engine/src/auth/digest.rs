@@ -254,63 +254,12 @@ impl Credentials {
     /// for robustness with sloppy phones — unquoted values containing any character but
     /// whitespace, `,` and `"`.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
-        let mut p = Cursor {
-            s: value.as_bytes(),
-            pos: 0,
-        };
-        p.skip_lws();
-        if p.at_end() {
-            return Err(ParseError::Empty);
-        }
-        let scheme = p.token().ok_or(ParseError::Syntax {
-            at: p.pos,
-            expected: "an authentication scheme",
-        })?;
-        if !scheme.eq_ignore_ascii_case("Digest") {
-            return Err(ParseError::UnsupportedScheme {
-                scheme: clip(scheme),
-            });
-        }
-        if !p.skip_lws() && !p.at_end() {
-            return Err(ParseError::Syntax {
-                at: p.pos,
-                expected: "whitespace after the scheme",
-            });
-        }
-
+        let mut p = Cursor::digest(value)?;
         // Unknown parameter names seen so far (rare; known ones are tracked by their slots),
         // so that any repeated parameter is refused.
         let mut unknown: Vec<&str> = Vec::new();
         let mut raw = RawParams::default();
-        loop {
-            p.skip_lws();
-            if p.at_end() {
-                break;
-            }
-            // RFC 7230 §7: recipients accept empty list elements.
-            if p.eat(b',') {
-                continue;
-            }
-            let name = p.token().ok_or(ParseError::Syntax {
-                at: p.pos,
-                expected: "a parameter name",
-            })?;
-            p.skip_lws();
-            if !p.eat(b'=') {
-                return Err(ParseError::Syntax {
-                    at: p.pos,
-                    expected: "'=' after a parameter name",
-                });
-            }
-            p.skip_lws();
-            let value = if p.peek() == Some(b'"') {
-                p.quoted_string()?
-            } else {
-                p.bare_value().ok_or(ParseError::Syntax {
-                    at: p.pos,
-                    expected: "a parameter value",
-                })?
-            };
+        while let Some((name, value)) = p.next_param()? {
             let duplicate = match raw.slot(name) {
                 Some(slot) => slot.replace(value).is_some(),
                 // Unknown parameters are ignored (RFC 7616 §3.4), but not repeated.
@@ -323,16 +272,6 @@ impl Credentials {
             if duplicate {
                 return Err(ParseError::DuplicateParameter {
                     name: clip(&name.to_ascii_lowercase()),
-                });
-            }
-            p.skip_lws();
-            if p.at_end() {
-                break;
-            }
-            if !p.eat(b',') {
-                return Err(ParseError::Syntax {
-                    at: p.pos,
-                    expected: "',' between parameters",
                 });
             }
         }
@@ -452,6 +391,77 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// The start shared by credentials and challenges: the `Digest` scheme and the whitespace
+    /// after it.
+    fn digest(value: &'a str) -> Result<Cursor<'a>, ParseError> {
+        let mut p = Cursor {
+            s: value.as_bytes(),
+            pos: 0,
+        };
+        p.skip_lws();
+        if p.at_end() {
+            return Err(ParseError::Empty);
+        }
+        let scheme = p.token().ok_or(ParseError::Syntax {
+            at: p.pos,
+            expected: "an authentication scheme",
+        })?;
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return Err(ParseError::UnsupportedScheme {
+                scheme: clip(scheme),
+            });
+        }
+        if !p.skip_lws() && !p.at_end() {
+            return Err(ParseError::Syntax {
+                at: p.pos,
+                expected: "whitespace after the scheme",
+            });
+        }
+        Ok(p)
+    }
+
+    /// The next `name=value` of a parameter list, `None` at its end. Empty list elements are
+    /// skipped (RFC 7230 §7); parameters are separated by `,`.
+    fn next_param(&mut self) -> Result<Option<(&'a str, String)>, ParseError> {
+        loop {
+            self.skip_lws();
+            if self.at_end() {
+                return Ok(None);
+            }
+            if !self.eat(b',') {
+                break;
+            }
+        }
+        let name = self.token().ok_or(ParseError::Syntax {
+            at: self.pos,
+            expected: "a parameter name",
+        })?;
+        self.skip_lws();
+        if !self.eat(b'=') {
+            return Err(ParseError::Syntax {
+                at: self.pos,
+                expected: "'=' after a parameter name",
+            });
+        }
+        self.skip_lws();
+        let value = if self.peek() == Some(b'"') {
+            self.quoted_string()?
+        } else {
+            self.bare_value().ok_or(ParseError::Syntax {
+                at: self.pos,
+                expected: "a parameter value",
+            })?
+        };
+        self.skip_lws();
+        if !self.at_end() && !self.eat(b',') {
+            return Err(ParseError::Syntax {
+                at: self.pos,
+                expected: "',' between parameters",
+            });
+        }
+        Ok(Some((name, value)))
+    }
+
     fn at_end(&self) -> bool {
         self.pos >= self.s.len()
     }
@@ -577,52 +587,9 @@ pub struct Challenge {
 impl Challenge {
     /// Parses a challenge with the grammar of [`Credentials::parse`]. Never panics.
     pub fn parse(value: &str) -> Result<Self, ParseError> {
-        let mut p = Cursor {
-            s: value.as_bytes(),
-            pos: 0,
-        };
-        p.skip_lws();
-        if p.at_end() {
-            return Err(ParseError::Empty);
-        }
-        let scheme = p.token().ok_or(ParseError::Syntax {
-            at: p.pos,
-            expected: "an authentication scheme",
-        })?;
-        if !scheme.eq_ignore_ascii_case("Digest") {
-            return Err(ParseError::UnsupportedScheme {
-                scheme: clip(scheme),
-            });
-        }
+        let mut p = Cursor::digest(value)?;
         let mut params: Vec<(&str, String)> = Vec::new();
-        loop {
-            p.skip_lws();
-            if p.at_end() {
-                break;
-            }
-            if p.eat(b',') {
-                continue;
-            }
-            let name = p.token().ok_or(ParseError::Syntax {
-                at: p.pos,
-                expected: "a parameter name",
-            })?;
-            p.skip_lws();
-            if !p.eat(b'=') {
-                return Err(ParseError::Syntax {
-                    at: p.pos,
-                    expected: "'=' after a parameter name",
-                });
-            }
-            p.skip_lws();
-            let value = if p.peek() == Some(b'"') {
-                p.quoted_string()?
-            } else {
-                p.bare_value().ok_or(ParseError::Syntax {
-                    at: p.pos,
-                    expected: "a parameter value",
-                })?
-            };
+        while let Some((name, value)) = p.next_param()? {
             if params.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 return Err(ParseError::DuplicateParameter {
                     name: clip(&name.to_ascii_lowercase()),
