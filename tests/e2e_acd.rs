@@ -12,10 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{
-    free_port, sipp_csv, wait_udp_bound, Account, CdrBy, Deadline, Server, ServerConfig, Sipp,
-    SippRun, WAIT,
-};
+use common::{free_port, Account, CdrBy, Deadline, Server, ServerConfig};
 use sqlx::Row;
 
 const FLOW: &str = "\
@@ -70,35 +67,6 @@ fn config(strategy: &str, extra: &str) -> ServerConfig {
         .extra(extra)
 }
 
-/// Register demo `account` from `port` (with digest, as phones do); a UAS takes the port over.
-async fn register_from(server: &Server, account: &str, port: u16) {
-    let account = Account::demo(account.parse().unwrap());
-    server
-        .sipp()
-        .scenario("register_auth.xml")
-        .csv(sipp_csv([(account.user.as_str(), account.sipp_auth())]))
-        .port(port)
-        .run()
-        .await
-        .assert_all_successful(1);
-}
-
-/// An agent's phone on `port`, running `scenario` in the background once it listens.
-async fn phone(
-    server: &Server,
-    account: &str,
-    scenario: Sipp,
-    port: u16,
-) -> tokio::task::JoinHandle<SippRun> {
-    register_from(server, account, port).await;
-    let run = tokio::spawn(scenario.port(port).run());
-    let bound = tokio::task::spawn_blocking(move || wait_udp_bound(port, WAIT))
-        .await
-        .unwrap();
-    assert!(bound, "the phone SIPp never bound port {port}");
-    run
-}
-
 /// The ACD columns of the main record and its legs: (agent, queue, queue_wait_ms,
 /// talk_ms, legs as (agent, result, reason)).
 #[allow(clippy::type_complexity)]
@@ -150,25 +118,25 @@ async fn linear_queue_skips_an_agent_who_does_not_answer_and_the_next_one_serves
     );
     let server = Server::start(&config("linear", &webhook).record_calls());
     let (p1, p2) = (free_port(), free_port());
-    let ring_out = phone(
-        &server,
-        "1001",
-        server.sipp().scenario("uas_cancelled.xml"),
-        p1,
-    )
-    .await;
-    let answer = phone(
-        &server,
-        "1002",
-        server
-            .sipp()
-            .scenario("uas_agent_answer.xml")
-            .arg("-d")
-            .arg("1500")
-            .key("info", server.dir().join("agent.info").display()),
-        p2,
-    )
-    .await;
+    let ring_out = server
+        .phone(
+            &Account::demo(1001),
+            server.sipp().scenario("uas_cancelled.xml"),
+            p1,
+        )
+        .await;
+    let answer = server
+        .phone(
+            &Account::demo(1002),
+            server
+                .sipp()
+                .scenario("uas_agent_answer.xml")
+                .arg("-d")
+                .arg("1500")
+                .key("info", server.dir().join("agent.info").display()),
+            p2,
+        )
+        .await;
     let caller = server
         .sipp()
         .scenario("uac_ivr_until_bye.xml")
@@ -271,13 +239,13 @@ async fn linear_queue_skips_an_agent_who_does_not_answer_and_the_next_one_serves
 async fn a_caller_hanging_up_in_the_queue_is_abandoned_with_its_wait() {
     let server = Server::start(&config("ring_all", ""));
     let p1 = free_port();
-    let ring = phone(
-        &server,
-        "1001",
-        server.sipp().scenario("uas_cancelled.xml"),
-        p1,
-    )
-    .await;
+    let ring = server
+        .phone(
+            &Account::demo(1001),
+            server.sipp().scenario("uas_cancelled.xml"),
+            p1,
+        )
+        .await;
     let caller = server
         .sipp()
         .scenario("uac_ivr_hang_up_after.xml")

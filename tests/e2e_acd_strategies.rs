@@ -22,8 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    free_port, sipp_csv, wait_udp_bound, Account, Cdr, CdrBy, Deadline, Server, ServerConfig,
-    SippRun, WAIT,
+    free_port, wait_listening, Account, Cdr, CdrBy, Deadline, Server, ServerConfig, SippRun, WAIT,
 };
 use sqlx::Row;
 
@@ -119,20 +118,6 @@ fn start(strategy: &str, agents: &[AgentSpec]) -> Server {
     Server::start(&config)
 }
 
-/// Register demo `account` from `port` (with digest, as phones do); a UAS or the test's socket
-/// takes the port over.
-async fn register_from(server: &Server, account: u32, port: u16) {
-    let account = Account::demo(account);
-    server
-        .sipp()
-        .scenario("register_auth.xml")
-        .csv(sipp_csv([(account.user.as_str(), account.sipp_auth())]))
-        .port(port)
-        .run()
-        .await
-        .assert_all_successful(1);
-}
-
 /// A desk phone that answers `calls` calls, one after the other, talking 300 ms each, and logs
 /// every INVITE.
 struct Phone {
@@ -143,7 +128,7 @@ struct Phone {
 impl Phone {
     async fn answering(server: &Server, account: u32, calls: u32) -> Phone {
         let port = free_port();
-        register_from(server, account, port).await;
+        server.register_from(&Account::demo(account), port).await;
         let log = server.dir().join(format!("phone-{account}.log"));
         let run = tokio::spawn(
             server
@@ -157,7 +142,7 @@ impl Phone {
                 .port(port)
                 .run(),
         );
-        listening(port).await;
+        wait_listening(port).await;
         Phone { log, run }
     }
 
@@ -185,14 +170,6 @@ fn phone_log(path: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Wait until a SIPp started in the background has bound `port`.
-async fn listening(port: u16) {
-    let bound = tokio::task::spawn_blocking(move || wait_udp_bound(port, WAIT))
-        .await
-        .unwrap();
-    assert!(bound, "the phone SIPp never bound port {port}");
-}
-
 /// A registered phone that must never ring: a UDP socket on the port its account registered
 /// from, keeping every datagram that arrives.
 struct SilentPhone {
@@ -202,7 +179,7 @@ struct SilentPhone {
 impl SilentPhone {
     async fn register(server: &Server, account: u32) -> SilentPhone {
         let port = free_port();
-        register_from(server, account, port).await;
+        server.register_from(&Account::demo(account), port).await;
         let sock = tokio::net::UdpSocket::bind(("127.0.0.1", port))
             .await
             .unwrap();
@@ -447,7 +424,7 @@ async fn ring_all_rings_every_phone_and_the_first_answer_wins() {
     );
     let answers = Phone::answering(&server, 1001, 1).await;
     let port = free_port();
-    register_from(&server, 1002, port).await;
+    server.register_from(&Account::demo(1002), port).await;
     let cancelled = tokio::spawn(
         server
             .sipp()
@@ -456,7 +433,7 @@ async fn ring_all_rings_every_phone_and_the_first_answer_wins() {
             .port(port)
             .run(),
     );
-    listening(port).await;
+    wait_listening(port).await;
     let (cdr, agent) = call(&server, "5550151", SALES, 1, 2).await;
     assert_eq!(agent.as_deref(), Some("8001"), "{cdr:#?}");
     let cancelled = cancelled.await.unwrap();
@@ -535,7 +512,7 @@ agents:
             ),
     );
     let phone_port = free_port();
-    register_from(&server, 1001, phone_port).await;
+    server.register_from(&Account::demo(1001), phone_port).await;
     let ringing = tokio::spawn(
         server
             .sipp()
@@ -544,7 +521,7 @@ agents:
             .port(phone_port)
             .run(),
     );
-    listening(phone_port).await;
+    wait_listening(phone_port).await;
 
     let caller_port = free_port();
     let info = server.dir().join("caller.info");

@@ -8,9 +8,7 @@
 //! Event-driven: the test waits (bounded) for the SIPp runs to end and for the record to close.
 mod common;
 
-use common::{
-    free_port, sipp_csv, wait_udp_bound, Account, CdrBy, Server, ServerConfig, Sipp, SippRun, WAIT,
-};
+use common::{free_port, Account, CdrBy, Server, ServerConfig};
 use sqlx::Row;
 
 const FLOW: &str = "\
@@ -50,63 +48,34 @@ fn config() -> ServerConfig {
         .extra(SKILL_GROUP)
 }
 
-/// Register demo `account` from `port` (with digest, as phones do); a UAS takes the port over.
-async fn register_from(server: &Server, account: &str, port: u16) {
-    let account = Account::demo(account.parse().unwrap());
-    server
-        .sipp()
-        .scenario("register_auth.xml")
-        .csv(sipp_csv([(account.user.as_str(), account.sipp_auth())]))
-        .port(port)
-        .run()
-        .await
-        .assert_all_successful(1);
-}
-
-/// A phone on `port`, running `scenario` in the background once it listens.
-async fn phone(
-    server: &Server,
-    account: &str,
-    scenario: Sipp,
-    port: u16,
-) -> tokio::task::JoinHandle<SippRun> {
-    register_from(server, account, port).await;
-    let run = tokio::spawn(scenario.port(port).run());
-    let bound = tokio::task::spawn_blocking(move || wait_udp_bound(port, WAIT))
-        .await
-        .unwrap();
-    assert!(bound, "the phone SIPp never bound port {port}");
-    run
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_transfers_a_queued_caller_blind_to_an_extension() {
     let server = Server::start(&config());
     let (p1, p2) = (free_port(), free_port());
-    let agent = phone(
-        &server,
-        "1001",
-        server
-            .sipp()
-            .scenario("uas_agent_refer.xml")
-            .arg("-d")
-            .arg("1000")
-            .key("target", "1002"),
-        p1,
-    )
-    .await;
-    let extension = phone(
-        &server,
-        "1002",
-        server
-            .sipp()
-            .scenario("uas_agent_answer.xml")
-            .arg("-d")
-            .arg("1500")
-            .key("info", server.dir().join("ext.info").display()),
-        p2,
-    )
-    .await;
+    let agent = server
+        .phone(
+            &Account::demo(1001),
+            server
+                .sipp()
+                .scenario("uas_agent_refer.xml")
+                .arg("-d")
+                .arg("1000")
+                .key("target", "1002"),
+            p1,
+        )
+        .await;
+    let extension = server
+        .phone(
+            &Account::demo(1002),
+            server
+                .sipp()
+                .scenario("uas_agent_answer.xml")
+                .arg("-d")
+                .arg("1500")
+                .key("info", server.dir().join("ext.info").display()),
+            p2,
+        )
+        .await;
     let caller = server
         .sipp()
         .scenario("uac_ivr_until_bye.xml")

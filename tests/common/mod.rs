@@ -785,6 +785,33 @@ impl Server {
     }
 
     /// A SIPp run against this server over UDP (`.tcp()` for TCP).
+    /// Register `account` with digest from SIP port `port`, as a desk phone does. SIPp then
+    /// exits and a UAS (or a socket of the test) takes the port over: the server sends INVITEs
+    /// to the address the REGISTER came from.
+    pub async fn register_from(&self, account: &Account, port: u16) {
+        self.sipp()
+            .scenario("register_auth.xml")
+            .csv(sipp_csv([(account.user.as_str(), account.sipp_auth())]))
+            .port(port)
+            .run()
+            .await
+            .assert_all_successful(1);
+    }
+
+    /// A desk phone: `account` registered from `port`, then `scenario` running there in the
+    /// background once it listens.
+    pub async fn phone(
+        &self,
+        account: &Account,
+        scenario: Sipp,
+        port: u16,
+    ) -> tokio::task::JoinHandle<SippRun> {
+        self.register_from(account, port).await;
+        let run = tokio::spawn(scenario.port(port).run());
+        wait_listening(port).await;
+        run
+    }
+
     pub fn sipp(&self) -> Sipp {
         Sipp::new(self.dir(), self.udp, self.tcp)
     }
@@ -1605,4 +1632,12 @@ impl Drop for Baresip {
         }
         self.kill();
     }
+}
+
+/// Wait (bounded) until a SIPp started in the background has bound UDP `port`.
+pub async fn wait_listening(port: u16) {
+    let bound = tokio::task::spawn_blocking(move || wait_udp_bound(port, WAIT))
+        .await
+        .unwrap();
+    assert!(bound, "the SIPp never bound port {port}");
 }
