@@ -570,3 +570,122 @@ async fn wrong_tokens_are_rate_limited_and_logged_without_secrets() {
     assert!(log.contains("127.0.0.1"), "{log}");
     assert!(!log.contains(&secret), "a secret reached the log");
 }
+
+/// Agents and queues through the engine: sign in, state changes, sign out, the live view; the
+/// engine's refusals come back as 409/404/422, roles and tokens as everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_signed_in_put_on_a_break_and_out_and_queues_show_them() {
+    let server = Server::start(&ServerConfig::default().extra(
+        "acd:\n  break_states: [lunch]\nskill_groups:\n  - name: sales\n    strategy: linear\nagents:\n  - id: \"8001\"\n    answer_mode: softphone\n    skill_groups: [sales]\n  - id: \"8002\"\n    answer_mode: softphone\n    skill_groups: [sales]\n    sign_in: at_start\n",
+    ));
+    let api = Api::new(&server);
+    let sup = cli_token(&server, "supervisor", "lead");
+    let dev = cli_token(&server, "developer", "crm");
+    let sup = Some(sup.as_str());
+
+    // The live view, before anything.
+    let (status, agents) = api.call(Method::GET, "/api/v1/agents", sup, None).await;
+    assert_eq!(status, StatusCode::OK, "{agents}");
+    let state_of = |agents: &Value, id: &str| {
+        agents["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .map(|a| a["state"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(state_of(&agents, "8001"), "logged_out");
+    assert_eq!(state_of(&agents, "8002"), "idle", "signed in at start");
+
+    // Sign in, twice: the second is refused by the engine.
+    let path = "/api/v1/agents/8001/login";
+    let (status, body) = api.call(Method::POST, path, sup, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    Api::assert_error(
+        &api.call(Method::POST, path, sup, None).await,
+        409,
+        "conflict",
+    );
+    Api::assert_error(
+        &api.call(Method::POST, "/api/v1/agents/9999/login", sup, None)
+            .await,
+        404,
+        "not_found",
+    );
+
+    // A break under the admin's name; another name, a missing name, an unknown field.
+    let state = "/api/v1/agents/8001/state";
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            state,
+            sup,
+            Some(r#"{"state":"break","break_name":"lunch"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, agents) = api.call(Method::GET, "/api/v1/agents", sup, None).await;
+    assert_eq!(state_of(&agents, "8001"), "break");
+    let on_break = agents["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "8001")
+        .unwrap()["break_name"]
+        .clone();
+    assert_eq!(on_break, "lunch");
+    for (body, code) in [
+        (r#"{"state":"break","break_name":"nap"}"#, 422),
+        (r#"{"state":"break"}"#, 422),
+        (r#"{"state":"idle","mood":"good"}"#, 422),
+        (r#"{"state":"asleep"}"#, 422),
+        (r#"{"state":"#, 400),
+    ] {
+        let got = api.call(Method::PUT, state, sup, Some(body)).await;
+        assert_eq!(got.0.as_u16(), code, "{body}: {}", got.1);
+        assert!(got.1["error"]["code"].is_string());
+    }
+
+    // The queue view counts members by state.
+    let (status, queues) = api.call(Method::GET, "/api/v1/queues", sup, None).await;
+    assert_eq!(status, StatusCode::OK, "{queues}");
+    let sales = &queues["items"][0];
+    assert_eq!(sales["id"], "sales");
+    assert_eq!(sales["waiting"], 0);
+    assert_eq!(sales["agents_by_state"]["break"], 1);
+    assert_eq!(sales["agents_by_state"]["idle"], 1);
+
+    // Idle again, then out; out twice is refused.
+    let (status, _) = api
+        .call(Method::PUT, state, sup, Some(r#"{"state":"idle"}"#))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let out = "/api/v1/agents/8001/logout";
+    let (status, _) = api.call(Method::POST, out, sup, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    Api::assert_error(
+        &api.call(Method::POST, out, sup, None).await,
+        409,
+        "conflict",
+    );
+
+    // Tokens and roles: none, a wrong one, and a developer (not an agent manager).
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/agents", None, None).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/queues", Some(WRONG), None)
+            .await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::POST, path, Some(dev.as_str()), None).await,
+        403,
+        "forbidden",
+    );
+    server.assert_no_panic();
+}

@@ -49,6 +49,13 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("too many failed attempts from this address; retry in {retry_after_s} s")]
     TooManyRequests { retry_after_s: u64 },
+    /// The request is well formed but the current state refuses it (an agent on a call cannot
+    /// go on a break; an agent already logged in cannot log in again).
+    #[error("{message}")]
+    Conflict { message: String, details: Value },
+    /// The engine is not taking requests (shutting down).
+    #[error("the call engine is not available")]
+    Unavailable,
     /// A failure on our side; the cause is logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -76,6 +83,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +101,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -110,9 +121,11 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after_s } => {
                 json!({ "retry_after_s": retry_after_s })
             }
-            ApiError::Unauthorized | ApiError::MethodNotAllowed | ApiError::Internal(_) => {
-                json!({})
-            }
+            ApiError::Conflict { details, .. } => details.clone(),
+            ApiError::Unauthorized
+            | ApiError::MethodNotAllowed
+            | ApiError::Unavailable
+            | ApiError::Internal(_) => json!({}),
         }
     }
 }
@@ -126,7 +139,8 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `bad_request`, `invalid_body`, `unauthorized`, `forbidden`, `not_found`,
-    /// `body_too_large`, `validation_failed`, `too_many_requests`, `internal`.
+    /// `body_too_large`, `validation_failed`, `too_many_requests`, `conflict`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// For people; may be reworded.
     pub message: String,

@@ -16,6 +16,7 @@
 //!
 //! The crate is a shell like the engine's `rt`: it reads clocks ([`clock`]) and the store, and
 //! leaves decisions to plain functions it can test without a server.
+pub mod agents;
 pub mod auth;
 pub mod cdrs;
 mod clock;
@@ -28,13 +29,14 @@ use auth::FailureLimiter;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use switchboard_engine::rt::EngineHandle;
 use switchboard_engine::store::Store;
 
 #[derive(Clone)]
@@ -42,6 +44,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub store: Store,
     pub limiter: Arc<FailureLimiter>,
+    /// The running engine (agents, queues, calls); `None` answers those endpoints 503.
+    pub engine: Option<EngineHandle>,
 }
 
 impl AppState {
@@ -50,7 +54,14 @@ impl AppState {
             metrics,
             store,
             limiter: Arc::new(FailureLimiter::default()),
+            engine: None,
         }
+    }
+
+    /// With the running engine behind the agent, queue and call endpoints.
+    pub fn with_engine(mut self, engine: EngineHandle) -> AppState {
+        self.engine = Some(engine);
+        self
     }
 }
 
@@ -64,6 +75,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/cdrs"),
     ("get", "/api/v1/cdrs/export.csv"),
     ("get", "/api/v1/cdrs/{call_id}"),
+    ("get", "/api/v1/agents"),
+    ("post", "/api/v1/agents/{id}/login"),
+    ("post", "/api/v1/agents/{id}/logout"),
+    ("put", "/api/v1/agents/{id}/state"),
+    ("get", "/api/v1/queues"),
 ];
 
 fn api_v1() -> Router<AppState> {
@@ -74,6 +90,11 @@ fn api_v1() -> Router<AppState> {
         .route("/cdrs", get(cdrs::search))
         .route("/cdrs/export.csv", get(cdrs::export))
         .route("/cdrs/{call_id}", get(cdrs::one))
+        .route("/agents", get(agents::list))
+        .route("/agents/{id}/login", post(agents::login))
+        .route("/agents/{id}/logout", post(agents::logout))
+        .route("/agents/{id}/state", put(agents::set_state))
+        .route("/queues", get(agents::queues))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Switchboard API",
-        description = "Call records, tokens and (later) call control of a Switchboard contact center. \
+        description = "Call records, tokens, agents and queues (and, later, call control) of a Switchboard contact center. \
             Every endpoint but this document takes `Authorization: Bearer sb_<id>_<secret>`. \
             Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`."
     ),
@@ -25,6 +25,11 @@ use utoipa::{Modify, OpenApi};
         crate::cdrs::search,
         crate::cdrs::one,
         crate::cdrs::export,
+        crate::agents::list,
+        crate::agents::login,
+        crate::agents::logout,
+        crate::agents::set_state,
+        crate::agents::queues,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Common)
@@ -66,9 +71,15 @@ impl Modify for Common {
             ("500", "Internal error"),
         ];
         for item in doc.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
             {
                 if op.security.is_none() {
                     continue;

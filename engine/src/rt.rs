@@ -11,11 +11,12 @@
 //! - a sweeper that deletes expired bindings from the store.
 #![allow(clippy::disallowed_methods)] // the shell is where clocks are read
 
+use crate::acd::{AcdError, AgentId};
 use crate::auth::{AccountSecret, Algorithm, DigestConfig, LockoutConfig, ServerSecret};
 use crate::config::{self, Config};
 use crate::endpoint::{
-    CallSettings, Endpoint, EndpointConfig, Event, HttpRequest, NumberRoute, PersistToken,
-    Received, TestLineSettings, TrunkRoute,
+    AgentControl, CallSettings, Endpoint, EndpointConfig, Event, HttpRequest, NumberRoute,
+    PersistToken, Received, TestLineSettings, TrunkRoute,
 };
 use crate::ivr::model::{Flow, HttpMethod};
 use crate::registrar::{Change, RegistrarConfig};
@@ -28,13 +29,14 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_media::control::MediaEvent;
 use switchboard_media::prompt::{Prompt, PromptLibrary};
 use switchboard_media::rt::{MediaConfig, MediaEngine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,199 @@ enum Input {
     },
     /// Flows to publish (start-up load, or a changed file that validated).
     Flows(Vec<Arc<Flow>>),
+    /// A request of the control interface (the HTTP API), answered on its reply channel.
+    Control(Control),
+}
+
+/// What the control interface can ask the engine; each carries the channel its answer goes on.
+enum Control {
+    AgentLogin {
+        agent: AgentId,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
+    AgentLogout {
+        agent: AgentId,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
+    AgentState {
+        agent: AgentId,
+        state: AgentStateRequest,
+        reply: oneshot::Sender<Result<(), AcdError>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<AcdSnapshot>,
+    },
+}
+
+/// A state an agent can be put in from the control interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentStateRequest {
+    Idle,
+    Busy,
+    /// One of the admin's break states, by name.
+    Break(String),
+}
+
+/// Agents and queues as they stand, for the control interface.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AcdSnapshot {
+    pub agents: Vec<AgentView>,
+    pub queues: Vec<QueueView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AgentView {
+    pub id: String,
+    /// `logged_out`, `idle`, `busy`, `break`, `ringing`, `talking` or `wrap_up`.
+    pub state: &'static str,
+    /// The break state's name, when on a break.
+    pub break_name: Option<String>,
+    pub skill_groups: Vec<String>,
+    /// Calls answered (inbound) and placed (outbound) since the engine started.
+    pub inbound_calls: u64,
+    pub outbound_calls: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct QueueView {
+    pub id: String,
+    pub waiting: usize,
+    /// How long the caller waiting longest has waited, in milliseconds.
+    pub longest_wait_ms: Option<u64>,
+    /// Members by state: `idle`, `ringing`, `talking`, … (logged-out members included).
+    pub agents_by_state: std::collections::BTreeMap<&'static str, usize>,
+    pub entered: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    /// Answered within the service-level threshold, as a fraction of the callers who left
+    /// (answered, abandoned or timed out); `None` before any.
+    pub service_level: Option<f64>,
+}
+
+/// Why a control request got no answer from the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the engine is shutting down")]
+    Stopped,
+    #[error(transparent)]
+    Refused(#[from] AcdError),
+}
+
+/// A handle the control interface (the HTTP API) uses to ask the engine; cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    input: mpsc::Sender<Input>,
+}
+
+impl EngineHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Control,
+    ) -> Result<T, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.input
+            .send(Input::Control(make(reply)))
+            .await
+            .map_err(|_| ControlError::Stopped)?;
+        answer.await.map_err(|_| ControlError::Stopped)
+    }
+
+    pub async fn agent_login(&self, agent: AgentId) -> Result<(), ControlError> {
+        Ok(self
+            .ask(|reply| Control::AgentLogin { agent, reply })
+            .await??)
+    }
+
+    pub async fn agent_logout(&self, agent: AgentId) -> Result<(), ControlError> {
+        Ok(self
+            .ask(|reply| Control::AgentLogout { agent, reply })
+            .await??)
+    }
+
+    pub async fn agent_state(
+        &self,
+        agent: AgentId,
+        state: AgentStateRequest,
+    ) -> Result<(), ControlError> {
+        Ok(self
+            .ask(|reply| Control::AgentState {
+                agent,
+                state,
+                reply,
+            })
+            .await??)
+    }
+
+    pub async fn acd_snapshot(&self) -> Result<AcdSnapshot, ControlError> {
+        self.ask(|reply| Control::Snapshot { reply }).await
+    }
+}
+
+fn status_name(s: &crate::acd::AgentStatus) -> &'static str {
+    use crate::acd::AgentStatus;
+    match s {
+        AgentStatus::LoggedOut => "logged_out",
+        AgentStatus::Idle => "idle",
+        AgentStatus::Busy => "busy",
+        AgentStatus::Break(_) => "break",
+        AgentStatus::Ringing => "ringing",
+        AgentStatus::Talking => "talking",
+        AgentStatus::WrapUp => "wrap_up",
+    }
+}
+
+/// Agents and queues as the engine's ACD has them now.
+fn acd_snapshot(endpoint: &Endpoint, at: Instant) -> AcdSnapshot {
+    let acd = endpoint.acd();
+    let agents = acd
+        .agents()
+        .map(|a| {
+            let status = a.state().status();
+            AgentView {
+                id: a.id().0.clone(),
+                state: status_name(&status),
+                break_name: match &status {
+                    crate::acd::AgentStatus::Break(n) => Some(n.clone()),
+                    _ => None,
+                },
+                skill_groups: a
+                    .config()
+                    .skill_groups
+                    .keys()
+                    .map(|q| q.0.clone())
+                    .collect(),
+                inbound_calls: a.stats().answered,
+                outbound_calls: a.stats().outbound,
+            }
+        })
+        .collect();
+    let queues = acd
+        .queues()
+        .map(|q| {
+            let id = &q.config().id;
+            let mut by_state = std::collections::BTreeMap::new();
+            for a in acd
+                .agents()
+                .filter(|a| a.config().skill_groups.contains_key(id))
+            {
+                *by_state
+                    .entry(status_name(&a.state().status()))
+                    .or_insert(0) += 1;
+            }
+            let stats = q.stats();
+            QueueView {
+                id: id.0.clone(),
+                waiting: q.len(),
+                longest_wait_ms: q.longest_wait(at).map(|d| d.as_millis() as u64),
+                agents_by_state: by_state,
+                entered: stats.entered,
+                answered: stats.answered,
+                abandoned: stats.abandoned,
+                service_level: stats.service_level(),
+            }
+        })
+        .collect();
+    AcdSnapshot { agents, queues }
 }
 
 impl From<Vec<Arc<Flow>>> for Input {
@@ -116,6 +311,8 @@ struct Persisted {
 pub struct Running {
     /// The sockets actually bound (port 0 in the config becomes a real port here).
     pub listeners: Vec<(Transport, SocketAddr)>,
+    /// For the control interface: ask the engine to change or report agents and queues.
+    pub engine: EngineHandle,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -494,6 +691,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     Ok(Running {
         listeners,
+        engine: EngineHandle { input: input_tx },
         shutdown,
         tasks,
     })
@@ -938,6 +1136,32 @@ fn handle_input(
             token,
             result,
         } => endpoint.handle_http(now(), call, token, result),
+        Input::Control(c) => {
+            let at = now();
+            match c {
+                Control::AgentLogin { agent, reply } => {
+                    let _ = reply.send(endpoint.agent_login(at, &agent));
+                }
+                Control::AgentLogout { agent, reply } => {
+                    let _ = reply.send(endpoint.agent_logout(at, &agent));
+                }
+                Control::AgentState {
+                    agent,
+                    state,
+                    reply,
+                } => {
+                    let control = match &state {
+                        AgentStateRequest::Idle => AgentControl::Idle,
+                        AgentStateRequest::Busy => AgentControl::Busy,
+                        AgentStateRequest::Break(name) => AgentControl::Break(name),
+                    };
+                    let _ = reply.send(endpoint.agent_set_state(at, &agent, control));
+                }
+                Control::Snapshot { reply } => {
+                    let _ = reply.send(acd_snapshot(endpoint, at));
+                }
+            }
+        }
         Input::Flows(flows) => {
             for f in &flows {
                 tracing::info!(flow = %f.name, version = %&f.version[..f.version.len().min(16)], "flow published");

@@ -171,6 +171,14 @@ impl Queue {
         self.waiting.len()
     }
 
+    /// How long the caller waiting longest has waited (`None`: nobody waits).
+    pub fn longest_wait(&self, now: Instant) -> Option<Duration> {
+        self.waiting
+            .values()
+            .map(|w| now.saturating_duration_since(w.enqueued_at))
+            .max()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
