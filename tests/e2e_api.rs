@@ -689,3 +689,143 @@ async fn agents_are_signed_in_put_on_a_break_and_out_and_queues_show_them() {
     );
     server.assert_no_panic();
 }
+
+/// Calls in progress through the engine: a SIPp caller on the test line is listed, moved into a
+/// flow that hangs up (the caller gets the BYE), and a second one is hung up by the API; what
+/// cannot be done is refused in the error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_calls_are_listed_moved_and_hung_up() {
+    let server = Server::start(
+        &ServerConfig::default()
+            .trust("127.0.0.1")
+            .flow("farewell", "start: bye\nnodes:\n  bye:\n    type: hangup\n"),
+    );
+    let api = Api::new(&server);
+    let sup = cli_token(&server, "supervisor", "lead");
+    let sup = Some(sup.as_str());
+    let agent = cli_token(&server, "agent", "desk");
+
+    // A caller that stays until the server hangs up.
+    let caller = |n: &str| {
+        let info = server.dir().join(format!("{n}.info"));
+        let run = tokio::spawn(
+            server
+                .sipp()
+                .scenario("uac_ivr_until_bye.xml")
+                .arg("-s")
+                .arg("9999")
+                .key("caller", n)
+                .key("info", info.display())
+                .run(),
+        );
+        (run, info)
+    };
+    let listed = |api: &Api, caller: &'static str| {
+        let api = Api {
+            base: api.base.clone(),
+            client: api.client.clone(),
+        };
+        let sup = sup.map(str::to_owned);
+        async move {
+            let deadline = common::Deadline::after(std::time::Duration::from_secs(15));
+            loop {
+                let (status, calls) = api
+                    .call(Method::GET, "/api/v1/calls", sup.as_deref(), None)
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{calls}");
+                if let Some(c) = calls["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    // Listed once answered: only an answered call can be moved.
+                    .find(|c| c["caller"] == caller && !c["answered_at_ms"].is_null())
+                {
+                    return c.clone();
+                }
+                assert!(!deadline.passed(), "{caller} never listed: {calls}");
+                deadline.tick().await;
+            }
+        }
+    };
+
+    let (first, _) = caller("5550101");
+    let call = listed(&api, "5550101").await;
+    assert_eq!(call["kind"], "test_line");
+    assert_eq!(call["callee"], "9999");
+    let id = call["call_id"].as_str().unwrap().to_owned();
+
+    // Refusals first: unknown field, unknown target kind, an unknown flow, no such call, role.
+    let path = format!("/api/v1/calls/{id}/transfer");
+    for (body, status, code) in [
+        (
+            r#"{"to":"flow","target":"farewell","now":true}"#,
+            422,
+            "validation_failed",
+        ),
+        (r#"{"to":"moon","target":"x"}"#, 422, "validation_failed"),
+        (
+            r#"{"to":"flow","target":"nowhere"}"#,
+            422,
+            "validation_failed",
+        ),
+        (r#"{"to":"flow""#, 400, "invalid_body"),
+    ] {
+        let got = api.call(Method::POST, &path, sup, Some(body)).await;
+        Api::assert_error(&got, status, code);
+    }
+    Api::assert_error(
+        &api.call(
+            Method::POST,
+            "/api/v1/calls/nosuchcall/transfer",
+            sup,
+            Some(r#"{"to":"flow","target":"farewell"}"#),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    Api::assert_error(
+        &api.call(
+            Method::DELETE,
+            &format!("/api/v1/calls/{id}"),
+            Some(agent.as_str()),
+            None,
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+
+    // Into the flow, which hangs up: the caller's run ends with the server's BYE.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &path,
+            sup,
+            Some(r#"{"to":"flow","target":"farewell"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run = first.await.unwrap();
+    assert!(run.code == Some(0), "{}", run.report());
+
+    // A second caller is hung up by the API; then it is gone.
+    let (second, _) = caller("5550102");
+    let call = listed(&api, "5550102").await;
+    let id = call["call_id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(Method::DELETE, &format!("/api/v1/calls/{id}"), sup, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let run = second.await.unwrap();
+    assert!(run.code == Some(0), "{}", run.report());
+    Api::assert_error(
+        &api.call(Method::DELETE, &format!("/api/v1/calls/{id}"), sup, None)
+            .await,
+        404,
+        "not_found",
+    );
+    let cdr = server.wait_cdr(common::CdrBy::Caller("5550102"), 1).await;
+    assert_eq!(cdr.hangup_by.as_deref(), Some("system"), "{cdr:#?}");
+    server.assert_no_panic();
+}

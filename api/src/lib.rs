@@ -18,6 +18,7 @@
 //! leaves decisions to plain functions it can test without a server.
 pub mod agents;
 pub mod auth;
+pub mod calls;
 pub mod cdrs;
 mod clock;
 pub mod error;
@@ -80,6 +81,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/agents/{id}/logout"),
     ("put", "/api/v1/agents/{id}/state"),
     ("get", "/api/v1/queues"),
+    ("get", "/api/v1/calls"),
+    ("delete", "/api/v1/calls/{call_id}"),
+    ("post", "/api/v1/calls/{call_id}/transfer"),
 ];
 
 fn api_v1() -> Router<AppState> {
@@ -95,6 +99,9 @@ fn api_v1() -> Router<AppState> {
         .route("/agents/{id}/logout", post(agents::logout))
         .route("/agents/{id}/state", put(agents::set_state))
         .route("/queues", get(agents::queues))
+        .route("/calls", get(calls::list))
+        .route("/calls/{call_id}", delete(calls::hang_up))
+        .route("/calls/{call_id}/transfer", post(calls::transfer))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))

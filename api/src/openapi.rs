@@ -30,6 +30,9 @@ use utoipa::{Modify, OpenApi};
         crate::agents::logout,
         crate::agents::set_state,
         crate::agents::queues,
+        crate::calls::list,
+        crate::calls::hang_up,
+        crate::calls::transfer,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Common)

@@ -26,8 +26,8 @@ use crate::sip::transaction::{Incoming, ServerTxId, TimerConfig, TransactionLaye
 use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
 pub use calls::{
-    AgentControl, AgentSettings, CallSettings, EndReason, NumberRoute, QueueSettings,
-    TestLineSettings, TransferError, TransferTarget, TrunkRoute,
+    AgentControl, AgentSettings, CallSettings, EndReason, LiveCall, NoSuchCall, NumberRoute,
+    QueueSettings, TestLineSettings, TransferError, TransferTarget, TrunkRoute,
 };
 pub use flows::{FlowSet, HttpRequest};
 use ipnet::IpNet;

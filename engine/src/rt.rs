@@ -15,8 +15,9 @@ use crate::acd::{AcdError, AgentId};
 use crate::auth::{AccountSecret, Algorithm, DigestConfig, LockoutConfig, ServerSecret};
 use crate::config::{self, Config};
 use crate::endpoint::{
-    AgentControl, CallSettings, Endpoint, EndpointConfig, Event, HttpRequest, NumberRoute,
-    PersistToken, Received, TestLineSettings, TrunkRoute,
+    AgentControl, CallSettings, Endpoint, EndpointConfig, Event, HttpRequest, LiveCall, NoSuchCall,
+    NumberRoute, PersistToken, Received, TestLineSettings, TransferError, TransferTarget,
+    TrunkRoute,
 };
 use crate::ivr::model::{Flow, HttpMethod};
 use crate::registrar::{Change, RegistrarConfig};
@@ -108,6 +109,18 @@ enum Control {
     },
     Snapshot {
         reply: oneshot::Sender<AcdSnapshot>,
+    },
+    LiveCalls {
+        reply: oneshot::Sender<Vec<LiveCall>>,
+    },
+    HangUp {
+        call_id: String,
+        reply: oneshot::Sender<Result<(), NoSuchCall>>,
+    },
+    Transfer {
+        call_id: String,
+        target: TransferTarget,
+        reply: oneshot::Sender<Result<(), TransferError>>,
     },
 }
 
@@ -212,6 +225,31 @@ impl EngineHandle {
 
     pub async fn acd_snapshot(&self) -> Result<AcdSnapshot, ControlError> {
         self.ask(|reply| Control::Snapshot { reply }).await
+    }
+
+    /// Every call in progress, oldest first.
+    pub async fn live_calls(&self) -> Result<Vec<LiveCall>, ControlError> {
+        self.ask(|reply| Control::LiveCalls { reply }).await
+    }
+
+    /// Hang up the call whose record id is `call_id`. The outer error: the engine did not
+    /// answer; the inner one: no such call.
+    pub async fn hang_up(&self, call_id: String) -> Result<Result<(), NoSuchCall>, ControlError> {
+        self.ask(|reply| Control::HangUp { call_id, reply }).await
+    }
+
+    /// Move the caller of `call_id` to `target` (see [`Endpoint::transfer`]).
+    pub async fn transfer(
+        &self,
+        call_id: String,
+        target: TransferTarget,
+    ) -> Result<Result<(), TransferError>, ControlError> {
+        self.ask(|reply| Control::Transfer {
+            call_id,
+            target,
+            reply,
+        })
+        .await
     }
 }
 
@@ -1159,6 +1197,19 @@ fn handle_input(
                 }
                 Control::Snapshot { reply } => {
                     let _ = reply.send(acd_snapshot(endpoint, at));
+                }
+                Control::LiveCalls { reply } => {
+                    let _ = reply.send(endpoint.live_calls());
+                }
+                Control::HangUp { call_id, reply } => {
+                    let _ = reply.send(endpoint.hang_up_call(at, &call_id));
+                }
+                Control::Transfer {
+                    call_id,
+                    target,
+                    reply,
+                } => {
+                    let _ = reply.send(endpoint.transfer(at, &call_id, target));
                 }
             }
         }

@@ -10,11 +10,13 @@
 //! through [`Endpoint::handle_media_opened`] and [`Endpoint::handle_media`]. Offer/answer is
 //! done per leg with [`switchboard_media::sdp`]; hold and resume on one leg become a fresh
 //! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
+mod live;
 mod outbound;
 mod queueing;
 mod records;
 mod transfer;
 
+pub use live::{LiveCall, NoSuchCall};
 pub(super) use queueing::AcdState;
 pub use queueing::{AgentControl, AgentSettings, QueueSettings};
 pub use transfer::{TransferError, TransferTarget};
@@ -138,6 +140,8 @@ pub enum EndReason {
     NoAck,
     MediaFailure,
     Shutdown,
+    /// Hung up from the control interface (an administrator, a supervisor, an integration).
+    Administrative,
     /// The flow hung up (a `hangup` node, the end of a flow).
     FlowHangup,
     /// The flow could not go on (a flow it needed is gone).
@@ -2582,6 +2586,9 @@ impl Endpoint {
                 }
             }
             EndReason::FlowHangup => MissedReason::HungUpInIvr,
+            // Cut off from outside while in the IVR, or while the other side rang.
+            EndReason::Administrative if in_flow => MissedReason::HungUpInIvr,
+            EndReason::Administrative => MissedReason::CustomerNoAnswer,
             EndReason::CallerHangup
             | EndReason::CallerCancelled
             | EndReason::CalleeHangup
@@ -2606,7 +2613,10 @@ impl Endpoint {
         // A caller who never reached an agent missed because of the queue, when there was one.
         let missed = match (reason, call.cdr.queue_miss) {
             (
-                EndReason::CallerHangup | EndReason::CallerCancelled | EndReason::FlowHangup,
+                EndReason::CallerHangup
+                | EndReason::CallerCancelled
+                | EndReason::FlowHangup
+                | EndReason::Administrative,
                 Some(q),
             ) => q,
             _ => missed,
@@ -2701,6 +2711,7 @@ fn reason_label(r: EndReason) -> &'static str {
         EndReason::NoAck => "no_ack",
         EndReason::MediaFailure => "media_failure",
         EndReason::Shutdown => "shutdown",
+        EndReason::Administrative => "administrative",
         EndReason::FlowHangup => "flow_hangup",
         EndReason::FlowError => "flow_error",
     }

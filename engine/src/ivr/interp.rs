@@ -381,6 +381,13 @@ impl Interpreter {
         self.current
     }
 
+    /// Where the caller is, by name: the flow it is in now (a sub-flow, when it entered one)
+    /// and that flow's node.
+    pub fn position(&self) -> Option<(String, String)> {
+        self.current
+            .map(|id| (self.flow.name.clone(), self.flow.node(id).name.clone()))
+    }
+
     /// Enter nodes until one waits for an event or the flow ends.
     fn run(&mut self, mut step: Step, out: &mut Vec<Action>, flows: &dyn FlowSource) {
         let mut entered = 0;

@@ -1,0 +1,189 @@
+//! `/api/v1/calls`: the calls in progress (with the caller's IVR position, queue and agent),
+//! hanging one up, and moving a caller elsewhere — through the engine's control handle.
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use switchboard_engine::acd::{AgentId, QueueId};
+use switchboard_engine::endpoint::{TransferError, TransferTarget};
+use switchboard_engine::rt::{ControlError, EngineHandle};
+
+const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent, Role::Developer];
+const CONTROLLERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
+
+/// A call in progress.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LiveCall {
+    /// The call record's id (`GET /api/v1/cdrs/{call_id}` once it has ended).
+    pub call_id: String,
+    pub caller: String,
+    /// What the caller dialled.
+    pub callee: String,
+    /// `flow`, `account`, `test_line` or `feature_code`.
+    pub kind: String,
+    pub started_at_ms: i64,
+    pub answered_at_ms: Option<i64>,
+    /// The flow and node the caller is in now (the IVR position).
+    pub flow: Option<String>,
+    pub node: Option<String>,
+    /// The skill group it is queued to or was served from, and whether it waits there now.
+    pub queue: Option<String>,
+    pub waiting: bool,
+    pub agent: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LiveCallList {
+    pub items: Vec<LiveCall>,
+}
+
+/// Where to move the caller.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// `agent` (an agent's phones), `queue` (a skill group), `flow` (a published flow),
+    /// `number` (out through a trunk) or `extension` (an account's phones).
+    pub to: TargetKind,
+    /// The agent id, skill group, flow name, number or account.
+    pub target: String,
+}
+
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Agent,
+    Queue,
+    Flow,
+    Number,
+    Extension,
+}
+
+fn engine(state: &AppState) -> Result<&EngineHandle, ApiError> {
+    state.engine.as_ref().ok_or(ApiError::Unavailable)
+}
+
+fn stopped(_: ControlError) -> ApiError {
+    ApiError::Unavailable
+}
+
+/// Every call in progress, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/calls", tag = "calls",
+    responses((status = 200, description = "The calls in progress", body = LiveCallList)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<LiveCallList>, ApiError> {
+    caller.require(READERS)?;
+    let calls = engine(&state)?.live_calls().await.map_err(stopped)?;
+    let items = calls
+        .into_iter()
+        .map(|c| LiveCall {
+            call_id: c.call_id,
+            caller: c.caller,
+            callee: c.callee,
+            kind: c.kind.to_owned(),
+            started_at_ms: c.started_at_ms,
+            answered_at_ms: c.answered_at_ms,
+            flow: c.flow,
+            node: c.node,
+            queue: c.queue,
+            waiting: c.waiting,
+            agent: c.agent,
+        })
+        .collect();
+    Ok(Json(LiveCallList { items }))
+}
+
+/// Hang a call up: every leg is ended, and its record says the system hung up.
+#[utoipa::path(
+    delete, path = "/api/v1/calls/{call_id}", tag = "calls",
+    params(("call_id" = String, Path, description = "The call record's id")),
+    responses(
+        (status = 204, description = "Hung up"),
+        (status = 404, description = "No such call in progress", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn hang_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(CONTROLLERS)?;
+    engine(&state)?
+        .hang_up(call_id.clone())
+        .await
+        .map_err(stopped)?
+        .map_err(|_| ApiError::NotFound {
+            what: "call",
+            id: Some(call_id),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Move an answered call's caller to an agent, a skill group, a flow, a number or an
+/// extension; the party it talks to (or its queue, or the phones ringing for it) is let go.
+#[utoipa::path(
+    post, path = "/api/v1/calls/{call_id}/transfer", tag = "calls",
+    params(("call_id" = String, Path, description = "The call record's id")),
+    request_body = Transfer,
+    responses(
+        (status = 202, description = "The caller is on the way to the target"),
+        (status = 404, description = "No such call in progress", body = ErrorBody),
+        (status = 409, description = "Not answered yet, or already being transferred", body = ErrorBody),
+        (status = 422, description = "Unknown or unreachable target, or a malformed body", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    ApiJson(body): ApiJson<Transfer>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(CONTROLLERS)?;
+    let t = body.target.trim().to_owned();
+    if t.is_empty() {
+        return Err(ApiError::Validation {
+            reason: "target must not be empty".into(),
+            field: Some("target".into()),
+        });
+    }
+    let target = match body.to {
+        TargetKind::Agent => TransferTarget::Agent(AgentId(t)),
+        TargetKind::Queue => TransferTarget::Queue(QueueId(t)),
+        TargetKind::Flow => TransferTarget::Flow(t),
+        TargetKind::Number => TransferTarget::Number(t),
+        TargetKind::Extension => TransferTarget::Extension(t),
+    };
+    let result = engine(&state)?
+        .transfer(call_id, target)
+        .await
+        .map_err(stopped)?;
+    match result {
+        Ok(()) => Ok(StatusCode::ACCEPTED),
+        Err(TransferError::NoSuchCall { call_id }) => Err(ApiError::NotFound {
+            what: "call",
+            id: Some(call_id),
+        }),
+        Err(e @ (TransferError::NotAnswered { .. } | TransferError::InProgress { .. })) => {
+            Err(ApiError::Conflict {
+                message: e.to_string(),
+                details: json!({ "reason": e.to_string() }),
+            })
+        }
+        Err(e @ (TransferError::UnknownTarget { .. } | TransferError::Unreachable { .. })) => {
+            Err(ApiError::Validation {
+                reason: e.to_string(),
+                field: Some("target".into()),
+            })
+        }
+    }
+}
