@@ -475,13 +475,12 @@ impl Endpoint {
         if req.headers.max_forwards().ok().flatten() == Some(0) {
             return self.reject(id, req, 483);
         }
-        if self
-            .authenticate(now, unix, from, id, req, Challenge::Proxy)
-            .is_none()
-        {
-            return;
-        }
-        self.start_call(now, unix, from, id, req);
+        let account = match self.authenticate(now, unix, from, id, req, Challenge::Proxy) {
+            None => return,
+            Some(Identity::Account(user)) => Some(user),
+            Some(Identity::Trusted) => None,
+        };
+        self.start_call(now, unix, from, id, req, account);
     }
 
     fn on_cancel(&mut self, now: Instant, id: ServerTxId, req: &Request) {

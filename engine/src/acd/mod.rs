@@ -86,6 +86,9 @@ pub use strategy::Strategy;
 use queue::Waiting;
 use strategy::{Member, PickContext};
 
+/// The shortest pause before a new round of offers to a caller every member has missed.
+pub const MIN_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// An agent (座席).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AgentId(pub String);
@@ -897,7 +900,10 @@ impl Acd {
         if again.is_empty() {
             return again;
         }
-        let retry_at = w.last_failure.unwrap_or(now) + queue.config.retry_delay;
+        // At least a second between rounds: with no delay, an agent whose phone fails at once
+        // (not registered) would be offered the same caller again in the same instant, forever.
+        let retry_at =
+            w.last_failure.unwrap_or(now) + queue.config.retry_delay.max(MIN_RETRY_DELAY);
         let w = self
             .queues
             .get_mut(qid)

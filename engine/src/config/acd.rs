@@ -735,7 +735,7 @@ fn validate_skill_groups(
             0,
             DAY_S,
         )?;
-        q.retry_delay = secs("retry_delay_s", g.retry_delay_s, q.retry_delay, 0, 3600)?;
+        q.retry_delay = secs("retry_delay_s", g.retry_delay_s, q.retry_delay, 1, 3600)?;
         q.default_handle_time = secs(
             "default_handle_time_s",
             g.default_handle_time_s,

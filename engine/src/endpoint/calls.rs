@@ -485,6 +485,9 @@ impl Endpoint {
 
     /// An authenticated INVITE outside any dialog: route it (blacklist, test line, account,
     /// service number) and open its call record. Every INVITE that reaches here is answered.
+    /// `account`: the account the INVITE authenticated as (`None` from a trusted source). It,
+    /// not the From header, is who calls: an account cannot pose as another phone to log its
+    /// agent out or to call out under another agent's display number.
     pub(super) fn start_call(
         &mut self,
         now: Instant,
@@ -492,13 +495,15 @@ impl Endpoint {
         from: Received,
         id: ServerTxId,
         req: &Request,
+        account: Option<String>,
     ) {
         let callee = user_of(&req.uri);
-        let caller = req
-            .headers
-            .from()
-            .map(|f| user_of(&f.uri))
-            .unwrap_or_default();
+        let caller = account.unwrap_or_else(|| {
+            req.headers
+                .from()
+                .map(|f| user_of(&f.uri))
+                .unwrap_or_default()
+        });
         let trunk = self
             .call_cfg
             .trunks
@@ -1268,6 +1273,12 @@ impl Endpoint {
             return;
         };
         if code == 100 {
+            // 100 Trying is a provisional response too (RFC 3261 §9.1): a CANCEL may go now,
+            // and one waiting for it must, or a phone that sends only 100 rings on.
+            leg.provisional_seen = true;
+            if leg.cancel_wanted && !leg.cancelled {
+                self.send_cancel(now, leg_id);
+            }
             return;
         }
         // Dialog bookkeeping (RFC 3261 §12.1.2).
@@ -1358,22 +1369,9 @@ impl Endpoint {
             self.hangup_leg(now, leg_id, None);
             return;
         };
-        if !self.agent_leg_answered(now, key, leg_id) {
-            // The ACD withdrew the offer (ring time over, caller gone) as the agent answered.
-            self.hangup_leg(now, leg_id, None);
-            if let Some(c) = self.calls.calls.get_mut(&key) {
-                c.forks.retain(|f| *f != leg_id);
-            }
-            if let Some(l) = self.calls.legs.get_mut(&leg_id) {
-                l.call = None;
-            }
-            self.close_media(leg_id);
-            self.finish_leg_record(now, leg_id, HangupBy::System);
-            return;
-        }
-        self.transfer_leg_answered(now, key);
-        // Read the answer to our offer.
-        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        // Read the answer to our offer first: an answer without usable audio is a failed leg,
+        // before anyone (the ACD, a transfer) counts it as answered.
+        let leg = self.calls.legs.get(&leg_id).expect("leg");
         let answer = sdp_of(&resp.body).and_then(Result::ok);
         let negotiated = match (&leg.our_offer, &answer) {
             (Some(offer), Some(ans)) => sdp::process_answer(offer, ans).ok(),
@@ -1388,6 +1386,21 @@ impl Endpoint {
             self.fork_failed(now, key, leg_id, 488);
             return;
         };
+        if !self.agent_leg_answered(now, key, leg_id) {
+            // The ACD withdrew the offer (ring time over, caller gone) as the agent answered.
+            self.hangup_leg(now, leg_id, None);
+            if let Some(c) = self.calls.calls.get_mut(&key) {
+                c.forks.retain(|f| *f != leg_id);
+            }
+            if let Some(l) = self.calls.legs.get_mut(&leg_id) {
+                l.call = None;
+            }
+            self.close_media(leg_id);
+            self.finish_leg_record(now, leg_id, HangupBy::System);
+            return;
+        }
+        self.transfer_leg_answered(now, key);
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
         leg.our_offer = None;
         leg.remote_sdp = answer;
         let codec = negotiated.codec.codec;
@@ -2281,7 +2294,33 @@ impl Endpoint {
     /// get BYE, ringing ones CANCEL, and every media session closes.
     fn end_call(&mut self, now: Instant, key: CallKey, reason: EndReason, answer: Option<u16>) {
         self.transfer_before_end(now, key);
+        let left_queue = self
+            .calls
+            .calls
+            .get(&key)
+            .and_then(|c| c.queue.as_ref())
+            .is_some_and(|q| q.waiting);
         self.queue_before_end(now, key);
+        let leg_hangup_by = match reason {
+            EndReason::CallerHangup | EndReason::CallerCancelled => HangupBy::Caller,
+            EndReason::CalleeHangup => HangupBy::Callee,
+            _ => HangupBy::System,
+        };
+        // The legs' sub-records close while the call is still here: their talk time belongs to
+        // its record, and their hang-up events come before the call's own.
+        if let Some(c) = self.calls.calls.get(&key) {
+            let (winner, forks) = (c.winner, c.forks.clone());
+            if let Some(w) = winner {
+                self.finish_leg_record(now, w, leg_hangup_by);
+            }
+            for f in forks {
+                if left_queue {
+                    // The agent did not fail the caller: the caller left.
+                    self.leg_miss(f, MissedReason::AbandonedInQueue);
+                }
+                self.finish_leg_record(now, f, leg_hangup_by);
+            }
+        }
         let Some(call) = self.calls.calls.remove(&key) else {
             return;
         };
@@ -2315,16 +2354,10 @@ impl Endpoint {
             self.hangup_leg(now, a, call.bye_reason);
         }
         self.close_media(a);
-        let leg_hangup_by = match reason {
-            EndReason::CallerHangup | EndReason::CallerCancelled => HangupBy::Caller,
-            EndReason::CalleeHangup => HangupBy::Callee,
-            _ => HangupBy::System,
-        };
         for f in call.forks.iter().copied().chain(call.winner) {
             if Some(f) == call.winner {
                 self.hangup_leg(now, f, None);
                 self.close_media(f);
-                self.finish_leg_record(now, f, leg_hangup_by);
             } else {
                 self.cancel_fork(now, f);
             }

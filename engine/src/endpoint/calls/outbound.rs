@@ -147,6 +147,12 @@ impl Endpoint {
             .insert(0, crate::sip::msg::Header::new(HeaderName::Via, via));
         let tx = self.tx.send_request(now, invite.clone(), target);
         let leg = self.calls.legs.get_mut(&leg_id).expect("exists");
+        // An early dialog from a provisional answer to the challenged INVITE is not this
+        // INVITE's: its answers come with a new To tag.
+        if let Some(d) = leg.dialog.take() {
+            self.calls.by_dialog.remove(d.id());
+        }
+        leg.acked_cseq = None;
         leg.auth_sent = true;
         leg.out_invite = Some(invite);
         leg.out_tx = Some(tx);

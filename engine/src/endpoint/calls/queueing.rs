@@ -84,7 +84,8 @@ pub(in crate::endpoint) struct AcdState {
     pumping: bool,
     /// Agents to log in at the first input (the core learns the time from its inputs).
     start_logins: Vec<AgentId>,
-    schedules: Vec<(AgentId, crate::acd::schedule::Schedule)>,
+    /// Scheduled agents, with the shift state last acted on (`None`: not yet).
+    schedules: Vec<(AgentId, crate::acd::schedule::Schedule, Option<bool>)>,
     next_schedule_check: Option<Instant>,
     caller_ids: BTreeMap<AgentId, String>,
 }
@@ -128,7 +129,7 @@ impl AcdState {
                 caller_ids.insert(id.clone(), c.clone());
             }
             if let Some(s) = &a.schedule {
-                schedules.push((id, s.clone()));
+                schedules.push((id, s.clone(), None));
             }
         }
         AcdState {
@@ -677,25 +678,33 @@ impl Endpoint {
             .min()
     }
 
-    /// Sign scheduled agents in when their shift starts and out when it ends. An agent still
-    /// on a call at the end of the shift is signed out at the first check after it.
+    /// Sign scheduled agents in when their shift starts and out when it ends — at the
+    /// changes only, so a supervisor's sign-out in mid-shift stands. An agent on a call when
+    /// the shift ends is signed out at the first check after the call.
     fn apply_schedules(&mut self, now: Instant) {
         let unix_ms = self.unix_ms(now);
-        let due: Vec<(AgentId, bool)> = self
+        let due: Vec<(usize, AgentId, bool)> = self
             .acd
             .schedules
             .iter()
-            .map(|(a, s)| (a.clone(), s.on_duty(unix_ms)))
+            .enumerate()
+            .filter_map(|(i, (a, s, last))| {
+                let on = s.on_duty(unix_ms);
+                (*last != Some(on)).then(|| (i, a.clone(), on))
+            })
             .collect();
-        for (agent, on_duty) in due {
+        for (i, agent, on_duty) in due {
             let logged_in = self.acd.acd.agent(&agent).is_some_and(|a| a.is_logged_in());
             let result = match (on_duty, logged_in) {
                 (true, false) => self.acd.acd.login(&agent, now),
                 (false, true) => self.acd.acd.logout(&agent, now),
-                _ => continue,
+                _ => Ok(()),
             };
             match result {
-                Ok(()) => tracing::info!(%agent, on_duty, "agent signed by schedule"),
+                Ok(()) => {
+                    tracing::info!(%agent, on_duty, "agent signed by schedule");
+                    self.acd.schedules[i].2 = Some(on_duty);
+                }
                 Err(e) => tracing::debug!(%agent, error = %e, "schedule change deferred"),
             }
         }
