@@ -172,7 +172,8 @@ impl Endpoint {
         }
     }
 
-    /// Close the leg's sub-record (once): answered legs add their talk time to the call.
+    /// The leg has ended: its trunk channel (if any) is free again, with the talk time
+    /// counted to the quota, and its sub-record is closed.
     pub(super) fn finish_leg_record(&mut self, now: Instant, leg_id: LegId, by: HangupBy) {
         let at = self.unix_ms(now);
         let talk = self
@@ -182,8 +183,14 @@ impl Endpoint {
             .and_then(|l| l.record.as_ref())
             .and_then(|r| r.leg.answered_at_ms)
             .map_or(0, |answered| at - answered);
-        // A trunk's channel is free again, and the minutes count to its quota.
         self.trunk_leg_ended(now, leg_id, talk);
+        self.close_leg_record(now, leg_id, by);
+    }
+
+    /// Close the leg's sub-record (once) while the leg itself goes on (it moves to another
+    /// call): answered legs add their talk time to the call they leave.
+    pub(super) fn close_leg_record(&mut self, now: Instant, leg_id: LegId, by: HangupBy) {
+        let at = self.unix_ms(now);
         let Some(mut rec) = self
             .calls
             .legs

@@ -916,7 +916,8 @@ impl Endpoint {
             self.events
                 .push_back(Event::Media(Command::Unbridge { id: s }));
         }
-        self.finish_leg_record(now, b, HangupBy::System);
+        // The leg lives on in call 1: its trunk channel stays taken (until it really ends).
+        self.close_leg_record(now, b, HangupBy::System);
         if let Some(c2) = self.calls.calls.get_mut(&k2) {
             c2.winner = None;
             c2.forks.retain(|f| *f != b);
