@@ -243,27 +243,30 @@ impl Endpoint {
     ) -> bool {
         match code {
             FeatureCode::Login(agent) => {
-                // The phone now rings for this agent only.
-                for accounts in self.acd.phones.values_mut() {
-                    accounts.retain(|a| a != account);
-                }
-                self.acd.mobiles.remove(agent);
-                self.acd
-                    .phones
-                    .entry(agent.clone())
-                    .or_default()
-                    .push(account.to_owned());
                 match self.acd.acd.login(agent, now) {
-                    Ok(()) | Err(crate::acd::AcdError::AlreadyLoggedIn { .. }) => {
-                        tracing::info!(%agent, %account, "agent logged in from a desk phone");
-                        self.acd_pump(now);
-                        true
-                    }
+                    Ok(()) | Err(crate::acd::AcdError::AlreadyLoggedIn { .. }) => {}
                     Err(e) => {
                         tracing::info!(%agent, error = %e, "agent login refused");
-                        false
+                        return false;
                     }
                 }
+                // The phone now rings for this agent only (before any offer is made).
+                for (other, accounts) in self.acd.phones.iter_mut() {
+                    if other != agent && accounts.iter().any(|a| a == account) {
+                        accounts.retain(|a| a != account);
+                        if accounts.is_empty() {
+                            tracing::warn!(agent = %other, %account, "agent's only desk phone was taken by another agent's login");
+                        }
+                    }
+                }
+                self.acd.mobiles.remove(agent);
+                let phones = self.acd.phones.entry(agent.clone()).or_default();
+                if !phones.iter().any(|a| a == account) {
+                    phones.push(account.to_owned());
+                }
+                tracing::info!(%agent, %account, "agent logged in from a desk phone");
+                self.acd_pump(now);
+                true
             }
             FeatureCode::Logout => {
                 let Some(agent) = self.acd.agent_of_account(account) else {
