@@ -38,6 +38,8 @@ mod call_tests;
 mod calls;
 mod flows;
 #[cfg(test)]
+mod test_net;
+#[cfg(test)]
 mod transfer_tests;
 mod trunks;
 use std::collections::{HashMap, VecDeque};

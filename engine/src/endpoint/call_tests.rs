@@ -2,254 +2,11 @@
 //! phones (UAS), with the media workers played by a script that records the commands and
 //! hands out ports. Loss is simulated by dropping messages on the wire; the transaction
 //! layer's retransmissions must recover.
+use super::test_net::*;
 use super::*;
-use crate::registrar::Binding;
-use crate::sip::msg::{parse, Framing, Message};
+use crate::sip::msg::Message;
 use switchboard_media::control::MediaEvent;
 use switchboard_media::sdp::Direction;
-
-const UNIX: u64 = 1_800_000_000;
-const CALLER: &str = "10.0.0.1:5060";
-const PHONE_A: &str = "10.0.0.2:5062";
-const PHONE_B: &str = "10.0.0.3:5064";
-const LOCAL: &str = "10.0.0.100:5060";
-
-#[allow(clippy::disallowed_methods)]
-fn base() -> Instant {
-    Instant::now()
-}
-
-fn sdp(port: u16, dir: &str) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na={dir}\r\n"
-    )
-}
-
-struct Net {
-    ep: Endpoint,
-    now: Instant,
-    next_port: u16,
-    commands: Vec<Command>,
-    wire: Vec<(Target, Message)>,
-    http: Vec<(u64, u64, HttpRequest)>,
-    opened: Vec<crate::cdr::CdrOpen>,
-    closed: Vec<(String, crate::cdr::CdrClose)>,
-    /// Sub-record writes, in order (a leg appears when it starts and again when it ends).
-    legs: Vec<crate::cdr::CdrLeg>,
-    call_events: Vec<crate::events::CallEvent>,
-}
-
-impl Net {
-    fn new(contacts: &[&str]) -> Net {
-        let mut calls = CallSettings {
-            media_address: "10.0.0.100".parse().unwrap(),
-            ring_timeout: Duration::from_secs(30),
-            ..CallSettings::default()
-        };
-        calls.test_line = Some(TestLineSettings {
-            number: "9999".into(),
-            prompt: None,
-        });
-        let config = EndpointConfig {
-            user_agent: None,
-            timers: TimerConfig::default(),
-            registrar: crate::registrar::RegistrarConfig::default(),
-            digest: DigestConfig::default(),
-            lockout: LockoutConfig::default(),
-            trusted: vec!["10.0.0.0/24".parse().unwrap()],
-            accounts: ["1001", "1002", "1003"]
-                .iter()
-                .map(|u| {
-                    (
-                        u.to_string(),
-                        AccountSecret::from_password(u, "switchboard", "x"),
-                    )
-                })
-                .collect(),
-            calls,
-        };
-        let mut ep = Endpoint::new(config, ServerSecret::from_bytes([3; 32]), 9);
-        let bindings = contacts
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| Binding {
-                aor: "1002".into(),
-                contact: format!("<sip:1002@{addr}>"),
-                expires_at: UNIX + 3600,
-                q: 1000,
-                call_id: format!("reg-{i}"),
-                cseq: 1,
-                transport: Transport::Udp,
-                source: addr.parse().unwrap(),
-                local: LOCAL.parse().unwrap(),
-                conn: None,
-                user_agent: None,
-                registered_at: UNIX,
-            })
-            .collect();
-        ep.restore_bindings(bindings, UNIX);
-        Net {
-            ep,
-            now: base(),
-            next_port: 20000,
-            commands: Vec::new(),
-            wire: Vec::new(),
-            http: Vec::new(),
-            opened: Vec::new(),
-            closed: Vec::new(),
-            legs: Vec::new(),
-            call_events: Vec::new(),
-        }
-    }
-
-    fn pump(&mut self) {
-        loop {
-            while let Some(t) = self.ep.poll_transmit() {
-                let m = parse(t.payload.clone(), Framing::Datagram).expect("we send valid SIP");
-                self.wire.push((t.target, m));
-            }
-            let Some(ev) = self.ep.poll_event() else {
-                return;
-            };
-            match ev {
-                Event::OpenMedia { id, .. } => {
-                    let port = self.next_port;
-                    self.next_port += 2;
-                    let addr = SocketAddr::new("10.0.0.100".parse().unwrap(), port);
-                    self.ep.handle_media_opened(self.now, id, Ok(addr));
-                }
-                Event::Media(c) => self.commands.push(c),
-                Event::Persist { token, .. } => self.ep.handle_persisted(self.now, token, true),
-                Event::Http {
-                    call,
-                    token,
-                    request,
-                } => self.http.push((call, token, request)),
-                Event::CdrOpen(open) => self.opened.push(open),
-                Event::CdrClose { call_id, close } => self.closed.push((call_id, close)),
-                Event::CdrLeg(leg) => self.legs.push(leg),
-                Event::CallEvent(e) => self.call_events.push(e),
-            }
-        }
-    }
-
-    fn deliver(&mut self, from: &str, text: &str) {
-        let received = Received {
-            transport: Transport::Udp,
-            local: LOCAL.parse().unwrap(),
-            remote: from.parse().unwrap(),
-            conn: None,
-        };
-        self.ep
-            .handle_message(self.now, UNIX, received, Bytes::from(text.to_owned()));
-        self.pump();
-    }
-
-    fn deliver_msg(&mut self, from: &str, m: &Message) {
-        let text = String::from_utf8(m.encode().to_vec()).unwrap();
-        self.deliver(from, &text);
-    }
-
-    /// Everything sent to `addr` since the last call, in order.
-    fn take(&mut self, addr: &str) -> Vec<Message> {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let (mine, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(t, _)| t.addr == addr);
-        self.wire = rest;
-        mine.into_iter().map(|(_, m)| m).collect()
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.ep.poll_timeout().filter(|t| *t <= end) {
-            self.now = self.now.max(t);
-            self.ep.handle_timeout(self.now, UNIX);
-            self.pump();
-        }
-        self.now = end;
-    }
-}
-
-fn requests(ms: &[Message], method: Method) -> Vec<Request> {
-    ms.iter()
-        .filter_map(|m| match m {
-            Message::Request(r) if r.method == method => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn responses(ms: &[Message]) -> Vec<Response> {
-    ms.iter()
-        .filter_map(|m| match m {
-            Message::Response(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn codes(ms: &[Message]) -> Vec<u16> {
-    responses(ms).iter().map(|r| r.code).collect()
-}
-
-fn caller_invite(to: &str, call_id: &str, body: &str) -> String {
-    format!(
-        "INVITE sip:{to}@switchboard SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-1\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:{to}@switchboard>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:1001@{CALLER}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-/// A request from the caller inside its dialog (To carries our tag).
-fn caller_in_dialog(method: &str, cseq: u32, to_tag: &str, call_id: &str, body: &str) -> String {
-    let ct = if body.is_empty() {
-        String::new()
-    } else if method == "INFO" {
-        "Content-Type: application/dtmf-relay\r\n".into()
-    } else {
-        "Content-Type: application/sdp\r\n".into()
-    };
-    format!(
-        "{method} sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-{method}-{cseq}\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:1002@switchboard>;tag={to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:1001@{CALLER}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn caller_ack(to_tag: &str, call_id: &str) -> String {
-    format!(
-        "ACK sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bK-{call_id}-ack\r\nMax-Forwards: 70\r\nFrom: <sip:1001@switchboard>;tag=caller\r\nTo: <sip:1002@switchboard>;tag={to_tag}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    )
-}
-
-/// The phone's answer to a request it received.
-fn phone_response(
-    req: &Request,
-    code: u16,
-    tag: &str,
-    contact: &str,
-    body: Option<&str>,
-) -> Message {
-    let mut r = Response::for_request(req, code);
-    if code > 100 {
-        r.ensure_to_tag(tag);
-    }
-    if code > 100 && code < 300 {
-        r.headers
-            .push(HeaderName::Contact, format!("<sip:1002@{contact}>"));
-    }
-    if let Some(b) = body {
-        r.headers.push(HeaderName::ContentType, "application/sdp");
-        r.body = Bytes::from(b.to_owned());
-    }
-    Message::Response(r)
-}
-
-fn to_tag(r: &Response) -> String {
-    r.headers.to().unwrap().tag().unwrap().to_owned()
-}
-
-fn sdp_direction(body: &[u8]) -> Direction {
-    let s = switchboard_media::sdp::SessionDescription::parse_bytes(body).unwrap();
-    s.media_direction(&s.media[0])
-}
 
 /// A call from 1001 to 1002 that the one phone answers; returns (caller's To tag, the
 /// phone's INVITE).
@@ -797,17 +554,8 @@ fn late_offer_caller_gets_our_offer_in_the_200_and_answers_in_the_ack() {
 mod flows {
     use super::*;
     use crate::cdr::{CallResult, MissedReason};
-    use crate::ivr::model::{self, Flow, Node, NodeId, NodeKind};
-    use std::sync::Arc;
-    use switchboard_media::prompt::{synth, Prompt, PromptLibrary};
-
-    fn node(name: &str, kind: NodeKind) -> Node {
-        Node {
-            name: name.into(),
-            line: 1,
-            kind,
-        }
-    }
+    use crate::ivr::model::{self, Flow, NodeId, NodeKind};
+    use switchboard_media::prompt::{synth, Prompt};
 
     /// menu (1 → sales notice → bye, 2 → dial 1002 → bye, 3 → bridge to the third party →
     /// bye, 4 → http lookup → bye; no input or invalid → bye).
@@ -887,27 +635,18 @@ mod flows {
     }
 
     fn flow_net(contacts: &[&str], blacklist: &str) -> Net {
-        let mut net = Net::new(contacts);
-        let mut library = PromptLibrary::new();
-        library.add(Prompt::from_samples(
-            "welcome",
-            &synth::tone(440.0, 200, 8000),
-        ));
-        library.add(Prompt::from_samples("beep", &synth::beep()));
-        net.ep.call_cfg.prompts = Arc::new(library);
-        net.ep.call_cfg.numbers = vec![crate::endpoint::NumberRoute {
-            number: "4000".into(),
-            trunk: None,
-            flow: "main".into(),
-            enabled: true,
-        }];
+        let mut setup = Setup::new()
+            .registered("1002", contacts)
+            .prompt(Prompt::from_samples(
+                "welcome",
+                &synth::tone(440.0, 200, 8000),
+            ))
+            .prompt(Prompt::from_samples("beep", &synth::beep()))
+            .flow("4000", main_flow());
         if !blacklist.is_empty() {
-            let yaml = format!("blacklist:\n  inbound: [\"{blacklist}\"]\n");
-            let cfg = crate::config::Config::from_yaml_str(&yaml, "t.yaml").expect("config");
-            net.ep.call_cfg.blacklist = cfg.blacklist;
+            setup = setup.blacklist_inbound(blacklist);
         }
-        net.ep.publish_flows([Arc::new(main_flow())]);
-        net
+        Net::with(setup)
     }
 
     /// Answer the caller's INVITE to 4000 and ACK: the flow starts.
@@ -1117,129 +856,34 @@ mod flows {
 
 mod queue {
     use super::*;
-    use crate::acd::{AgentConfig, AnswerMode, QueueConfig, Strategy};
+    use crate::acd::{QueueConfig, Strategy};
     use crate::cdr::{CallResult, LegKind, MissedReason};
-    use crate::endpoint::{AgentSettings, QueueSettings};
+    use crate::endpoint::QueueSettings;
     use crate::events::CallEventKind;
-    use crate::ivr::model::{self, Flow, Node, NodeId, NodeKind};
+    use crate::ivr::model::{self, NodeId, NodeKind};
     use std::sync::Arc;
-    use switchboard_media::prompt::{synth, Prompt, PromptLibrary};
+    use switchboard_media::prompt::{synth, Prompt};
 
     const AGENT_1: &str = PHONE_A; // account 1002
     const AGENT_2: &str = PHONE_B; // account 1003
 
-    fn node(name: &str, kind: NodeKind) -> Node {
-        Node {
-            name: name.into(),
-            line: 1,
-            kind,
-        }
-    }
-
-    /// queue sales (exit key 9, 60 s max wait) → every outcome goes to `bye`, except the exit
-    /// key, which plays a notice first.
-    fn queue_flow() -> Flow {
-        Flow {
-            name: "main".into(),
-            version: "q1".into(),
-            start: NodeId(0),
-            nodes: vec![
-                node(
-                    "q",
-                    NodeKind::Queue {
-                        queue: "sales".into(),
-                        priority: None,
-                        max_wait: Duration::from_secs(60),
-                        announce_every: None,
-                        music: Some("hold".into()),
-                        exit_key: Some('9'),
-                        after_agent: None,
-                        timeout: NodeId(1),
-                        exit: NodeId(2),
-                        no_agents: NodeId(1),
-                        full: NodeId(1),
-                        agent_unavailable: None,
-                    },
-                ),
-                node(
-                    "bye",
-                    NodeKind::Hangup {
-                        cause: model::HangupCause::Normal,
-                    },
-                ),
-                node(
-                    "left",
-                    NodeKind::Play {
-                        prompts: vec!["hold".into()],
-                        barge_in: false,
-                        next: NodeId(1),
-                    },
-                ),
-            ],
-            calendars: Default::default(),
-            file: "main.yaml".into(),
-        }
-    }
-
-    fn agent(id: &str, account: &str, order: u32, login: bool) -> AgentSettings {
-        let mut config = AgentConfig::new(id).in_queue_with("sales", order, 1);
-        config.answer_mode = AnswerMode::DeskPhone {
-            accounts: vec![account.into()],
-        };
-        config.max_ring = Duration::from_secs(10);
-        config.wrap_up = Duration::from_secs(5);
-        AgentSettings {
-            config,
-            pin: Some(format!("7{order}7{order}")),
-            mobile_trunk: None,
-            login_at_start: login,
-            schedule: None,
-            caller_id: None,
-        }
-    }
-
     fn queue_net(strategy: Strategy, logged_in: bool) -> Net {
-        let mut net = Net::new(&[]);
-        let mut library = PromptLibrary::new();
-        library.add(Prompt::from_samples("hold", &synth::tone(440.0, 200, 8000)));
-        library.add(Prompt::from_samples("beep", &synth::beep()));
-        net.ep.call_cfg.prompts = Arc::new(library);
-        net.ep.call_cfg.numbers = vec![crate::endpoint::NumberRoute {
-            number: "4000".into(),
-            trunk: None,
-            flow: "main".into(),
-            enabled: true,
-        }];
-        net.ep.publish_flows([Arc::new(queue_flow())]);
-        let settings = QueueSettings {
-            queues: vec![QueueConfig::new("sales", strategy)],
-            agents: vec![
-                agent("a1", "1002", 1, logged_in),
-                agent("a2", "1003", 2, logged_in),
-            ],
-            ..QueueSettings::default()
-        };
-        net.ep.acd = crate::endpoint::calls::AcdState::new(&settings);
-        let bindings = [("1002", AGENT_1), ("1003", AGENT_2)]
-            .iter()
-            .enumerate()
-            .map(|(i, (aor, addr))| Binding {
-                aor: (*aor).into(),
-                contact: format!("<sip:{aor}@{addr}>"),
-                expires_at: UNIX + 3600,
-                q: 1000,
-                call_id: format!("reg-{i}"),
-                cseq: 1,
-                transport: Transport::Udp,
-                source: addr.parse().unwrap(),
-                local: LOCAL.parse().unwrap(),
-                conn: None,
-                user_agent: None,
-                registered_at: UNIX,
-            })
-            .collect();
-        net.ep.restore_bindings(bindings, UNIX);
-        net
+        Net::with(
+            Setup::new()
+                .registered("1002", &[AGENT_1])
+                .registered("1003", &[AGENT_2])
+                .prompt(Prompt::from_samples("hold", &synth::tone(440.0, 200, 8000)))
+                .prompt(Prompt::from_samples("beep", &synth::beep()))
+                .flow("4000", queue_flow())
+                .queueing(QueueSettings {
+                    queues: vec![QueueConfig::new("sales", strategy)],
+                    agents: vec![
+                        agent("a1", "1002", 1, logged_in),
+                        agent("a2", "1003", 2, logged_in),
+                    ],
+                    ..QueueSettings::default()
+                }),
+        )
     }
 
     /// The caller dials 4000 and ACKs: the flow queues it at once.
@@ -1647,7 +1291,6 @@ mod outbound {
     const CARRIER: &str = "10.0.0.9:5080";
 
     fn trunk_net() -> Net {
-        let mut net = Net::new(&[]);
         let yaml = format!(
             "trunks:
   - name: carrier
@@ -1657,14 +1300,7 @@ mod outbound {
     caller_id: {{ mode: fixed, number: \"+861088880000\" }}
 "
         );
-        let cfg = crate::config::Config::from_yaml_str(&yaml, "t.yaml").expect("config");
-        net.ep.call_cfg.trunks = vec![TrunkRoute {
-            name: "carrier".into(),
-            address: CARRIER.parse().unwrap(),
-            sources: vec![],
-        }];
-        net.ep.call_cfg.trunk_plan = crate::trunk::Trunks::new(&cfg);
-        net
+        Net::with(Setup::new().trunks(&yaml))
     }
 
     #[test]

@@ -1,338 +1,41 @@
 //! Transfer scenarios on virtual time: a caller, Switchboard, and desk phones that transfer
 //! it by REFER (blind, and attended with Replaces), or the engine moving it on request. The
 //! media workers are played by a script that records the commands and hands out ports.
+use super::test_net::*;
 use super::*;
-use crate::acd::{AgentConfig, AgentStatus, AnswerMode, QueueConfig, Strategy};
+use crate::acd::{AgentStatus, QueueConfig, Strategy};
 use crate::cdr::{CallResult, LegKind};
-use crate::ivr::model::{self, Flow, Node, NodeId, NodeKind};
-use crate::registrar::Binding;
-use crate::sip::msg::{parse, Framing, Message};
-use std::sync::Arc;
-use switchboard_media::prompt::{synth, Prompt, PromptLibrary};
+use switchboard_media::prompt::{synth, Prompt};
 use switchboard_media::sdp::Direction;
 
-const UNIX: u64 = 1_800_000_000;
-const CALLER: &str = "10.0.0.1:5060";
-const PHONE_A: &str = "10.0.0.2:5062"; // 1002, agent a1
-const PHONE_B: &str = "10.0.0.3:5064"; // 1003, agent a2
-const PHONE_C: &str = "10.0.0.4:5066"; // 1004, an extension
-const LOCAL: &str = "10.0.0.100:5060";
+// Phones: PHONE_A is 1002 (agent a1), PHONE_B 1003 (agent a2), PHONE_C 1004 (an extension).
 
-#[allow(clippy::disallowed_methods)]
-fn base() -> Instant {
-    Instant::now()
-}
-
-fn sdp(port: u16, dir: &str) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na={dir}\r\n"
-    )
-}
-
-struct Net {
-    ep: Endpoint,
-    now: Instant,
-    next_port: u16,
-    /// Media sessions in the order they were opened.
-    sessions: Vec<SessionId>,
-    commands: Vec<Command>,
-    wire: Vec<(Target, Message)>,
-    closed: Vec<(String, crate::cdr::CdrClose)>,
-    opened: Vec<crate::cdr::CdrOpen>,
-    legs: Vec<crate::cdr::CdrLeg>,
-}
-
-fn node(name: &str, kind: NodeKind) -> Node {
-    Node {
-        name: name.into(),
-        line: 1,
-        kind,
-    }
-}
-
-/// 4000: queue `sales`, then hang up.
-fn queue_flow() -> Flow {
-    Flow {
-        name: "main".into(),
-        version: "t1".into(),
-        start: NodeId(0),
-        nodes: vec![
-            node(
-                "q",
-                NodeKind::Queue {
-                    queue: "sales".into(),
-                    priority: None,
-                    max_wait: Duration::from_secs(60),
-                    announce_every: None,
-                    music: Some("hold".into()),
-                    exit_key: None,
-                    after_agent: None,
-                    timeout: NodeId(1),
-                    exit: NodeId(1),
-                    no_agents: NodeId(1),
-                    full: NodeId(1),
-                    agent_unavailable: None,
-                },
-            ),
-            node(
-                "bye",
-                NodeKind::Hangup {
-                    cause: model::HangupCause::Normal,
-                },
-            ),
-        ],
-        calendars: Default::default(),
-        file: "main.yaml".into(),
-    }
-}
-
-fn agent(id: &str, account: &str, order: u32) -> AgentSettings {
-    let mut config = AgentConfig::new(id).in_queue_with("sales", order, 1);
-    config.answer_mode = AnswerMode::DeskPhone {
-        accounts: vec![account.into()],
-    };
-    config.max_ring = Duration::from_secs(10);
-    config.wrap_up = Duration::from_secs(5);
-    AgentSettings {
-        config,
-        pin: None,
-        mobile_trunk: None,
-        login_at_start: true,
-        schedule: None,
-        caller_id: None,
-    }
-}
-
-impl Net {
-    fn new() -> Net {
-        let mut calls = CallSettings {
-            media_address: "10.0.0.100".parse().unwrap(),
-            ring_timeout: Duration::from_secs(30),
-            ..CallSettings::default()
-        };
-        let mut library = PromptLibrary::new();
-        library.add(Prompt::from_samples("hold", &synth::tone(440.0, 200, 8000)));
-        library.add(Prompt::from_samples(
-            "ringback",
-            &synth::tone(425.0, 200, 8000),
-        ));
-        calls.prompts = Arc::new(library);
-        calls.numbers = vec![NumberRoute {
-            number: "4000".into(),
-            trunk: None,
-            flow: "main".into(),
-            enabled: true,
-        }];
-        calls.queueing = QueueSettings {
-            queues: vec![QueueConfig::new("sales", Strategy::Linear)],
-            agents: vec![agent("a1", "1002", 1), agent("a2", "1003", 2)],
-            ..QueueSettings::default()
-        };
-        let config = EndpointConfig {
-            user_agent: None,
-            timers: TimerConfig::default(),
-            registrar: crate::registrar::RegistrarConfig::default(),
-            digest: DigestConfig::default(),
-            lockout: LockoutConfig::default(),
-            trusted: vec!["10.0.0.0/24".parse().unwrap()],
-            accounts: ["1001", "1002", "1003", "1004"]
-                .iter()
-                .map(|u| {
-                    (
-                        u.to_string(),
-                        AccountSecret::from_password(u, "switchboard", "x"),
-                    )
-                })
-                .collect(),
-            calls,
-        };
-        let mut ep = Endpoint::new(config, ServerSecret::from_bytes([3; 32]), 9);
-        ep.publish_flows([Arc::new(queue_flow())]);
-        let bindings = [("1002", PHONE_A), ("1003", PHONE_B), ("1004", PHONE_C)]
-            .iter()
-            .enumerate()
-            .map(|(i, (aor, addr))| Binding {
-                aor: (*aor).into(),
-                contact: format!("<sip:{aor}@{addr}>"),
-                expires_at: UNIX + 3600,
-                q: 1000,
-                call_id: format!("reg-{i}"),
-                cseq: 1,
-                transport: Transport::Udp,
-                source: addr.parse().unwrap(),
-                local: LOCAL.parse().unwrap(),
-                conn: None,
-                user_agent: None,
-                registered_at: UNIX,
-            })
-            .collect();
-        ep.restore_bindings(bindings, UNIX);
-        let mut net = Net {
-            ep,
-            now: base(),
-            next_port: 20000,
-            sessions: Vec::new(),
-            commands: Vec::new(),
-            wire: Vec::new(),
-            closed: Vec::new(),
-            opened: Vec::new(),
-            legs: Vec::new(),
-        };
-        // The first input logs the agents in.
-        net.advance(Duration::from_millis(1));
-        net
-    }
-
-    fn pump(&mut self) {
-        loop {
-            while let Some(t) = self.ep.poll_transmit() {
-                let m = parse(t.payload.clone(), Framing::Datagram).expect("we send valid SIP");
-                self.wire.push((t.target, m));
-            }
-            let Some(ev) = self.ep.poll_event() else {
-                return;
-            };
-            match ev {
-                Event::OpenMedia { id, .. } => {
-                    let port = self.next_port;
-                    self.next_port += 2;
-                    self.sessions.push(id);
-                    let addr = SocketAddr::new("10.0.0.100".parse().unwrap(), port);
-                    self.ep.handle_media_opened(self.now, id, Ok(addr));
-                }
-                Event::Media(c) => self.commands.push(c),
-                Event::Persist { token, .. } => self.ep.handle_persisted(self.now, token, true),
-                Event::CdrOpen(open) => self.opened.push(open),
-                Event::CdrClose { call_id, close } => self.closed.push((call_id, close)),
-                Event::CdrLeg(leg) => self.legs.push(leg),
-                _ => {}
-            }
-        }
-    }
-
-    fn deliver(&mut self, from: &str, text: &str) {
-        let received = Received {
-            transport: Transport::Udp,
-            local: LOCAL.parse().unwrap(),
-            remote: from.parse().unwrap(),
-            conn: None,
-        };
-        self.ep
-            .handle_message(self.now, UNIX, received, Bytes::from(text.to_owned()));
-        self.pump();
-    }
-
-    fn deliver_msg(&mut self, from: &str, m: &Message) {
-        let text = String::from_utf8(m.encode().to_vec()).unwrap();
-        self.deliver(from, &text);
-    }
-
-    fn take(&mut self, addr: &str) -> Vec<Message> {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let (mine, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|(t, _)| t.addr == addr);
-        self.wire = rest;
-        mine.into_iter().map(|(_, m)| m).collect()
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.ep.poll_timeout().filter(|t| *t <= end) {
-            self.now = self.now.max(t);
-            self.ep.handle_timeout(self.now, UNIX);
-            self.pump();
-        }
-        self.now = end;
-        self.ep.handle_timeout(self.now, UNIX);
-        self.pump();
-    }
-
-    fn status(&self, agent: &str) -> AgentStatus {
-        self.ep.acd().agent(&agent.into()).unwrap().state().status()
-    }
-
-    fn bridged(&self, a: SessionId, b: SessionId) -> bool {
-        self.commands.iter().any(|c| {
-            matches!(c, Command::Bridge { a: x, b: y } if (*x, *y) == (a, b) || (*x, *y) == (b, a))
-        })
-    }
-
-    /// The phone at `addr` answers every request it was sent with 200 (NOTIFY, BYE,
-    /// re-INVITE with `sdp` when given); returns what it got.
-    fn phone_answers_all(&mut self, addr: &str, tag: &str, body: Option<&str>) -> Vec<Message> {
-        let got = self.take(addr);
-        for r in requests_any(&got) {
-            if r.method == Method::Ack {
-                continue;
-            }
-            let b = (r.method == Method::Invite).then_some(body).flatten();
-            self.deliver_msg(addr, &phone_response(&r, 200, tag, addr, b));
-        }
-        got
-    }
-}
-
-fn requests_any(ms: &[Message]) -> Vec<Request> {
-    ms.iter()
-        .filter_map(|m| match m {
-            Message::Request(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn requests(ms: &[Message], method: Method) -> Vec<Request> {
-    requests_any(ms)
-        .into_iter()
-        .filter(|r| r.method == method)
-        .collect()
-}
-
-fn responses(ms: &[Message]) -> Vec<Response> {
-    ms.iter()
-        .filter_map(|m| match m {
-            Message::Response(r) => Some(r.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn codes(ms: &[Message]) -> Vec<u16> {
-    responses(ms).iter().map(|r| r.code).collect()
-}
-
-fn phone_response(
-    req: &Request,
-    code: u16,
-    tag: &str,
-    contact: &str,
-    body: Option<&str>,
-) -> Message {
-    let mut r = Response::for_request(req, code);
-    if code > 100 {
-        r.ensure_to_tag(tag);
-    }
-    if code > 100 && code < 300 && req.method == Method::Invite {
-        r.headers
-            .push(HeaderName::Contact, format!("<sip:phone@{contact}>"));
-    }
-    if let Some(b) = body {
-        r.headers.push(HeaderName::ContentType, "application/sdp");
-        r.body = Bytes::from(b.to_owned());
-    }
-    Message::Response(r)
-}
-
-fn to_tag(r: &Response) -> String {
-    r.headers.to().unwrap().tag().unwrap().to_owned()
+/// 4000 queues the caller for `sales` (a1 then a2, both logged in); 1002–1004 registered.
+fn transfer_net() -> Net {
+    let mut net = Net::with(
+        Setup::new()
+            .registered("1002", &[PHONE_A])
+            .registered("1003", &[PHONE_B])
+            .registered("1004", &[PHONE_C])
+            .prompt(Prompt::from_samples("hold", &synth::tone(440.0, 200, 8000)))
+            .prompt(Prompt::from_samples(
+                "ringback",
+                &synth::tone(425.0, 200, 8000),
+            ))
+            .flow("4000", queue_flow())
+            .queueing(QueueSettings {
+                queues: vec![QueueConfig::new("sales", Strategy::Linear)],
+                agents: vec![agent("a1", "1002", 1, true), agent("a2", "1003", 2, true)],
+                ..QueueSettings::default()
+            }),
+    );
+    // The first input logs the agents in.
+    net.advance(Duration::from_millis(1));
+    net
 }
 
 fn sipfrag(r: &Request) -> String {
     String::from_utf8(r.body.to_vec()).unwrap()
-}
-
-fn sdp_direction(body: &[u8]) -> Direction {
-    let s = switchboard_media::sdp::SessionDescription::parse_bytes(body).unwrap();
-    s.media_direction(&s.media[0])
 }
 
 /// A phone's request inside the dialog our INVITE `inv` made with it (its tag `tag`).
@@ -372,7 +75,7 @@ fn invite(from_addr: &str, from: &str, to: &str, call_id: &str, body: &str) -> S
 
 /// A request from the calling side inside its dialog (To carries our tag).
 #[allow(clippy::too_many_arguments)]
-fn caller_in_dialog(
+fn in_dialog_from(
     from_addr: &str,
     from: &str,
     to: &str,
@@ -440,7 +143,7 @@ fn queued_and_answered(net: &mut Net, call_id: &str) -> (SessionId, String, Requ
     let tag = to_tag(&ok);
     net.deliver(
         CALLER,
-        &caller_in_dialog(CALLER, "1001", "4000", "ACK", 1, &tag, call_id, ""),
+        &in_dialog_from(CALLER, "1001", "4000", "ACK", 1, &tag, call_id, ""),
     );
     let inv = requests(&net.take(PHONE_A), Method::Invite).remove(0);
     net.deliver_msg(
@@ -454,7 +157,7 @@ fn queued_and_answered(net: &mut Net, call_id: &str) -> (SessionId, String, Requ
 
 #[test]
 fn blind_transfer_to_an_extension_bridges_the_caller_with_the_new_phone() {
-    let mut net = Net::new();
+    let mut net = transfer_net();
     let (caller, _tag, inv) = queued_and_answered(&mut net, "t1");
     net.advance(Duration::from_secs(20));
     // The agent transfers the caller to extension 1004.
@@ -559,7 +262,7 @@ fn blind_transfer_to_an_extension_bridges_the_caller_with_the_new_phone() {
 
 #[test]
 fn a_transferor_that_hangs_up_itself_and_a_target_that_is_busy_end_the_call() {
-    let mut net = Net::new();
+    let mut net = transfer_net();
     let (_caller, _tag, inv) = queued_and_answered(&mut net, "t2");
     net.deliver(
         PHONE_A,
@@ -587,7 +290,7 @@ fn a_transferor_that_hangs_up_itself_and_a_target_that_is_busy_end_the_call() {
 
 #[test]
 fn blind_transfer_to_a_skill_group_queues_the_caller_for_another_agent() {
-    let mut net = Net::new();
+    let mut net = transfer_net();
     let (caller, _tag, inv) = queued_and_answered(&mut net, "t3");
     net.deliver(
         PHONE_A,
@@ -626,7 +329,7 @@ fn blind_transfer_to_a_skill_group_queues_the_caller_for_another_agent() {
 
 #[test]
 fn an_unknown_or_unreachable_target_leaves_the_call_as_it_was() {
-    let mut net = Net::new();
+    let mut net = transfer_net();
     let (caller, _tag, inv) = queued_and_answered(&mut net, "t4");
     let bridges = net.commands.len();
     for (cseq, target, frag) in [
@@ -658,7 +361,7 @@ fn an_unknown_or_unreachable_target_leaves_the_call_as_it_was() {
 
 #[test]
 fn refer_edge_cases_are_answered_without_harm() {
-    let mut net = Net::new();
+    let mut net = transfer_net();
     let (_caller, tag, inv) = queued_and_answered(&mut net, "t5");
     // No Refer-To.
     net.deliver(
@@ -677,7 +380,7 @@ fn refer_edge_cases_are_answered_without_harm() {
     // The caller's own leg may not transfer (the answering side does).
     net.deliver(
         CALLER,
-        &caller_in_dialog(CALLER, "1001", "4000", "REFER", 2, &tag, "t5", "").replace(
+        &in_dialog_from(CALLER, "1001", "4000", "REFER", 2, &tag, "t5", "").replace(
             "Content-Length: 0",
             "Refer-To: <sip:1004@switchboard>\r\nContent-Length: 0",
         ),
@@ -702,7 +405,7 @@ fn refer_edge_cases_are_answered_without_harm() {
 
 #[test]
 fn attended_transfer_with_replaces_connects_the_caller_to_the_consulted_phone() {
-    let mut net = Net::new();
+    let mut net = transfer_net();
     // Call 1: 1001 calls 1002 (A), who answers.
     let (tag1, inv1) = answered(&mut net, CALLER, "1001", "1002", PHONE_A, "p1", "c1");
     let c_session = net.sessions[0];
@@ -796,7 +499,7 @@ fn attended_transfer_with_replaces_connects_the_caller_to_the_consulted_phone() 
 
 #[test]
 fn the_engine_moves_a_caller_to_another_extension_and_refuses_what_it_cannot() {
-    let mut net = Net::new();
+    let mut net = transfer_net();
     let (_tag, _inv) = answered(&mut net, CALLER, "1001", "1002", PHONE_A, "p1", "e1");
     let caller = net.sessions[0];
     let call_id = net.opened[0].call_id.clone();
