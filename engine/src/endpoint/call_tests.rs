@@ -1348,3 +1348,280 @@ mod outbound {
         ));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regressions found by review: each test opens with the story of its bug
+// ---------------------------------------------------------------------------------------------
+
+mod regressions {
+    use super::*;
+    use crate::acd::{AgentStatus, QueueConfig, Strategy};
+    use crate::endpoint::QueueSettings;
+    use switchboard_media::prompt::{synth, Prompt};
+
+    fn queue_setup(queue: QueueConfig, agents: Vec<crate::endpoint::AgentSettings>) -> Setup {
+        Setup::new()
+            .prompt(Prompt::from_samples("hold", &synth::tone(440.0, 200, 8000)))
+            .flow("4000", queue_flow())
+            .queueing(QueueSettings {
+                queues: vec![queue],
+                agents,
+                ..QueueSettings::default()
+            })
+    }
+
+    fn enter(net: &mut Net, call_id: &str) -> String {
+        net.deliver(
+            CALLER,
+            &caller_invite("4000", call_id, &sdp(4000, "sendrecv")),
+        );
+        let ok: Vec<Response> = responses(&net.take(CALLER))
+            .into_iter()
+            .filter(|r| r.code >= 200)
+            .collect();
+        let tag = to_tag(&ok[0]);
+        let ack = caller_ack(&tag, call_id)
+            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
+        net.deliver(CALLER, &ack);
+        tag
+    }
+
+    /// A queue with no pause between rounds and an agent whose phone is not registered: each
+    /// offer failed at once and the ACD offered the same caller to the same agent again in
+    /// the same instant, and the engine never came back from the input.
+    #[test]
+    fn an_unreachable_agent_with_no_retry_delay_does_not_hang_the_engine() {
+        let mut queue = QueueConfig::new("sales", Strategy::Linear);
+        queue.retry_delay = Duration::ZERO;
+        // 1002 is an agent's phone, and nothing is registered for it.
+        let mut net = Net::with(queue_setup(queue, vec![agent("a1", "1002", 1, true)]));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            enter(&mut net, "z1");
+            let _ = tx.send(());
+            net
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "the engine loops on an agent without a phone"
+        );
+        let mut net = worker.join().unwrap();
+        // Rounds are a second apart now: a minute of waiting is a bounded number of tries.
+        net.advance(Duration::from_secs(60));
+        assert_eq!(net.status("a1"), AgentStatus::Idle);
+    }
+
+    /// An agent's phone answered with audio we cannot take: the ACD had already counted the
+    /// answer, so the agent stayed "talking" to nobody and the caller heard silence until it
+    /// gave up. The answer is read first now; an unusable one is a failed offer and the next
+    /// agent rings.
+    #[test]
+    fn an_agent_answer_without_usable_audio_is_a_failed_offer() {
+        let mut net = Net::with(
+            queue_setup(
+                QueueConfig::new("sales", Strategy::Linear),
+                vec![agent("a1", "1002", 1, true), agent("a2", "1003", 2, true)],
+            )
+            .registered("1002", &[PHONE_A])
+            .registered("1003", &[PHONE_B]),
+        );
+        enter(&mut net, "z2");
+        let inv1 = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+        let g729 = "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        net.deliver_msg(
+            PHONE_A,
+            &phone_response(&inv1, 200, "p1", PHONE_A, Some(g729)),
+        );
+        let to_a = net.take(PHONE_A);
+        assert_eq!(
+            requests(&to_a, Method::Bye).len(),
+            1,
+            "the unusable answer is hung up"
+        );
+        assert_ne!(net.status("a1"), AgentStatus::Talking);
+        assert_eq!(
+            requests(&net.take(PHONE_B), Method::Invite).len(),
+            1,
+            "the next agent rings"
+        );
+    }
+
+    /// The caller hung up on the agent after 30 s: the call was closed before its legs, so
+    /// the record lost the talk time and the leg's hang-up event came after the call's.
+    #[test]
+    fn a_caller_hanging_up_on_the_agent_keeps_the_talk_time_and_the_event_order() {
+        let mut net = Net::with(
+            queue_setup(
+                QueueConfig::new("sales", Strategy::Linear),
+                vec![agent("a1", "1002", 1, true)],
+            )
+            .registered("1002", &[PHONE_A]),
+        );
+        let tag = enter(&mut net, "z3");
+        let inv1 = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+        net.deliver_msg(
+            PHONE_A,
+            &phone_response(&inv1, 200, "p1", PHONE_A, Some(&sdp(6000, "sendrecv"))),
+        );
+        net.advance(Duration::from_secs(30));
+        let bye = caller_in_dialog("BYE", 2, &tag, "z3", "")
+            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
+        net.deliver(CALLER, &bye);
+        let (_, close) = net.closed.last().expect("closed");
+        assert_eq!(close.talk_ms, Some(30_000));
+        let last = net.call_events.last().expect("events");
+        assert_eq!(last.kind, crate::events::CallEventKind::Hangup);
+        assert!(
+            last.data.get("leg_id").is_none(),
+            "the call's own hang-up comes last: {:?}",
+            net.call_events
+        );
+    }
+
+    /// A phone that answers an offer with 100 Trying only, then nothing: when the agent's ring
+    /// time ran out no CANCEL was sent (100 was not counted as a provisional), so the phone
+    /// rang on after the ACD had let the agent go.
+    #[test]
+    fn a_phone_that_only_sent_100_is_cancelled_when_the_ring_time_ends() {
+        let mut net = Net::with(
+            queue_setup(
+                QueueConfig::new("sales", Strategy::Linear),
+                vec![agent("a1", "1002", 1, true)],
+            )
+            .registered("1002", &[PHONE_A]),
+        );
+        enter(&mut net, "z4");
+        let inv1 = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+        net.deliver_msg(PHONE_A, &phone_response(&inv1, 100, "p1", PHONE_A, None));
+        net.advance(Duration::from_secs(11));
+        // One CANCEL transaction (retransmitted while the phone does not answer it), for the
+        // INVITE's branch.
+        let cancels = requests(&net.take(PHONE_A), Method::Cancel);
+        assert!(!cancels.is_empty(), "the phone is cancelled");
+        let branch = |r: &Request| r.headers.top_via().unwrap().branch().map(str::to_owned);
+        assert!(cancels.iter().all(|c| branch(c) == branch(&inv1)));
+    }
+
+    /// A supervisor signed a scheduled agent out in mid-shift, and 15 s later the schedule
+    /// signed them in again: it acted on the state, not on the shift's changes.
+    #[test]
+    fn a_sign_out_in_mid_shift_stands_until_the_next_shift_change() {
+        let mut a1 = agent("a1", "1002", 1, false);
+        a1.schedule = Some(
+            crate::acd::schedule::Schedule::new(
+                "UTC",
+                vec![crate::acd::schedule::Shift {
+                    days: [true; 7],
+                    from: 0,
+                    to: 1440,
+                }],
+            )
+            .unwrap(),
+        );
+        let mut net = Net::with(queue_setup(
+            QueueConfig::new("sales", Strategy::Linear),
+            vec![a1],
+        ));
+        let now = net.now;
+        net.ep.set_clock(now, UNIX as i64 * 1000);
+        net.advance(Duration::from_secs(1));
+        assert_eq!(
+            net.status("a1"),
+            AgentStatus::Idle,
+            "signed in by the shift"
+        );
+        net.ep.agent_logout(net.now, &"a1".into()).unwrap();
+        net.advance(Duration::from_secs(60));
+        assert_eq!(net.status("a1"), AgentStatus::LoggedOut);
+    }
+}
+
+mod regressions_signalling {
+    use super::*;
+
+    const CARRIER: &str = "10.0.0.9:5080";
+
+    /// The carrier sent 183 and then challenged the INVITE with 407: the early dialog of the
+    /// 183 stayed on the leg, so the 200 to the re-sent INVITE (a new To tag) was taken for a
+    /// stray fork, ACKed and hung up, and the desk phone never got connected.
+    #[test]
+    fn a_provisional_before_the_carriers_challenge_does_not_lose_the_call() {
+        let yaml = format!(
+            "trunks:
+  - name: carrier
+    address: \"{CARRIER}\"
+    auth: {{ username: \"sb\", password: \"carrier-secret-1\" }}
+    number_format: {{ country_code: \"86\", national_prefix: \"0\", outbound: national }}
+"
+        );
+        let mut net = Net::with(Setup::new().trunks(&yaml));
+        net.deliver(
+            CALLER,
+            &caller_invite("13800000001", "y1", &sdp(4000, "sendrecv")),
+        );
+        let inv = requests(&net.take(CARRIER), Method::Invite).remove(0);
+        net.deliver_msg(CARRIER, &phone_response(&inv, 183, "c1", CARRIER, None));
+        let mut challenge = Response::for_request(&inv, 407);
+        challenge.ensure_to_tag("c1");
+        challenge.headers.push(
+            HeaderName::ProxyAuthenticate,
+            "Digest realm=\"carrier\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"",
+        );
+        net.deliver_msg(CARRIER, &Message::Response(challenge));
+        let inv2 = requests(&net.take(CARRIER), Method::Invite).remove(0);
+        net.deliver_msg(
+            CARRIER,
+            &phone_response(&inv2, 200, "c2", CARRIER, Some(&sdp(7000, "sendrecv"))),
+        );
+        assert!(requests(&net.take(CARRIER), Method::Bye).is_empty());
+        assert_eq!(
+            responses(&net.take(CALLER)).last().map(|r| r.code),
+            Some(200),
+            "the desk phone is connected"
+        );
+    }
+
+    /// An account posed as another in From (`1002`, authenticated as 1001) to sign out the
+    /// agent of 1002's phone with the logout code: the caller is the account it
+    /// authenticated as, so 1001 — who has no agent — is refused.
+    #[test]
+    fn the_caller_is_the_authenticated_account_not_the_from_header() {
+        use crate::acd::{QueueConfig, Strategy};
+        let mut net = Net::with(Setup::new().queueing(crate::endpoint::QueueSettings {
+            queues: vec![QueueConfig::new("sales", Strategy::Linear)],
+            agents: vec![agent("a2", "1002", 1, true)],
+            ..Default::default()
+        }));
+        net.advance(Duration::from_millis(1));
+        assert_eq!(net.status("a2"), crate::acd::AgentStatus::Idle);
+        let req = crate::sip::msg::parse(
+            Bytes::from(caller_invite("0001", "y2", &sdp(4000, "sendrecv")).replace(
+                "From: <sip:1001@switchboard>",
+                "From: <sip:1002@switchboard>",
+            )),
+            crate::sip::msg::Framing::Datagram,
+        )
+        .unwrap();
+        let Message::Request(req) = req else {
+            panic!("a request")
+        };
+        // As the endpoint does after a successful digest check for account 1001.
+        let from = Received {
+            transport: Transport::Udp,
+            local: LOCAL.parse().unwrap(),
+            remote: CALLER.parse().unwrap(),
+            conn: None,
+        };
+        let mut req = req;
+        let reply_to = crate::endpoint::stamp_via(&mut req.headers, from).unwrap();
+        let id = match net.ep.tx.handle_request(net.now, req.clone(), reply_to) {
+            crate::sip::transaction::Incoming::Request { id, .. } => id,
+            _ => panic!("a new server transaction"),
+        };
+        net.ep
+            .start_call(net.now, UNIX, from, id, &req, Some("1001".into()));
+        net.pump();
+        assert_eq!(codes(&net.take(CALLER)), vec![403]);
+        assert_eq!(net.status("a2"), crate::acd::AgentStatus::Idle);
+    }
+}
