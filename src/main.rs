@@ -777,7 +777,9 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(switchboard_api::serve(
         http,
-        switchboard_api::AppState::new(metrics, store).with_engine(running.engine.clone()),
+        switchboard_api::AppState::new(metrics, store)
+            .with_engine(running.engine.clone())
+            .with_config(Arc::new(config.clone())),
         async move {
             let _ = stop_rx.await;
         },

@@ -829,3 +829,176 @@ async fn live_calls_are_listed_moved_and_hung_up() {
     assert_eq!(cdr.hangup_by.as_deref(), Some("system"), "{cdr:#?}");
     server.assert_no_panic();
 }
+
+/// IVR flows over HTTP: listed with their versions, read, checked, published through the
+/// engine's file watcher (the operation log shows it), drawn; invalid texts are refused with
+/// their line and field, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_are_listed_validated_published_and_drawn() {
+    const BYE: &str = "start: bye\nnodes:\n  bye:\n    type: hangup\n";
+    const BROKEN: &str = "start: nowhere\nnodes:\n  bye:\n    type: hangup\n";
+    let server = Server::start(
+        &ServerConfig::default()
+            .ivr_watch(true)
+            .flow("main", BYE)
+            .flow("broken", BROKEN),
+    );
+    let api = Api::new(&server);
+    let sup = cli_token(&server, "supervisor", "lead");
+    let sup = Some(sup.as_str());
+    let dev = cli_token(&server, "developer", "ci");
+    let agent = cli_token(&server, "agent", "desk");
+    let main_file = server.dir().join("flows").join("main.yaml");
+
+    // List: both files, the engine's version hash, and whether each validates.
+    let (status, list) = api.call(Method::GET, "/api/v1/flows", sup, None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let items = list["items"].as_array().unwrap();
+    let names: Vec<&str> = items.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["broken", "main"]);
+    assert_eq!(items[0]["valid"], false);
+    assert_eq!(items[1]["valid"], true);
+    assert_eq!(items[1]["file"], "main.yaml");
+    let version = items[1]["version"].as_str().unwrap().to_owned();
+    assert_eq!(version.len(), 64);
+
+    // One flow's text, for a developer too.
+    let (status, main) = api
+        .call(Method::GET, "/api/v1/flows/main", Some(&dev), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{main}");
+    assert_eq!(main["yaml"], BYE);
+    assert_eq!(main["version"], version.as_str());
+
+    // Validate: a good text, and a bad one whose error names its line and field.
+    let check = |yaml: &str| json!({ "name": "main", "yaml": yaml }).to_string();
+    let (status, good) = api
+        .call(
+            Method::POST,
+            "/api/v1/flows/validate",
+            sup,
+            Some(&check(BYE)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{good}");
+    assert_eq!(good, json!({ "valid": true, "errors": [] }));
+    let (status, bad) = api
+        .call(
+            Method::POST,
+            "/api/v1/flows/validate",
+            sup,
+            Some(&check(BROKEN)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bad}");
+    assert_eq!(bad["valid"], false);
+    let start = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["field"] == "start")
+        .unwrap_or_else(|| panic!("no error on start: {bad}"));
+    assert_eq!(start["line"], 1, "{bad}");
+    assert!(start["message"].as_str().unwrap().contains("nowhere"));
+
+    // Publish a new version: accepted, then published by the watcher within a bounded wait.
+    let next = format!("# second version\n{BYE}");
+    let body = json!({ "yaml": next }).to_string();
+    let (status, accepted) = api
+        .call(Method::PUT, "/api/v1/flows/main", sup, Some(&body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let new_version = accepted["version"].as_str().unwrap().to_owned();
+    assert_ne!(new_version, version);
+    assert_eq!(std::fs::read_to_string(&main_file).unwrap(), next);
+    let deadline = common::Deadline::after(std::time::Duration::from_secs(15));
+    loop {
+        let (status, history) = api
+            .call(Method::GET, "/api/v1/flows/main/history", sup, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{history}");
+        let newest = &history["items"][0];
+        if newest["action"] == "published" && newest["version"] == new_version.as_str() {
+            assert_eq!(newest["actor"], "file-watch");
+            break;
+        }
+        assert!(!deadline.passed(), "never published: {history}");
+        deadline.tick().await;
+    }
+
+    // Publishing an invalid text is refused with its errors, and the file is left alone.
+    let body = json!({ "yaml": BROKEN }).to_string();
+    let refused = api
+        .call(Method::PUT, "/api/v1/flows/main", sup, Some(&body))
+        .await;
+    Api::assert_error(&refused, 422, "validation_failed");
+    assert!(
+        !refused.1["error"]["details"]["errors"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{}",
+        refused.1
+    );
+    assert_eq!(std::fs::read_to_string(&main_file).unwrap(), next);
+    let bad_name = api
+        .call(Method::PUT, "/api/v1/flows/main.yaml", sup, Some(&body))
+        .await;
+    Api::assert_error(&bad_name, 400, "bad_request");
+
+    // The picture; an invalid flow has none.
+    let resp = api
+        .raw(Method::GET, "/api/v1/flows/main/graph.svg", sup, None)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    let svg = resp.text().await.unwrap();
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg}");
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/flows/broken/graph.svg", sup, None)
+            .await,
+        422,
+        "validation_failed",
+    );
+
+    // Tokens, roles, unknown fields and unknown flows.
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/flows", None, None).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::GET, "/api/v1/flows", Some(&agent), None)
+            .await,
+        403,
+        "forbidden",
+    );
+    Api::assert_error(
+        &api.call(Method::PUT, "/api/v1/flows/main", Some(&dev), Some(&body))
+            .await,
+        403,
+        "forbidden",
+    );
+    let unknown = api
+        .call(
+            Method::POST,
+            "/api/v1/flows/validate",
+            sup,
+            Some(r#"{"name":"main","yaml":"","colour":"red"}"#),
+        )
+        .await;
+    Api::assert_error(&unknown, 422, "validation_failed");
+    assert_eq!(unknown.1["error"]["details"]["field"], "colour");
+    for path in [
+        "/api/v1/flows/nowhere",
+        "/api/v1/flows/nowhere/history",
+        "/api/v1/flows/nowhere/graph.svg",
+    ] {
+        Api::assert_error(
+            &api.call(Method::GET, path, sup, None).await,
+            404,
+            "not_found",
+        );
+    }
+    server.assert_no_panic();
+}

@@ -31,6 +31,10 @@ pub enum ApiError {
         reason: String,
         field: Option<String>,
     },
+    /// The body is well formed but its content is refused, with what is wrong in `details`
+    /// (a flow that does not validate: `details.errors`).
+    #[error("{message}")]
+    Invalid { message: String, details: Value },
     #[error("missing, malformed, unknown or revoked bearer token")]
     Unauthorized,
     #[error("the {role} role may not use this endpoint")]
@@ -76,7 +80,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } | ApiError::InvalidBody { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation { .. } | ApiError::Invalid { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -94,7 +100,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::InvalidBody { .. } => "invalid_body",
-            ApiError::Validation { .. } => "validation_failed",
+            ApiError::Validation { .. } | ApiError::Invalid { .. } => "validation_failed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound { .. } => "not_found",
@@ -121,7 +127,9 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after_s } => {
                 json!({ "retry_after_s": retry_after_s })
             }
-            ApiError::Conflict { details, .. } => details.clone(),
+            ApiError::Conflict { details, .. } | ApiError::Invalid { details, .. } => {
+                details.clone()
+            }
             ApiError::Unauthorized
             | ApiError::MethodNotAllowed
             | ApiError::Unavailable

@@ -22,6 +22,7 @@ pub mod calls;
 pub mod cdrs;
 mod clock;
 pub mod error;
+pub mod flows;
 pub mod openapi;
 mod schema;
 pub mod tokens;
@@ -37,6 +38,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use switchboard_engine::config::Config;
 use switchboard_engine::rt::EngineHandle;
 use switchboard_engine::store::Store;
 
@@ -47,6 +49,9 @@ pub struct AppState {
     pub limiter: Arc<FailureLimiter>,
     /// The running engine (agents, queues, calls); `None` answers those endpoints 503.
     pub engine: Option<EngineHandle>,
+    /// The configuration the engine runs (the flows folder, prompts, skill groups); `None`
+    /// answers the flow endpoints 503.
+    pub config: Option<Arc<Config>>,
 }
 
 impl AppState {
@@ -56,12 +61,19 @@ impl AppState {
             store,
             limiter: Arc::new(FailureLimiter::default()),
             engine: None,
+            config: None,
         }
     }
 
     /// With the running engine behind the agent, queue and call endpoints.
     pub fn with_engine(mut self, engine: EngineHandle) -> AppState {
         self.engine = Some(engine);
+        self
+    }
+
+    /// With the configuration behind the flow endpoints.
+    pub fn with_config(mut self, config: Arc<Config>) -> AppState {
+        self.config = Some(config);
         self
     }
 }
@@ -84,6 +96,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/calls"),
     ("delete", "/api/v1/calls/{call_id}"),
     ("post", "/api/v1/calls/{call_id}/transfer"),
+    ("get", "/api/v1/flows"),
+    ("post", "/api/v1/flows/validate"),
+    ("get", "/api/v1/flows/{name}"),
+    ("put", "/api/v1/flows/{name}"),
+    ("get", "/api/v1/flows/{name}/history"),
+    ("get", "/api/v1/flows/{name}/graph.svg"),
 ];
 
 fn api_v1() -> Router<AppState> {
@@ -102,6 +120,11 @@ fn api_v1() -> Router<AppState> {
         .route("/calls", get(calls::list))
         .route("/calls/{call_id}", delete(calls::hang_up))
         .route("/calls/{call_id}/transfer", post(calls::transfer))
+        .route("/flows", get(flows::list))
+        .route("/flows/validate", post(flows::check_text))
+        .route("/flows/{name}", get(flows::one).put(flows::publish))
+        .route("/flows/{name}/history", get(flows::history))
+        .route("/flows/{name}/graph.svg", get(flows::graph_svg))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Switchboard API",
-        description = "Call records, tokens, agents and queues (and, later, call control) of a Switchboard contact center. \
+        description = "Call records, tokens, agents, queues, calls and IVR flows of a Switchboard contact center. \
             Every endpoint but this document takes `Authorization: Bearer sb_<id>_<secret>`. \
             Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`."
     ),
@@ -33,6 +33,12 @@ use utoipa::{Modify, OpenApi};
         crate::calls::list,
         crate::calls::hang_up,
         crate::calls::transfer,
+        crate::flows::list,
+        crate::flows::one,
+        crate::flows::check_text,
+        crate::flows::publish,
+        crate::flows::history,
+        crate::flows::graph_svg,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Common)

@@ -1,0 +1,475 @@
+//! `/api/v1/flows`: the IVR flows of `ivr.flows_dir` — listed, read, validated, published,
+//! their operation log, and their picture.
+//!
+//! The API never publishes a flow itself. `PUT` validates the text with the engine's validator
+//! and context (the same [`load::context`] the file watcher uses), and only a valid text is
+//! written into the folder (temporary file, then rename, so the watcher never reads half a file).
+//! The engine's watcher then publishes it and writes the operation log; `202 Accepted` says
+//! exactly that. A version is the SHA-256 of the file's text, as the engine computes it.
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use switchboard_engine::config::Config;
+use switchboard_engine::ivr::model::Flow;
+use switchboard_engine::ivr::validate::{self, FlowError};
+use switchboard_engine::ivr::{graph, load};
+
+const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
+const PUBLISHERS: &[Role] = &[Role::Admin, Role::Supervisor];
+/// As `is_flow_name` in the engine's configuration.
+const MAX_NAME_LEN: usize = 64;
+
+/// One flow file.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlowSummary {
+    /// The file's stem (`main` for `main.yaml`).
+    pub name: String,
+    /// The file's name in the flows folder.
+    pub file: String,
+    /// SHA-256 of the file's text, in hex (the version the operation log names).
+    pub version: String,
+    /// Whether the file validates now.
+    pub valid: bool,
+    /// How many errors the validator reports (0 when valid).
+    pub errors: usize,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlowList {
+    pub items: Vec<FlowSummary>,
+}
+
+/// One flow's text.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlowText {
+    pub name: String,
+    pub file: String,
+    pub version: String,
+    /// The YAML, as stored.
+    pub yaml: String,
+}
+
+/// A flow text to check.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    /// The flow's name (letters, digits, `-`, `_`); other flows' `goto`s see it by this name.
+    pub name: String,
+    pub yaml: String,
+}
+
+/// A flow text to publish.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub yaml: String,
+}
+
+/// One thing wrong with a flow text.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlowIssue {
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    /// The node the error is in, if any.
+    pub node: Option<String>,
+    /// The option relative to the node (`choices.1`), or a top-level path.
+    pub field: String,
+    pub message: String,
+}
+
+impl From<FlowError> for FlowIssue {
+    fn from(e: FlowError) -> FlowIssue {
+        FlowIssue {
+            file: e.file,
+            line: e.line,
+            column: e.column,
+            node: e.node,
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    pub valid: bool,
+    /// Every error, in file order (empty when valid).
+    pub errors: Vec<FlowIssue>,
+}
+
+/// A publish handed to the engine's file watcher.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub name: String,
+    /// The version written; the operation log shows it once the watcher has published it.
+    pub version: String,
+}
+
+/// One row of a flow's operation log.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Publication {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub version: String,
+    /// `file-watch`, `start-up`, …
+    pub actor: String,
+    /// `published` or `rejected`.
+    pub action: String,
+    /// Unified diff against the version that was serving; `null` for a first publish.
+    pub diff: Option<String>,
+    /// Why a rejected file was rejected, one error per line.
+    pub errors: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct History {
+    /// Newest first.
+    pub items: Vec<Publication>,
+}
+
+fn config(state: &AppState) -> Result<Arc<Config>, ApiError> {
+    state.config.clone().ok_or(ApiError::Unavailable)
+}
+
+/// The engine's content hash of a flow text.
+pub fn version(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Letters, digits, `-` and `_`, 1 to 64 of them: the rule of flow names in the configuration,
+/// which also keeps a name from leaving the flows folder.
+pub fn is_flow_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+fn checked_name(name: &str) -> Result<(), ApiError> {
+    if is_flow_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            format!("name: a flow name is 1 to {MAX_NAME_LEN} letters, digits, `-` or `_`"),
+            json!({ "field": "name", "value": name }),
+        ))
+    }
+}
+
+/// The file of flow `name`, if there is one (`.yaml`, or `.yml`).
+fn flow_path(config: &Config, name: &str) -> Option<PathBuf> {
+    ["yaml", "yml"]
+        .iter()
+        .map(|ext| config.ivr.flows_dir.join(format!("{name}.{ext}")))
+        .find(|p| p.is_file())
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Validates `text` as flow `name` against the configuration, as the engine would: the other
+/// flows are the folder's, plus this one.
+fn check(config: &Config, name: &str, file: &str, text: &str) -> Result<Flow, Vec<FlowError>> {
+    let mut names = load::flow_names(&config.ivr.flows_dir);
+    names.insert(name.to_owned());
+    // No decoded prompts: the context takes prompt names from the prompt folder's files, as
+    // `switchboard flow validate` does.
+    let ctx = load::context(config, &Default::default(), names);
+    validate::validate(file, text, &ctx)
+}
+
+fn not_found(name: String) -> ApiError {
+    ApiError::NotFound {
+        what: "flow",
+        id: Some(name),
+    }
+}
+
+fn invalid(name: &str, errors: Vec<FlowError>) -> ApiError {
+    let n = errors.len();
+    let issues: Vec<FlowIssue> = errors.into_iter().map(FlowIssue::from).collect();
+    ApiError::Invalid {
+        message: format!(
+            "flow {name} does not validate ({n} error{})",
+            if n == 1 { "" } else { "s" }
+        ),
+        details: json!({ "errors": issues }),
+    }
+}
+
+/// Runs file-system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// Reads flow `name`: its path and text; `404` when there is no such file.
+fn read(config: &Config, name: String) -> Result<(PathBuf, String), ApiError> {
+    checked_name(&name)?;
+    let Some(path) = flow_path(config, &name) else {
+        return Err(not_found(name));
+    };
+    let text = std::fs::read_to_string(&path).map_err(ApiError::internal)?;
+    Ok((path, text))
+}
+
+/// Every flow file in the flows folder, with its version and whether it validates now.
+#[utoipa::path(
+    get, path = "/api/v1/flows", tag = "flows",
+    responses((status = 200, description = "The flows, by name", body = FlowList)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<FlowList>, ApiError> {
+    caller.require(READERS)?;
+    let config = config(&state)?;
+    let items = blocking(move || {
+        let mut items = Vec::new();
+        for name in load::flow_names(&config.ivr.flows_dir) {
+            let Some(path) = flow_path(&config, &name) else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let errors = check(&config, &name, &path.display().to_string(), &text)
+                .err()
+                .map_or(0, |e| e.len());
+            items.push(FlowSummary {
+                file: file_name(&path),
+                version: version(&text),
+                valid: errors == 0,
+                errors,
+                name,
+            });
+        }
+        Ok(items)
+    })
+    .await?;
+    Ok(Json(FlowList { items }))
+}
+
+/// One flow's YAML and version.
+#[utoipa::path(
+    get, path = "/api/v1/flows/{name}", tag = "flows",
+    params(("name" = String, Path, description = "The flow's name (its file stem)")),
+    responses(
+        (status = 200, description = "The flow's text", body = FlowText),
+        (status = 404, description = "No such flow", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<FlowText>, ApiError> {
+    caller.require(READERS)?;
+    let config = config(&state)?;
+    let (path, text) = blocking(move || read(&config, name)).await?;
+    Ok(Json(FlowText {
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        file: file_name(&path),
+        version: version(&text),
+        yaml: text,
+    }))
+}
+
+/// Check a flow text against the configuration (prompts, skill groups, accounts, the other
+/// flows) without publishing it. `200` either way; the errors name line, column, node and field.
+#[utoipa::path(
+    post, path = "/api/v1/flows/validate", tag = "flows",
+    request_body = ValidateRequest,
+    responses(
+        (status = 200, description = "Valid or not, with every error", body = Validation),
+        (status = 422, description = "Unknown or missing field", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn check_text(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ValidateRequest>,
+) -> Result<Json<Validation>, ApiError> {
+    caller.require(READERS)?;
+    checked_name(&body.name)?;
+    let config = config(&state)?;
+    let errors = blocking(move || {
+        let file = format!("{}.yaml", body.name);
+        Ok(check(&config, &body.name, &file, &body.yaml).err())
+    })
+    .await?
+    .unwrap_or_default();
+    Ok(Json(Validation {
+        valid: errors.is_empty(),
+        errors: errors.into_iter().map(FlowIssue::from).collect(),
+    }))
+}
+
+/// Publish a flow: validated first (`422` with every error, nothing written), then written into
+/// the flows folder, where the engine's watcher publishes it (within about a second) and logs
+/// it in the operation log.
+#[utoipa::path(
+    put, path = "/api/v1/flows/{name}", tag = "flows",
+    params(("name" = String, Path, description = "The flow's name (letters, digits, `-`, `_`)")),
+    request_body = PublishRequest,
+    responses(
+        (status = 202, description = "Written; the engine publishes it", body = Accepted),
+        (status = 422, description = "The flow does not validate (`details.errors`), or an unknown field", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PublishRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    caller.require(PUBLISHERS)?;
+    checked_name(&name)?;
+    let config = config(&state)?;
+    let accepted = blocking(move || {
+        let dir = &config.ivr.flows_dir;
+        // An existing `.yml` is replaced in place; otherwise the file is `<name>.yaml`.
+        let path = flow_path(&config, &name).unwrap_or_else(|| dir.join(format!("{name}.yaml")));
+        check(&config, &name, &path.display().to_string(), &body.yaml)
+            .map_err(|errors| invalid(&name, errors))?;
+        std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
+        // Not `*.yaml`: the watcher never takes the temporary file for a flow.
+        let tmp = dir.join(format!(".{name}.publish.tmp"));
+        std::fs::write(&tmp, &body.yaml)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                ApiError::internal(format!("{}: {e}", path.display()))
+            })?;
+        tracing::info!(flow = %name, token = %caller.token_id, "flow written for publishing");
+        Ok(Accepted {
+            version: version(&body.yaml),
+            name,
+        })
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// A flow's operation log: every publish and rejection, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/flows/{name}/history", tag = "flows",
+    params(("name" = String, Path, description = "The flow's name")),
+    responses(
+        (status = 200, description = "The operation log, newest first", body = History),
+        (status = 404, description = "No such flow and no log of one", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<History>, ApiError> {
+    caller.require(READERS)?;
+    checked_name(&name)?;
+    let config = config(&state)?;
+    let rows = state.store.flow_publications(&name).await?;
+    if rows.is_empty() && flow_path(&config, &name).is_none() {
+        return Err(not_found(name));
+    }
+    let items = rows
+        .into_iter()
+        .rev()
+        .map(|r| Publication {
+            id: r.id,
+            at_ms: r.entry.at_ms,
+            version: r.entry.version,
+            actor: r.entry.actor,
+            action: r.entry.action.code().to_owned(),
+            diff: r.entry.diff,
+            errors: r.entry.errors,
+        })
+        .collect();
+    Ok(Json(History { items }))
+}
+
+/// The flow drawn as SVG (the picture `switchboard flow graph` draws).
+#[utoipa::path(
+    get, path = "/api/v1/flows/{name}/graph.svg", tag = "flows",
+    params(("name" = String, Path, description = "The flow's name")),
+    responses(
+        (status = 200, description = "The picture", content_type = "image/svg+xml", body = String),
+        (status = 404, description = "No such flow", body = ErrorBody),
+        (status = 422, description = "The flow does not validate (`details.errors`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn graph_svg(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    let config = config(&state)?;
+    let svg = blocking(move || {
+        let (path, text) = read(&config, name.clone())?;
+        let flow = check(&config, &name, &path.display().to_string(), &text)
+            .map_err(|errors| invalid(&name, errors))?;
+        Ok(graph::svg(&flow))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_names_cannot_leave_the_folder() {
+        for ok in ["main", "after-hours", "v2_sales"] {
+            assert!(is_flow_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/b",
+            "a.yaml",
+            ".hidden",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_flow_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_version_is_the_engines_content_hash() {
+        let ctx = validate::Context::default();
+        let text = "start: bye\nnodes:\n  bye:\n    type: hangup\n";
+        let flow = validate::validate("x.yaml", text, &ctx).unwrap();
+        assert_eq!(version(text), flow.version);
+    }
+}
