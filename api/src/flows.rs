@@ -25,8 +25,6 @@ use switchboard_engine::ivr::{graph, load};
 
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
 const PUBLISHERS: &[Role] = &[Role::Admin, Role::Supervisor];
-/// As `is_flow_name` in the engine's configuration.
-const MAX_NAME_LEN: usize = 64;
 
 /// One flow file.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -149,22 +147,16 @@ pub fn version(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// Letters, digits, `-` and `_`, 1 to 64 of them: the rule of flow names in the configuration,
-/// which also keeps a name from leaving the flows folder.
-pub fn is_flow_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-}
+/// The configuration's rule for flow names, which also keeps a name from leaving the flows
+/// folder.
+pub use switchboard_engine::config::is_flow_name;
 
 fn checked_name(name: &str) -> Result<(), ApiError> {
     if is_flow_name(name) {
         Ok(())
     } else {
         Err(ApiError::bad_request(
-            format!("name: a flow name is 1 to {MAX_NAME_LEN} letters, digits, `-` or `_`"),
+            "name: a flow name is 1 to 64 letters, digits, `-` or `_`".to_owned(),
             json!({ "field": "name", "value": name }),
         ))
     }

@@ -1329,7 +1329,9 @@ fn validate_ivr(raw: RawIvr, ctx: &Ctx<'_>) -> Result<IvrSettings, ConfigError> 
 }
 
 /// A flow name as the flow loader derives it from a file name: no path, no extension, no leading dot.
-fn is_flow_name(name: &str) -> bool {
+/// A flow's name (and a skill group's): letters, digits, `-` and `_`, 1 to 64 of them, so a
+/// name is also a safe file name in the flows folder.
+pub fn is_flow_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
