@@ -651,19 +651,7 @@ mod flows {
 
     /// Answer the caller's INVITE to 4000 and ACK: the flow starts.
     fn enter(net: &mut Net, call_id: &str) -> (String, SessionId) {
-        net.deliver(
-            CALLER,
-            &caller_invite("4000", call_id, &sdp(4000, "sendrecv")),
-        );
-        let ok: Vec<Response> = responses(&net.take(CALLER))
-            .into_iter()
-            .filter(|r| r.code >= 200)
-            .collect();
-        assert_eq!(ok[0].code, 200, "a service number answers at once");
-        let tag = to_tag(&ok[0]);
-        let ack = caller_ack(&tag, call_id)
-            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
-        net.deliver(CALLER, &ack);
+        let tag = enter_service(net, call_id);
         let session = net
             .commands
             .iter()
@@ -755,9 +743,7 @@ mod flows {
 
         let (tag, _session) = enter(&mut net, "k3");
         net.advance(Duration::from_secs(2));
-        let bye = caller_in_dialog("BYE", 2, &tag, "k3", "")
-            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
-        net.deliver(CALLER, &bye);
+        service_bye(&mut net, &tag, "k3");
         let (_, close) = net.closed.last().unwrap();
         assert_eq!(
             close.missed_reason,
@@ -886,30 +872,6 @@ mod queue {
         )
     }
 
-    /// The caller dials 4000 and ACKs: the flow queues it at once.
-    fn enter(net: &mut Net, call_id: &str) -> String {
-        net.deliver(
-            CALLER,
-            &caller_invite("4000", call_id, &sdp(4000, "sendrecv")),
-        );
-        let ok: Vec<Response> = responses(&net.take(CALLER))
-            .into_iter()
-            .filter(|r| r.code >= 200)
-            .collect();
-        assert_eq!(ok[0].code, 200);
-        let tag = to_tag(&ok[0]);
-        let ack = caller_ack(&tag, call_id)
-            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
-        net.deliver(CALLER, &ack);
-        tag
-    }
-
-    fn caller_bye(net: &mut Net, tag: &str, call_id: &str) {
-        let bye = caller_in_dialog("BYE", 2, tag, call_id, "")
-            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
-        net.deliver(CALLER, &bye);
-    }
-
     fn phone_bye(net: &mut Net, phone: &str, inv: &Request, tag: &str) {
         let bye = format!(
             "BYE sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {phone};branch=z9hG4bK-{tag}-bye\r\nMax-Forwards: 70\r\nFrom: <sip:agent@switchboard>;tag={tag}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
@@ -922,7 +884,7 @@ mod queue {
     #[test]
     fn an_agent_who_does_not_answer_is_skipped_and_the_next_one_serves_the_caller() {
         let mut net = queue_net(Strategy::Linear, true);
-        let _tag = enter(&mut net, "q1");
+        let _tag = enter_service(&mut net, "q1");
         assert!(
             net.commands
                 .iter()
@@ -1010,13 +972,13 @@ mod queue {
     #[test]
     fn a_caller_who_hangs_up_while_waiting_abandoned_the_queue_with_its_wait() {
         let mut net = queue_net(Strategy::RingAll, true);
-        let tag = enter(&mut net, "q2");
+        let tag = enter_service(&mut net, "q2");
         let inv1 = requests(&net.take(AGENT_1), Method::Invite).remove(0);
         let inv2 = requests(&net.take(AGENT_2), Method::Invite).remove(0);
         net.deliver_msg(AGENT_1, &phone_response(&inv1, 180, "p1", AGENT_1, None));
         net.deliver_msg(AGENT_2, &phone_response(&inv2, 180, "p2", AGENT_2, None));
         net.advance(Duration::from_secs(7));
-        caller_bye(&mut net, &tag, "q2");
+        service_bye(&mut net, &tag, "q2");
         assert_eq!(requests(&net.take(AGENT_1), Method::Cancel).len(), 1);
         assert_eq!(requests(&net.take(AGENT_2), Method::Cancel).len(), 1);
         let (_, close) = net.closed.last().expect("record closed");
@@ -1035,7 +997,7 @@ mod queue {
     #[test]
     fn the_exit_key_takes_the_flow_on_and_no_agent_online_is_its_own_reason() {
         let mut net = queue_net(Strategy::Linear, true);
-        let _tag = enter(&mut net, "q3");
+        let _tag = enter_service(&mut net, "q3");
         let inv1 = requests(&net.take(AGENT_1), Method::Invite).remove(0);
         net.deliver_msg(AGENT_1, &phone_response(&inv1, 180, "p1", AGENT_1, None));
         let session = net
@@ -1096,7 +1058,7 @@ mod queue {
 
         // Nobody logged in: the queue refuses at once.
         let mut net = queue_net(Strategy::Linear, false);
-        let _tag = enter(&mut net, "q4");
+        let _tag = enter_service(&mut net, "q4");
         assert!(net.take(AGENT_1).is_empty());
         let (_, close) = net.closed.last().expect("the flow hung up");
         assert_eq!(close.missed_reason, Some(MissedReason::NoAgentOnline));
@@ -1131,7 +1093,7 @@ mod queue {
         net.ep
             .agent_set_state(now, &"a1".into(), AgentControl::Break("lunch"))
             .unwrap();
-        let _tag = enter(&mut net, "b1");
+        let _tag = enter_service(&mut net, "b1");
         assert!(net.take(AGENT_1).is_empty(), "a1 is on lunch");
         let inv2 = requests(&net.take(AGENT_2), Method::Invite).remove(0);
         net.deliver_msg(AGENT_2, &phone_response(&inv2, 180, "p2", AGENT_2, None));
@@ -1231,7 +1193,7 @@ mod queue {
                     .agent_set_state(net.now, &"a1".into(), AgentControl::Break("lunch"))
                     .unwrap();
             }
-            let _tag = enter(&mut net, "m1");
+            let _tag = enter_service(&mut net, "m1");
             assert!(net.take(AGENT_1).is_empty(), "a1 is {away}");
             assert!(
                 requests(&net.take(AGENT_2), Method::Invite).is_empty(),
@@ -1251,7 +1213,7 @@ mod queue {
     #[test]
     fn a_caller_whose_own_agent_is_idle_rings_that_agent_before_the_linear_order() {
         let mut net = memory_net(true);
-        let _tag = enter(&mut net, "m2");
+        let _tag = enter_service(&mut net, "m2");
         let inv1 = requests(&net.take(AGENT_1), Method::Invite);
         assert_eq!(inv1.len(), 1, "a1, the caller's own agent, rings");
         assert!(
@@ -1274,7 +1236,7 @@ mod queue {
         // Without the binding the same call rings a2 first.
         let mut net = memory_net(true);
         net.ep.acd.acd.memory_mut().unbind("1001");
-        let _tag = enter(&mut net, "m3");
+        let _tag = enter_service(&mut net, "m3");
         assert!(net.take(AGENT_1).is_empty());
         assert_eq!(requests(&net.take(AGENT_2), Method::Invite).len(), 1);
     }
@@ -1370,22 +1332,6 @@ mod regressions {
             })
     }
 
-    fn enter(net: &mut Net, call_id: &str) -> String {
-        net.deliver(
-            CALLER,
-            &caller_invite("4000", call_id, &sdp(4000, "sendrecv")),
-        );
-        let ok: Vec<Response> = responses(&net.take(CALLER))
-            .into_iter()
-            .filter(|r| r.code >= 200)
-            .collect();
-        let tag = to_tag(&ok[0]);
-        let ack = caller_ack(&tag, call_id)
-            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
-        net.deliver(CALLER, &ack);
-        tag
-    }
-
     /// A queue with no pause between rounds and an agent whose phone is not registered: each
     /// offer failed at once and the ACD offered the same caller to the same agent again in
     /// the same instant, and the engine never came back from the input.
@@ -1397,7 +1343,7 @@ mod regressions {
         let mut net = Net::with(queue_setup(queue, vec![agent("a1", "1002", 1, true)]));
         let (tx, rx) = std::sync::mpsc::channel();
         let worker = std::thread::spawn(move || {
-            enter(&mut net, "z1");
+            enter_service(&mut net, "z1");
             let _ = tx.send(());
             net
         });
@@ -1425,7 +1371,7 @@ mod regressions {
             .registered("1002", &[PHONE_A])
             .registered("1003", &[PHONE_B]),
         );
-        enter(&mut net, "z2");
+        enter_service(&mut net, "z2");
         let inv1 = requests(&net.take(PHONE_A), Method::Invite).remove(0);
         let g729 = "v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
         net.deliver_msg(
@@ -1457,16 +1403,14 @@ mod regressions {
             )
             .registered("1002", &[PHONE_A]),
         );
-        let tag = enter(&mut net, "z3");
+        let tag = enter_service(&mut net, "z3");
         let inv1 = requests(&net.take(PHONE_A), Method::Invite).remove(0);
         net.deliver_msg(
             PHONE_A,
             &phone_response(&inv1, 200, "p1", PHONE_A, Some(&sdp(6000, "sendrecv"))),
         );
         net.advance(Duration::from_secs(30));
-        let bye = caller_in_dialog("BYE", 2, &tag, "z3", "")
-            .replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag");
-        net.deliver(CALLER, &bye);
+        service_bye(&mut net, &tag, "z3");
         let (_, close) = net.closed.last().expect("closed");
         assert_eq!(close.talk_ms, Some(30_000));
         let last = net.call_events.last().expect("events");
@@ -1490,7 +1434,7 @@ mod regressions {
             )
             .registered("1002", &[PHONE_A]),
         );
-        enter(&mut net, "z4");
+        enter_service(&mut net, "z4");
         let inv1 = requests(&net.take(PHONE_A), Method::Invite).remove(0);
         net.deliver_msg(PHONE_A, &phone_response(&inv1, 100, "p1", PHONE_A, None));
         net.advance(Duration::from_secs(11));

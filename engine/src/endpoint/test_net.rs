@@ -495,3 +495,33 @@ pub(super) fn agent(id: &str, account: &str, order: u32, login: bool) -> AgentSe
         caller_id: None,
     }
 }
+
+/// The caller dials the service number 4000 and ACKs our 200 (a flow answers at once): the
+/// flow starts. Our To tag, for the caller's later requests.
+pub(super) fn enter_service(net: &mut Net, call_id: &str) -> String {
+    net.deliver(
+        CALLER,
+        &caller_invite("4000", call_id, &sdp(4000, "sendrecv")),
+    );
+    let ok: Vec<Response> = responses(&net.take(CALLER))
+        .into_iter()
+        .filter(|r| r.code >= 200)
+        .collect();
+    assert_eq!(ok[0].code, 200, "a service number answers at once");
+    let tag = to_tag(&ok[0]);
+    net.deliver(CALLER, &service_dialog(&caller_ack(&tag, call_id)));
+    tag
+}
+
+/// The caller hangs up its call to 4000.
+pub(super) fn service_bye(net: &mut Net, tag: &str, call_id: &str) {
+    net.deliver(
+        CALLER,
+        &service_dialog(&caller_in_dialog("BYE", 2, tag, call_id, "")),
+    );
+}
+
+/// A caller's in-dialog request, addressed to the service number 4000 instead of 1002.
+fn service_dialog(request: &str) -> String {
+    request.replace("sip:1002@switchboard>;tag", "sip:4000@switchboard>;tag")
+}
