@@ -61,11 +61,9 @@ agents:
     y
 }
 
-/// 200 simultaneous callers (`-m 200 -r 50 -l 200`) queue for 20 agents whose phones answer
-/// and talk 500 ms: every call is served, recorded once and closed, and afterwards no agent
-/// is ringing or talking and nobody waits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
+/// A server with the skill group and its 20 agents, and the port all 20 desk phones registered
+/// from (every account registers from one port, which a UAS then takes over).
+async fn server_with_twenty_phones() -> (Server, u16) {
     let accounts: Vec<Account> = (0..AGENTS)
         .map(|n| Account::demo(FIRST_ACCOUNT + n))
         .collect();
@@ -79,8 +77,6 @@ async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
         .extra(&acd_yaml());
     config.rtp_ports = Some((base, base + 999));
     let server = Server::start(&config);
-
-    // The desk phones: every account registers from one port, which the UAS then takes over.
     let phones = free_port();
     server
         .sipp()
@@ -94,6 +90,15 @@ async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
         .run()
         .await
         .assert_all_successful(u64::from(AGENTS));
+    (server, phones)
+}
+
+/// 200 simultaneous callers (`-m 200 -r 50 -l 200`) queue for 20 agents whose phones answer
+/// and talk 500 ms: every call is served, recorded once and closed, and afterwards no agent
+/// is ringing or talking and nobody waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
+    let (server, phones) = server_with_twenty_phones().await;
     let phone_log = server.dir().join("phones.log");
     let answering = tokio::spawn(
         server
@@ -273,31 +278,7 @@ fn last_lines(text: &str, n: usize) -> String {
 /// afterwards every agent is idle and nobody waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_callers_hanging_up_at_any_moment_leave_nothing_stuck() {
-    let accounts: Vec<Account> = (0..AGENTS)
-        .map(|n| Account::demo(FIRST_ACCOUNT + n))
-        .collect();
-    let base = (free_port() & !1).clamp(20_000, 58_000);
-    let mut config = ServerConfig::with_accounts(accounts.clone())
-        .trust("127.0.0.1")
-        .flow("main", FLOW)
-        .number("4000", "main")
-        .extra(&acd_yaml());
-    config.rtp_ports = Some((base, base + 999));
-    let server = Server::start(&config);
-
-    let phones = free_port();
-    server
-        .sipp()
-        .scenario("register_auth.xml")
-        .csv(sipp_csv(
-            accounts.iter().map(|a| (a.user.as_str(), a.sipp_auth())),
-        ))
-        .calls(AGENTS)
-        .rate(50)
-        .port(phones)
-        .run()
-        .await
-        .assert_all_successful(u64::from(AGENTS));
+    let (server, phones) = server_with_twenty_phones().await;
     // How many calls the phones get is up to the races, so their run ends at its limit, well
     // after the callers are gone.
     let answering = tokio::spawn(
