@@ -82,6 +82,8 @@ pub(in crate::endpoint) struct AcdState {
     login_code: String,
     logout_code: String,
     pumping: bool,
+    /// Agents or queues changed since the gauges were last set.
+    gauges_stale: bool,
     /// Agents to log in at the first input (the core learns the time from its inputs).
     start_logins: Vec<AgentId>,
     /// Scheduled agents, with the shift state last acted on (`None`: not yet).
@@ -140,6 +142,7 @@ impl AcdState {
             login_code: settings.login_code.clone(),
             logout_code: settings.logout_code.clone(),
             pumping: false,
+            gauges_stale: true,
             start_logins,
             schedules,
             next_schedule_check: None,
@@ -389,6 +392,8 @@ impl Endpoint {
             c.cdr.queue_miss = Some(miss);
             return Some(outcome);
         }
+        self.acd.gauges_stale = true;
+        let c = self.calls.calls.get_mut(&key)?;
         c.queue = Some(QueueVisit {
             queue: queue_id,
             exit_key,
@@ -622,9 +627,14 @@ impl Endpoint {
             if !busy {
                 break;
             }
+            self.acd.gauges_stale = true;
         }
         self.acd.pumping = false;
-        self.acd_gauges();
+        // Only after a change: the pump runs after every flow event, most of which touch no
+        // agent or queue.
+        if std::mem::take(&mut self.acd.gauges_stale) {
+            self.acd_gauges();
+        }
     }
 
     /// `agents{state}` and `queue_waiting{queue}` for dashboards and for checks that no agent
