@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use switchboard_engine::acd::{AcdError, AgentId};
-use switchboard_engine::rt::{AgentStateRequest, ControlError, EngineHandle};
+use switchboard_engine::rt::{AgentStateRequest, ControlError};
 
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent];
 const CHANGERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent];
@@ -81,10 +81,6 @@ pub enum StateName {
     Break,
 }
 
-fn engine(state: &AppState) -> Result<&EngineHandle, ApiError> {
-    state.engine.as_ref().ok_or(ApiError::Unavailable)
-}
-
 fn refused(e: ControlError) -> ApiError {
     match e {
         ControlError::Stopped => ApiError::Unavailable,
@@ -114,7 +110,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<AgentList>, ApiError> {
     caller.require(READERS)?;
-    let snapshot = engine(&state)?.acd_snapshot().await.map_err(refused)?;
+    let snapshot = state.engine()?.acd_snapshot().await.map_err(refused)?;
     let items = snapshot
         .agents
         .into_iter()
@@ -141,7 +137,7 @@ pub async fn queues(
     caller: Caller,
 ) -> Result<Json<QueueList>, ApiError> {
     caller.require(READERS)?;
-    let snapshot = engine(&state)?.acd_snapshot().await.map_err(refused)?;
+    let snapshot = state.engine()?.acd_snapshot().await.map_err(refused)?;
     let items = snapshot
         .queues
         .into_iter()
@@ -180,7 +176,8 @@ pub async fn login(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(CHANGERS)?;
-    engine(&state)?
+    state
+        .engine()?
         .agent_login(AgentId(id))
         .await
         .map_err(refused)?;
@@ -204,7 +201,8 @@ pub async fn logout(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(CHANGERS)?;
-    engine(&state)?
+    state
+        .engine()?
         .agent_logout(AgentId(id))
         .await
         .map_err(refused)?;
@@ -248,7 +246,8 @@ pub async fn set_state(
             })
         }
     };
-    engine(&state)?
+    state
+        .engine()?
         .agent_state(AgentId(id), request)
         .await
         .map_err(refused)?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_engine::acd::{AgentId, QueueId};
 use switchboard_engine::endpoint::{TransferError, TransferTarget};
-use switchboard_engine::rt::{ControlError, EngineHandle};
+use switchboard_engine::rt::ControlError;
 
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent, Role::Developer];
 const CONTROLLERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
@@ -62,10 +62,6 @@ pub enum TargetKind {
     Extension,
 }
 
-fn engine(state: &AppState) -> Result<&EngineHandle, ApiError> {
-    state.engine.as_ref().ok_or(ApiError::Unavailable)
-}
-
 fn stopped(_: ControlError) -> ApiError {
     ApiError::Unavailable
 }
@@ -81,7 +77,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<LiveCallList>, ApiError> {
     caller.require(READERS)?;
-    let calls = engine(&state)?.live_calls().await.map_err(stopped)?;
+    let calls = state.engine()?.live_calls().await.map_err(stopped)?;
     let items = calls
         .into_iter()
         .map(|c| LiveCall {
@@ -117,7 +113,8 @@ pub async fn hang_up(
     Path(call_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(CONTROLLERS)?;
-    engine(&state)?
+    state
+        .engine()?
         .hang_up(call_id.clone())
         .await
         .map_err(stopped)?
@@ -163,7 +160,8 @@ pub async fn transfer(
         TargetKind::Number => TransferTarget::Number(t),
         TargetKind::Extension => TransferTarget::Extension(t),
     };
-    let result = engine(&state)?
+    let result = state
+        .engine()?
         .transfer(call_id, target)
         .await
         .map_err(stopped)?;

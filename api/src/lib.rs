@@ -71,6 +71,11 @@ impl AppState {
         self
     }
 
+    /// The running engine, or `503 unavailable` for a state built without one.
+    pub fn engine(&self) -> Result<&EngineHandle, ApiError> {
+        self.engine.as_ref().ok_or(ApiError::Unavailable)
+    }
+
     /// With the configuration behind the flow endpoints.
     pub fn with_config(mut self, config: Arc<Config>) -> AppState {
         self.config = Some(config);
