@@ -114,6 +114,8 @@ pub enum Event {
     CdrLeg(crate::cdr::CdrLeg),
     /// A call event for the customer's systems (webhooks), in the order they happened.
     CallEvent(crate::events::CallEvent),
+    /// An agent's or a queue's change, in the order it happened.
+    Acd(crate::events::AcdEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -64,6 +64,31 @@ pub struct CallEvent {
     pub data: serde_json::Value,
 }
 
+/// An agent's or a skill group's change, for the realtime stream (`/api/v1/events`) and the
+/// agent-state log the agent report is computed from. Raised by the endpoint as
+/// [`crate::endpoint::Event::Acd`], only when something changed, in the order it changed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AcdEvent {
+    /// An agent entered a state: `logged_out`, `idle`, `busy`, `break` (with the admin's break
+    /// name), `ringing`, `talking` or `wrap_up`.
+    AgentState {
+        agent: String,
+        state: &'static str,
+        break_name: Option<String>,
+        /// Unix milliseconds.
+        at_ms: i64,
+    },
+    /// A skill group's queue changed: callers waiting, and how long the longest has waited.
+    QueueState {
+        queue: String,
+        waiting: usize,
+        longest_wait_ms: Option<u64>,
+        /// Unix milliseconds.
+        at_ms: i64,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -331,6 +331,8 @@ enum CdrOp {
     Open(crate::cdr::CdrOpen),
     Leg(crate::cdr::CdrLeg),
     Event(crate::events::CallEvent),
+    /// An agent's or a queue's change.
+    Acd(crate::events::AcdEvent),
     Close {
         call_id: String,
         close: crate::cdr::CdrClose,
@@ -1152,6 +1154,9 @@ async fn flush(endpoint: &mut Endpoint, io: &Io, conns: &HashMap<ConnId, mpsc::S
             Event::CallEvent(event) => {
                 let _ = io.cdr.send(CdrOp::Event(event));
             }
+            Event::Acd(event) => {
+                let _ = io.cdr.send(CdrOp::Acd(event));
+            }
         }
     }
 }
@@ -1316,6 +1321,10 @@ async fn cdr_writer(
                         tracing::error!(error = %e, "call event not stored for delivery");
                     }
                 }
+                Ok(())
+            }
+            CdrOp::Acd(e) => {
+                tracing::trace!(event = ?e, "agent or queue change");
                 Ok(())
             }
         };

@@ -253,7 +253,8 @@ impl Driver {
                     | Event::CdrOpen(_)
                     | Event::CdrClose { .. }
                     | Event::CdrLeg(_)
-                    | Event::CallEvent(_) => {}
+                    | Event::CallEvent(_)
+                    | Event::Acd(_) => {}
                     // Answered at once as failed: no network in the fuzzer.
                     Event::Http { call, token, .. } => {
                         self.ep

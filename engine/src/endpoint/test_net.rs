@@ -138,6 +138,7 @@ pub(super) struct Net {
     /// Sub-record writes, in order (a leg appears when it starts and again when it ends).
     pub(super) legs: Vec<crate::cdr::CdrLeg>,
     pub(super) call_events: Vec<crate::events::CallEvent>,
+    pub(super) acd_events: Vec<crate::events::AcdEvent>,
 }
 
 impl Net {
@@ -213,6 +214,7 @@ impl Net {
             closed: Vec::new(),
             legs: Vec::new(),
             call_events: Vec::new(),
+            acd_events: Vec::new(),
         }
     }
 
@@ -245,6 +247,7 @@ impl Net {
                 Event::CdrClose { call_id, close } => self.closed.push((call_id, close)),
                 Event::CdrLeg(leg) => self.legs.push(leg),
                 Event::CallEvent(e) => self.call_events.push(e),
+                Event::Acd(e) => self.acd_events.push(e),
             }
         }
     }
