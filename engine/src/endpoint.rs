@@ -215,7 +215,7 @@ impl Endpoint {
     /// passed with each input.
     pub fn set_clock(&mut self, now: Instant, unix_ms: i64) {
         self.clock = Some((now, unix_ms));
-        self.acd.start(now);
+        self.acd_start(now);
     }
 
     fn note_time(&mut self, now: Instant, unix: u64) {
@@ -223,7 +223,7 @@ impl Endpoint {
         if self.clock.is_none() {
             self.clock = Some((now, unix as i64 * 1000));
         }
-        self.acd.start(now);
+        self.acd_start(now);
     }
 
     pub fn handle_message(&mut self, now: Instant, unix: u64, from: Received, data: Bytes) {

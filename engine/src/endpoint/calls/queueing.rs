@@ -84,6 +84,10 @@ pub(in crate::endpoint) struct AcdState {
     pumping: bool,
     /// Agents or queues changed since the gauges were last set.
     gauges_stale: bool,
+    /// Each agent's state and each queue's waiting count as last raised in an
+    /// [`crate::events::AcdEvent`]: a change is raised once, whatever inputs led to it.
+    raised_agents: BTreeMap<AgentId, crate::acd::AgentStatus>,
+    raised_queues: BTreeMap<QueueId, usize>,
     /// Agents to log in at the first input (the core learns the time from its inputs).
     start_logins: Vec<AgentId>,
     /// Scheduled agents, with the shift state last acted on (`None`: not yet).
@@ -143,6 +147,8 @@ impl AcdState {
             logout_code: settings.logout_code.clone(),
             pumping: false,
             gauges_stale: true,
+            raised_agents: BTreeMap::new(),
+            raised_queues: BTreeMap::new(),
             start_logins,
             schedules,
             next_schedule_check: None,
@@ -633,14 +639,65 @@ impl Endpoint {
         // Only after a change: the pump runs after every flow event, most of which touch no
         // agent or queue.
         if std::mem::take(&mut self.acd.gauges_stale) {
-            self.acd_gauges();
+            self.acd_gauges(now);
+        }
+    }
+
+    /// Logs in the agents configured to be logged in from the start, and raises every agent's
+    /// first state: the agent-state log and the realtime stream start from a known state.
+    pub(in crate::endpoint) fn acd_start(&mut self, now: Instant) {
+        self.acd.start(now);
+        if !self.acd.pumping && std::mem::take(&mut self.acd.gauges_stale) {
+            self.acd_gauges(now);
         }
     }
 
     /// `agents{state}` and `queue_waiting{queue}` for dashboards and for checks that no agent
-    /// is left ringing or talking once the calls are over.
-    fn acd_gauges(&self) {
+    /// is left ringing or talking once the calls are over; and an [`Event::Acd`] for each agent
+    /// whose state and each queue whose waiting count differs from what was last raised.
+    fn acd_gauges(&mut self, now: Instant) {
         use crate::acd::AgentStatus;
+        use crate::events::AcdEvent as Change;
+        let at_ms = self.unix_ms(now);
+        let mut changes = Vec::new();
+        for a in self.acd.acd.agents() {
+            let status = a.state().status();
+            if self.acd.raised_agents.get(a.id()) == Some(&status) {
+                continue;
+            }
+            let (state, break_name) = match &status {
+                AgentStatus::LoggedOut => ("logged_out", None),
+                AgentStatus::Idle => ("idle", None),
+                AgentStatus::Busy => ("busy", None),
+                AgentStatus::Break(name) => ("break", Some(name.clone())),
+                AgentStatus::Ringing => ("ringing", None),
+                AgentStatus::Talking => ("talking", None),
+                AgentStatus::WrapUp => ("wrap_up", None),
+            };
+            changes.push(Change::AgentState {
+                agent: a.id().0.clone(),
+                state,
+                break_name,
+                at_ms,
+            });
+            self.acd.raised_agents.insert(a.id().clone(), status);
+        }
+        for q in self.acd.acd.queues() {
+            let id = &q.config().id;
+            let waiting = q.len();
+            // A queue starts empty: nobody needs to hear that it still is.
+            if self.acd.raised_queues.get(id).copied().unwrap_or(0) == waiting {
+                continue;
+            }
+            changes.push(Change::QueueState {
+                queue: id.0.clone(),
+                waiting,
+                longest_wait_ms: q.longest_wait(now).map(|d| d.as_millis() as u64),
+                at_ms,
+            });
+            self.acd.raised_queues.insert(id.clone(), waiting);
+        }
+        self.events.extend(changes.into_iter().map(Event::Acd));
         let mut counts = [0u32; 7];
         for a in self.acd.acd.agents() {
             let i = match a.state().status() {
@@ -941,5 +998,138 @@ impl Endpoint {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod acd_event_tests {
+    use crate::acd::{QueueConfig, Strategy};
+    use crate::endpoint::test_net::*;
+    use crate::endpoint::{AgentControl, QueueSettings};
+    use crate::events::AcdEvent;
+    use crate::sip::msg::{HeaderName, Method, Request};
+    use std::time::Duration;
+    use switchboard_media::prompt::{synth, Prompt};
+
+    const AGENT_1: &str = PHONE_A; // account 1002
+    const T0: i64 = UNIX as i64 * 1000;
+
+    fn one_agent_net() -> Net {
+        let mut acd = crate::acd::AcdConfig::default();
+        acd.break_names.insert("Lunch".into());
+        Net::with(
+            Setup::new()
+                .registered("1002", &[AGENT_1])
+                .prompt(Prompt::from_samples("hold", &synth::tone(440.0, 200, 8000)))
+                .flow("4000", queue_flow())
+                .queueing(QueueSettings {
+                    queues: vec![QueueConfig::new("sales", Strategy::Linear)],
+                    agents: vec![agent("a1", "1002", 1, true)],
+                    acd,
+                    ..QueueSettings::default()
+                }),
+        )
+    }
+
+    fn phone_bye(net: &mut Net, inv: &Request) {
+        let bye = format!(
+            "BYE sip:switchboard@{LOCAL} SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT_1};branch=z9hG4bK-p1-bye\r\nMax-Forwards: 70\r\nFrom: <sip:agent@switchboard>;tag=p1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n",
+            inv.headers.get_str(&HeaderName::From).unwrap(),
+            inv.headers.call_id().unwrap()
+        );
+        net.deliver(AGENT_1, &bye);
+    }
+
+    fn agent_state(state: &'static str, at_ms: i64) -> AcdEvent {
+        AcdEvent::AgentState {
+            agent: "a1".into(),
+            state,
+            break_name: None,
+            at_ms,
+        }
+    }
+
+    fn waiting(net: &Net) -> Vec<(usize, i64)> {
+        net.acd_events
+            .iter()
+            .filter_map(|e| match e {
+                AcdEvent::QueueState { waiting, at_ms, .. } => Some((*waiting, *at_ms)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn agent_states(net: &Net) -> Vec<AcdEvent> {
+        net.acd_events
+            .iter()
+            .filter(|e| matches!(e, AcdEvent::AgentState { .. }))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn a_served_caller_raises_ringing_talking_wrap_up_idle_and_the_queue_fills_and_empties() {
+        let mut net = one_agent_net();
+        // The first input logs a1 in: one event, its first state; an empty queue is not news.
+        net.advance(Duration::ZERO);
+        assert_eq!(net.acd_events, vec![agent_state("idle", T0)]);
+
+        net.advance(Duration::from_secs(1));
+        let _tag = enter_service(&mut net, "e1");
+        let inv = requests(&net.take(AGENT_1), Method::Invite).remove(0);
+        net.deliver_msg(AGENT_1, &phone_response(&inv, 180, "p1", AGENT_1, None));
+        net.advance(Duration::from_secs(4));
+        net.deliver_msg(
+            AGENT_1,
+            &phone_response(&inv, 200, "p1", AGENT_1, Some(&sdp(6000, "sendrecv"))),
+        );
+        net.advance(Duration::from_secs(30));
+        phone_bye(&mut net, &inv);
+        // 5 s of wrap-up, then idle again.
+        net.advance(Duration::from_secs(5));
+
+        assert_eq!(
+            agent_states(&net),
+            vec![
+                agent_state("idle", T0),
+                agent_state("ringing", T0 + 1_000),
+                agent_state("talking", T0 + 5_000),
+                agent_state("wrap_up", T0 + 35_000),
+                agent_state("idle", T0 + 40_000),
+            ]
+        );
+        assert_eq!(waiting(&net), vec![(1, T0 + 1_000), (0, T0 + 5_000)]);
+        // Nothing changes, nothing is raised.
+        let before = net.acd_events.len();
+        net.advance(Duration::from_secs(60));
+        assert_eq!(net.acd_events.len(), before);
+    }
+
+    #[test]
+    fn a_break_is_raised_with_its_name_and_a_logout_as_logged_out() {
+        let mut net = one_agent_net();
+        net.advance(Duration::ZERO);
+        let now = net.now;
+        net.ep
+            .agent_set_state(now, &"a1".into(), AgentControl::Break("Lunch"))
+            .unwrap();
+        net.pump();
+        net.advance(Duration::from_secs(2));
+        let now = net.now;
+        net.ep.agent_logout(now, &"a1".into()).unwrap();
+        net.pump();
+        assert_eq!(
+            agent_states(&net),
+            vec![
+                agent_state("idle", T0),
+                AcdEvent::AgentState {
+                    agent: "a1".into(),
+                    state: "break",
+                    break_name: Some("Lunch".into()),
+                    at_ms: T0,
+                },
+                agent_state("logged_out", T0 + 2_000),
+            ]
+        );
     }
 }
