@@ -900,6 +900,7 @@ mod tests {
                     ..leg
                 },
             ],
+            mark: None,
         }
     }
 

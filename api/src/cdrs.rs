@@ -1,23 +1,28 @@
-//! `/api/v1/cdrs`: searching call records, one record, and the CSV export.
+//! `/api/v1/cdrs`: searching call records, one record, the CSV export, and marking a record
+//! for follow-up (标记).
 //!
 //! Filters are the same for the search and the export; each set filter narrows the result (AND).
-//! `marked` is not offered yet: records have no mark column.
 use crate::auth::{Caller, Role};
-use crate::error::{ApiError, ApiQuery, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use switchboard_engine::cdr::{self, CallResult, CallType, HangupBy, Lang, MissedReason};
+use switchboard_engine::store::marks::CdrMark;
 use switchboard_engine::store::search::{CdrCursor, CdrFilter};
 use switchboard_engine::store::{CdrRow, Store};
 
 /// Who may read call records.
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
+/// Who may mark and unmark records: the people who follow calls up.
+const MARKERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent];
+/// The longest note a mark takes, in characters.
+pub const MAX_NOTE_CHARS: usize = 500;
 /// The page size when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 50;
 /// The largest page a client may ask for.
@@ -49,6 +54,8 @@ pub struct CdrQuery {
     queue: Option<String>,
     /// The agent who served the call last.
     agent: Option<String>,
+    /// `true`: only marked records (标记); `false`: only unmarked ones.
+    marked: Option<String>,
     /// Page size: 1–500, default 50 (search only).
     limit: Option<String>,
     /// `next_cursor` of the previous page (search only).
@@ -194,6 +201,19 @@ impl TryFrom<CdrQuery> for Search {
                 .transpose()?,
             queue: text(q.queue),
             agent: text(q.agent),
+            marked: match q.marked.as_deref() {
+                None => None,
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                Some(v) => {
+                    return Err(bad(
+                        "marked",
+                        v,
+                        "not a boolean",
+                        Some(vec!["true", "false"]),
+                    ))
+                }
+            },
         };
         let limit = match q.limit.as_deref() {
             None => DEFAULT_LIMIT,
@@ -277,6 +297,89 @@ pub async fn one(
     }
 }
 
+/// A mark's content.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkBody {
+    /// Why the record is marked, at most 500 characters; blank is the same as none.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Mark a record for follow-up (标记), ended or still in progress; marking a marked record
+/// replaces its note. The mark names the token that set it.
+#[utoipa::path(
+    put, path = "/api/v1/cdrs/{call_id}/mark", tag = "cdrs",
+    params(("call_id" = String, Path, description = "The call's id")),
+    request_body = MarkBody,
+    responses(
+        (status = 200, description = "The record, marked", body = crate::schema::CdrRecord),
+        (status = 404, description = "No such record", body = ErrorBody),
+        (status = 422, description = "A note over 500 characters, or a malformed body", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn mark(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    ApiJson(body): ApiJson<MarkBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(MARKERS)?;
+    let note = body
+        .note
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    if let Some(n) = &note {
+        let chars = n.chars().count();
+        if chars > MAX_NOTE_CHARS {
+            return Err(ApiError::Validation {
+                reason: format!("note has {chars} characters; at most {MAX_NOTE_CHARS}"),
+                field: Some("note".into()),
+            });
+        }
+    }
+    let mark = CdrMark {
+        note,
+        by: caller.token_id.clone(),
+        at_ms: crate::clock::unix_ms(),
+    };
+    let not_found = || ApiError::NotFound {
+        what: "call record",
+        id: Some(call_id.clone()),
+    };
+    if !state.store.set_cdr_mark(&call_id, &mark).await? {
+        return Err(not_found());
+    }
+    let row = state.store.cdr(&call_id).await?.ok_or_else(not_found)?;
+    Ok(Json(cdr::to_json(&row)))
+}
+
+/// Remove a record's mark. A record without a mark is left as it is (also `204`).
+#[utoipa::path(
+    delete, path = "/api/v1/cdrs/{call_id}/mark", tag = "cdrs",
+    params(("call_id" = String, Path, description = "The call's id")),
+    responses(
+        (status = 204, description = "Not marked any more"),
+        (status = 404, description = "No such record", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn unmark(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(MARKERS)?;
+    if !state.store.clear_cdr_mark(&call_id).await? {
+        return Err(ApiError::NotFound {
+            what: "call record",
+            id: Some(call_id),
+        });
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The export's columns: (zh title, en title).
 const COLUMNS: &[(&str, &str)] = &[
     ("通话ID", "Call ID"),
@@ -303,6 +406,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("满意度", "Satisfaction"),
     ("录音", "Recording"),
     ("子话单数", "Legs"),
+    ("标记", "Marked"),
 ];
 
 /// One CSV field: quoted when it holds a separator, a quote or a line break; a leading `=`,
@@ -384,6 +488,13 @@ fn row_fields(row: &CdrRow, lang: Lang) -> Vec<String> {
         .unwrap_or_default(),
         opt(c.and_then(|c| c.recording_path.as_deref())),
         row.legs.len().to_string(),
+        match (row.mark.is_some(), lang) {
+            (true, Lang::Zh) => "是",
+            (false, Lang::Zh) => "否",
+            (true, Lang::En) => "Yes",
+            (false, Lang::En) => "No",
+        }
+        .to_owned(),
     ]
 }
 
@@ -536,5 +647,7 @@ mod tests {
         assert!(zh.starts_with('\u{feff}'));
         assert!(zh.contains("客户号码") && zh.contains("未接原因"));
         assert!(header_chunk(Lang::En).contains("Customer number"));
+        assert!(zh.trim_end().ends_with("标记"));
+        assert!(header_chunk(Lang::En).trim_end().ends_with("Marked"));
     }
 }

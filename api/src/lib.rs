@@ -93,6 +93,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/cdrs"),
     ("get", "/api/v1/cdrs/export.csv"),
     ("get", "/api/v1/cdrs/{call_id}"),
+    ("put", "/api/v1/cdrs/{call_id}/mark"),
+    ("delete", "/api/v1/cdrs/{call_id}/mark"),
     ("get", "/api/v1/agents"),
     ("post", "/api/v1/agents/{id}/login"),
     ("post", "/api/v1/agents/{id}/logout"),
@@ -117,6 +119,7 @@ fn api_v1() -> Router<AppState> {
         .route("/cdrs", get(cdrs::search))
         .route("/cdrs/export.csv", get(cdrs::export))
         .route("/cdrs/{call_id}", get(cdrs::one))
+        .route("/cdrs/{call_id}/mark", put(cdrs::mark).delete(cdrs::unmark))
         .route("/agents", get(agents::list))
         .route("/agents/{id}/login", post(agents::login))
         .route("/agents/{id}/logout", post(agents::logout))

@@ -25,6 +25,8 @@ use utoipa::{Modify, OpenApi};
         crate::cdrs::search,
         crate::cdrs::one,
         crate::cdrs::export,
+        crate::cdrs::mark,
+        crate::cdrs::unmark,
         crate::agents::list,
         crate::agents::login,
         crate::agents::logout,

@@ -46,8 +46,23 @@ pub struct CdrRecord {
     inputs: Vec<CollectedInput>,
     recording_path: Option<String>,
     recording_duration_ms: Option<i64>,
+    /// Marked for follow-up (标记).
+    marked: bool,
+    /// The mark's details; `null` when not marked.
+    mark: Option<CdrMarkRecord>,
     /// Ordered by start.
     legs: Vec<CdrLegRecord>,
+}
+
+/// A record's mark (标记).
+#[derive(ToSchema)]
+pub struct CdrMarkRecord {
+    /// What the person marking wrote, at most 500 characters.
+    note: Option<String>,
+    /// The id of the API token that set the mark.
+    marked_by: String,
+    /// Unix milliseconds.
+    marked_at_ms: i64,
 }
 
 /// A sub-record (子话单): one leg to an agent, a transfer target, a third party or a number.

@@ -176,6 +176,11 @@ fn the_record_schema_matches_to_json() {
             caller_id: None,
             trunk: None,
         }],
+        mark: Some(switchboard_engine::store::marks::CdrMark {
+            note: Some("call back".into()),
+            by: "0123456789ab".into(),
+            at_ms: 0,
+        }),
     };
     let json = switchboard_engine::cdr::to_json(&row);
     let doc = serde_json::to_value(openapi::ApiDoc::openapi()).unwrap();
@@ -189,5 +194,9 @@ fn the_record_schema_matches_to_json() {
     assert_eq!(
         keys(&schemas["CdrLegRecord"]["properties"]),
         keys(&json["legs"][0])
+    );
+    assert_eq!(
+        keys(&schemas["CdrMarkRecord"]["properties"]),
+        keys(&json["mark"])
     );
 }

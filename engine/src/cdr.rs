@@ -38,7 +38,9 @@
 //!   end, `talk_ms` from its answer to its end, `duration_ms` from start to end.
 //!
 //! `satisfaction` lists `{"question", "score"}` in the order given; `inputs` lists `{"name",
-//! "value"}` with sensitive values already masked; `legs` are ordered by start. An answered
+//! "value"}` with sensitive values already masked; `legs` are ordered by start. `marked` says
+//! whether someone marked the record for follow-up (标记); `mark` then holds the optional `note`,
+//! `marked_by` (the API token's id) and `marked_at_ms`, and is `null` otherwise. An answered
 //! inbound call, served by agent 8001 on its second offer:
 //!
 //! ```json
@@ -56,6 +58,7 @@
 //!   "ivr_trail": ["main:menu→1", "main:sales→answered_then_hangup"],
 //!   "inputs": [{"name": "id_card", "value": "11**************34"}],
 //!   "recording_path": "data/recordings/c-1.wav", "recording_duration_ms": 70000,
+//!   "marked": false, "mark": null,
 //!   "legs": [
 //!     {"leg_id": "l-1", "kind": "agent", "peer": "8002", "agent": "8002", "queue": "sales",
 //!      "caller_id": null, "trunk": null, "started_at_ms": 1700000008000, "answered_at_ms": null,
@@ -482,6 +485,12 @@ pub fn to_json(row: &crate::store::CdrRow) -> Value {
         "inputs": inputs,
         "recording_path": c.and_then(|c| c.recording_path.as_deref()),
         "recording_duration_ms": c.and_then(|c| c.recording_duration_ms),
+        "marked": row.mark.is_some(),
+        "mark": row.mark.as_ref().map(|m| json!({
+            "note": m.note,
+            "marked_by": m.by,
+            "marked_at_ms": m.at_ms,
+        })),
         "legs": row.legs.iter().map(leg_json).collect::<Vec<_>>(),
     })
 }
@@ -715,6 +724,7 @@ mod tests {
                     ..leg("l-2", "8001", 20_000)
                 },
             ],
+            mark: None,
         }
     }
 
@@ -792,6 +802,22 @@ mod tests {
                 to_json(&row)["talk_ms"].clone()
             ),
             (json!(7_000), Value::Null)
+        );
+    }
+
+    #[test]
+    fn a_marked_record_says_so_with_its_note_author_and_time() {
+        let mut row = documented_record();
+        row.mark = Some(crate::store::marks::CdrMark {
+            note: Some("回访".into()),
+            by: "0123456789ab".into(),
+            at_ms: 1_700_000_100_000,
+        });
+        let json = to_json(&row);
+        assert_eq!(json["marked"], json!(true));
+        assert_eq!(
+            json["mark"],
+            json!({"note": "回访", "marked_by": "0123456789ab", "marked_at_ms": 1_700_000_100_000_i64})
         );
     }
 

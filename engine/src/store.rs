@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+pub mod marks;
 pub mod search;
 pub mod tokens;
 
@@ -580,6 +581,8 @@ pub struct CdrRow {
     pub close: Option<CdrClose>,
     /// The sub-records, ordered by start (then leg id).
     pub legs: Vec<CdrLeg>,
+    /// The record's mark (标记), when someone marked it.
+    pub mark: Option<marks::CdrMark>,
 }
 
 impl CdrRow {
@@ -682,7 +685,7 @@ const CDR_COLUMNS: &str = "call_id, call_type, direction, customer_number, trunk
     service_number, started_at_ms, ring_at_ms, answered_at_ms, ended_at_ms, result, \
     missed_reason, ivr_trail, inputs, flow, flow_version, hangup_by, recording_path, \
     recording_duration_ms, agent, queue, queue_wait_ms, talk_ms, wrap_up_ms, satisfaction, \
-    caller_id";
+    caller_id, marked, mark_note, marked_by, marked_at_ms";
 
 const LEG_COLUMNS: &str = "leg_id, call_id, kind, peer, started_at_ms, answered_at_ms, \
     ended_at_ms, result, reason, agent, queue, hangup_by, caller_id, trunk";
@@ -757,6 +760,7 @@ fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
             open,
             close: None,
             legs: Vec::new(),
+            mark: marks::mark_of(row)?,
         });
     };
     let trail_text: String = row.try_get("ivr_trail")?;
@@ -799,6 +803,7 @@ fn cdr_row(row: &sqlx::sqlite::SqliteRow) -> Result<CdrRow, StoreError> {
         open,
         close: Some(close),
         legs: Vec::new(),
+        mark: marks::mark_of(row)?,
     })
 }
 
@@ -926,6 +931,7 @@ mod tests {
                 open: open.clone(),
                 close: None,
                 legs: Vec::new(),
+                mark: None,
             }
         );
         assert!(row.is_open());

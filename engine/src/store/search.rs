@@ -29,6 +29,8 @@ pub struct CdrFilter {
     pub queue: Option<String>,
     /// The agent who served the call last.
     pub agent: Option<String>,
+    /// Only marked (`true`) or only unmarked (`false`) records (标记).
+    pub marked: Option<bool>,
 }
 
 /// Where a page ends: the last record it returned.
@@ -80,6 +82,9 @@ impl Store {
                 q.push(format_args!(" AND {column} = "))
                     .push_bind(value.to_owned());
             }
+        }
+        if let Some(marked) = filter.marked {
+            q.push(" AND marked = ").push_bind(i64::from(marked));
         }
         if let Some(c) = after {
             q.push(" AND (started_at_ms < ")
@@ -243,6 +248,25 @@ mod tests {
             trunk_miss.await.is_empty(),
             "the customer and trunk numbers are separate filters"
         );
+
+        let mark = crate::store::marks::CdrMark {
+            note: None,
+            by: "0123456789ab".into(),
+            at_ms: 3_000,
+        };
+        assert!(store.set_cdr_mark("c2", &mark).await.unwrap());
+        let marked = by(CdrFilter {
+            marked: Some(true),
+            ..CdrFilter::default()
+        });
+        let marked = marked.await;
+        assert_eq!(ids(&marked), ["c2"]);
+        assert_eq!(marked[0].mark, Some(mark), "the page carries the mark");
+        let unmarked = by(CdrFilter {
+            marked: Some(false),
+            ..CdrFilter::default()
+        });
+        assert_eq!(ids(&unmarked.await), ["c1"]);
     }
 
     /// Records inserted between two pages, even at the same millisecond as the cursor, neither
