@@ -634,6 +634,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let bindings = store.load_bindings(unix).await?;
     let restored = bindings.len();
     let repaired = store.repair_open_cdrs(unix_ms()).await?;
+    let states = store.repair_open_agent_states(unix_ms()).await?;
+    if states > 0 {
+        tracing::warn!(states, "agent states left open by an earlier stop were closed");
+    }
     if repaired > 0 {
         tracing::warn!(
             repaired,
@@ -1325,7 +1329,7 @@ async fn cdr_writer(
             }
             CdrOp::Acd(e) => {
                 tracing::trace!(event = ?e, "agent or queue change");
-                Ok(())
+                store.record_acd_event(e).await
             }
         };
         if let Err(e) = result {

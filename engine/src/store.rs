@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 pub mod marks;
+pub mod reports;
 pub mod search;
 pub mod tokens;
 
