@@ -779,6 +779,7 @@ async fn run(config: Config, ready_file: Option<PathBuf>) -> Result<()> {
         http,
         switchboard_api::AppState::new(metrics, store)
             .with_engine(running.engine.clone())
+            .with_events(running.events.clone())
             .with_config(Arc::new(config.clone())),
         async move {
             let _ = stop_rx.await;

@@ -22,6 +22,7 @@ pub mod calls;
 pub mod cdrs;
 mod clock;
 pub mod error;
+pub mod events;
 pub mod flows;
 pub mod openapi;
 mod schema;
@@ -39,6 +40,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use switchboard_engine::config::Config;
+use switchboard_engine::live::EventHub;
 use switchboard_engine::rt::EngineHandle;
 use switchboard_engine::store::Store;
 
@@ -52,6 +54,8 @@ pub struct AppState {
     /// The configuration the engine runs (the flows folder, prompts, skill groups); `None`
     /// answers the flow endpoints 503.
     pub config: Option<Arc<Config>>,
+    /// The engine's realtime events; `None` answers `/api/v1/events` 503.
+    pub events: Option<EventHub>,
 }
 
 impl AppState {
@@ -62,6 +66,7 @@ impl AppState {
             limiter: Arc::new(FailureLimiter::default()),
             engine: None,
             config: None,
+            events: None,
         }
     }
 
@@ -74,6 +79,12 @@ impl AppState {
     /// The running engine, or `503 unavailable` for a state built without one.
     pub fn engine(&self) -> Result<&EngineHandle, ApiError> {
         self.engine.as_ref().ok_or(ApiError::Unavailable)
+    }
+
+    /// With the engine's realtime events behind `/api/v1/events`.
+    pub fn with_events(mut self, events: EventHub) -> AppState {
+        self.events = Some(events);
+        self
     }
 
     /// With the configuration behind the flow endpoints.
@@ -103,6 +114,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/calls"),
     ("delete", "/api/v1/calls/{call_id}"),
     ("post", "/api/v1/calls/{call_id}/transfer"),
+    ("get", "/api/v1/events"),
     ("get", "/api/v1/flows"),
     ("post", "/api/v1/flows/validate"),
     ("get", "/api/v1/flows/{name}"),
@@ -128,6 +140,7 @@ fn api_v1() -> Router<AppState> {
         .route("/calls", get(calls::list))
         .route("/calls/{call_id}", delete(calls::hang_up))
         .route("/calls/{call_id}/transfer", post(calls::transfer))
+        .route("/events", get(events::stream))
         .route("/flows", get(flows::list))
         .route("/flows/validate", post(flows::check_text))
         .route("/flows/{name}", get(flows::one).put(flows::publish))

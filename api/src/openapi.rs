@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         crate::calls::list,
         crate::calls::hang_up,
         crate::calls::transfer,
+        crate::events::stream,
         crate::flows::list,
         crate::flows::one,
         crate::flows::check_text,

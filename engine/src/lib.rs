@@ -23,6 +23,7 @@ pub mod config;
 pub mod endpoint;
 pub mod events;
 pub mod ivr;
+pub mod live;
 pub mod registrar;
 pub mod rt;
 pub mod sip;

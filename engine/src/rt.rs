@@ -353,6 +353,8 @@ pub struct Running {
     pub listeners: Vec<(Transport, SocketAddr)>,
     /// For the control interface: ask the engine to change or report agents and queues.
     pub engine: EngineHandle,
+    /// Call events and agent/queue changes as they happen (`GET /api/v1/events`).
+    pub events: crate::live::EventHub,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -362,6 +364,8 @@ impl Running {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // The writer has published its last event: end the streams, so HTTP can stop.
+        self.events.close();
     }
 }
 
@@ -697,7 +701,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         crate::webhook::spawn_delivery(outbox.clone(), shutdown_rx.clone());
         outbox
     });
-    tasks.spawn(cdr_writer(store.clone(), cdr_rx, outbox));
+    let events = crate::live::EventHub::new(
+        crate::live::first_id(unix_ms()),
+        crate::live::DEFAULT_CAPACITY,
+    );
+    tasks.spawn(cdr_writer(store.clone(), cdr_rx, outbox, events.clone()));
     let flows = crate::ivr::load::startup(config, &prompts);
     crate::ivr::load::log_startup(&store, &flows).await;
     let _ = input_tx.send(Input::Flows(flows)).await;
@@ -735,6 +743,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     Ok(Running {
         listeners,
+        events,
         engine: EngineHandle { input: input_tx },
         shutdown,
         tasks,
@@ -1307,11 +1316,12 @@ async fn http_request(
 /// Writes call records and call events in the order the engine raised them: each open is
 /// durable before the legs and the close that follow it, and each event is in the webhook
 /// outbox before the next. A closed record adds its own `cdr_written` event, carrying the
-/// record as stored.
+/// record as stored. Each event then goes to the realtime stream, in the same order.
 async fn cdr_writer(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<CdrOp>,
     outbox: Option<crate::webhook::Outbox>,
+    events: crate::live::EventHub,
 ) {
     while let Some(op) = rx.recv().await {
         let result = match &op {
@@ -1325,11 +1335,14 @@ async fn cdr_writer(
                         tracing::error!(error = %e, "call event not stored for delivery");
                     }
                 }
+                events.publish_call(event.clone());
                 Ok(())
             }
             CdrOp::Acd(e) => {
                 tracing::trace!(event = ?e, "agent or queue change");
-                store.record_acd_event(e).await
+                let logged = store.record_acd_event(e).await;
+                events.publish_acd(e.clone());
+                logged
             }
         };
         if let Err(e) = result {
@@ -1337,7 +1350,7 @@ async fn cdr_writer(
             tracing::error!(error = %e, "call record not written");
             continue;
         }
-        if let (CdrOp::Close { call_id, close }, Some(outbox)) = (&op, &outbox) {
+        if let CdrOp::Close { call_id, close } = &op {
             let record = match store.cdr(call_id).await {
                 Ok(Some(row)) => crate::cdr::to_json(&row),
                 _ => continue,
@@ -1348,10 +1361,13 @@ async fn cdr_writer(
                 at_ms: close.ended_at_ms,
                 data: record,
             };
-            if let Err(e) = outbox.enqueue(&event).await {
-                metrics::counter!("webhook_enqueue_errors_total").increment(1);
-                tracing::error!(error = %e, "call record event not stored for delivery");
+            if let Some(outbox) = &outbox {
+                if let Err(e) = outbox.enqueue(&event).await {
+                    metrics::counter!("webhook_enqueue_errors_total").increment(1);
+                    tracing::error!(error = %e, "call record event not stored for delivery");
+                }
             }
+            events.publish_call(event);
         }
     }
 }
