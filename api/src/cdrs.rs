@@ -431,7 +431,7 @@ fn field(out: &mut String, value: &str) {
     }
 }
 
-fn line(out: &mut String, fields: &[String]) {
+pub(crate) fn line(out: &mut String, fields: &[String]) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');

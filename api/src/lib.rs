@@ -18,6 +18,7 @@
 //! leaves decisions to plain functions it can test without a server.
 pub mod agents;
 pub mod auth;
+pub mod blacklist;
 pub mod calls;
 pub mod cdrs;
 mod clock;
@@ -101,6 +102,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/tokens"),
     ("get", "/api/v1/tokens"),
     ("delete", "/api/v1/tokens/{id}"),
+    ("get", "/api/v1/blacklist"),
+    ("post", "/api/v1/blacklist"),
+    ("post", "/api/v1/blacklist/import"),
+    ("get", "/api/v1/blacklist/export.csv"),
+    ("get", "/api/v1/blacklist/{id}"),
+    ("delete", "/api/v1/blacklist/{id}"),
     ("get", "/api/v1/cdrs"),
     ("get", "/api/v1/cdrs/export.csv"),
     ("get", "/api/v1/cdrs/{call_id}"),
@@ -128,6 +135,10 @@ fn api_v1() -> Router<AppState> {
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/blacklist", get(blacklist::list).post(blacklist::add))
+        .route("/blacklist/import", post(blacklist::import))
+        .route("/blacklist/export.csv", get(blacklist::export))
+        .route("/blacklist/{id}", get(blacklist::one).delete(blacklist::remove))
         .route("/cdrs", get(cdrs::search))
         .route("/cdrs/export.csv", get(cdrs::export))
         .route("/cdrs/{call_id}", get(cdrs::one))

@@ -145,6 +145,8 @@ pub struct Endpoint {
     /// Agents, skill groups and their queues.
     acd: calls::AcdState,
     call_cfg: CallSettings,
+    /// The last update of the blacklists applied ([`Endpoint::set_blacklist`]).
+    blacklist_generation: u64,
     /// The published flows new calls start in.
     flows: FlowSet,
     /// Registrations to carriers (`trunks[].register`).
@@ -181,6 +183,7 @@ impl Endpoint {
             calls: calls::Calls::default(),
             acd: calls::AcdState::new(&config.calls.queueing),
             call_cfg: config.calls,
+            blacklist_generation: 0,
             flows: FlowSet::default(),
             clock: None,
             last_unix: 0,
@@ -199,6 +202,19 @@ impl Endpoint {
         self.registrar.restore(known, unix);
         self.metrics
             .update(&self.registrar, &self.tx, self.calls.active());
+    }
+
+    /// Replaces the blacklists, inbound (callers refused) and outbound (numbers the trunks may
+    /// not dial), for calls from now on. `generation` orders updates read concurrently: one
+    /// older than the last applied is dropped (`false`), as it may miss that one's changes.
+    pub fn set_blacklist(&mut self, generation: u64, blacklist: crate::config::Blacklist) -> bool {
+        if generation < self.blacklist_generation {
+            return false;
+        }
+        self.blacklist_generation = generation;
+        self.call_cfg.trunk_plan.set_blacklist(blacklist.clone());
+        self.call_cfg.blacklist = blacklist;
+        true
     }
 
     pub fn registrar(&self) -> &Registrar {

@@ -29,6 +29,7 @@ use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -122,6 +123,12 @@ enum Control {
         target: TransferTarget,
         reply: oneshot::Sender<Result<(), TransferError>>,
     },
+    /// The effective blacklist (configured ∪ stored), for calls from now on.
+    SetBlacklist {
+        generation: u64,
+        blacklist: config::Blacklist,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A state an agent can be put in from the control interface.
@@ -182,6 +189,7 @@ pub enum ControlError {
 #[derive(Clone)]
 pub struct EngineHandle {
     input: mpsc::Sender<Input>,
+    blacklist: Arc<BlacklistSource>,
 }
 
 impl EngineHandle {
@@ -250,6 +258,63 @@ impl EngineHandle {
             reply,
         })
         .await
+    }
+
+    /// The configuration file's blacklist, which the stored entries add to (read-only over the
+    /// API).
+    pub fn configured_blacklist(&self) -> &config::Blacklist {
+        &self.blacklist.configured
+    }
+
+    /// Reads the stored blacklist entries and gives the engine the configured ones plus these;
+    /// the next call is checked against them. Call after every change to the stored entries.
+    pub async fn reload_blacklist(&self, store: &Store) -> Result<(), BlacklistError> {
+        // Taken before the read: an update that reads later carries a higher number and sees
+        // every change this one saw, so the engine can drop one that arrives after it.
+        let generation = self.blacklist.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let stored = store.stored_blacklist().await?;
+        let blacklist = effective_blacklist(&self.blacklist.configured, stored);
+        self.ask(|reply| Control::SetBlacklist {
+            generation,
+            blacklist,
+            reply,
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// The configured blacklist, and the count that orders updates of the effective one.
+struct BlacklistSource {
+    configured: config::Blacklist,
+    generation: AtomicU64,
+}
+
+/// Why [`EngineHandle::reload_blacklist`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlacklistError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] ControlError),
+}
+
+/// The configured entries, then the stored ones the configuration does not already list.
+pub fn effective_blacklist(
+    configured: &config::Blacklist,
+    stored: config::Blacklist,
+) -> config::Blacklist {
+    let add = |mut list: Vec<config::NumberPattern>, more: Vec<config::NumberPattern>| {
+        for p in more {
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        list
+    };
+    config::Blacklist {
+        inbound: add(configured.inbound.clone(), stored.inbound),
+        outbound: add(configured.outbound.clone(), stored.outbound),
     }
 }
 
@@ -656,6 +721,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     ep_config.calls.prompts = Arc::new(prompts.clone());
     let mut endpoint = Endpoint::new(ep_config, ServerSecret::random(), rand::random());
     endpoint.restore_bindings(bindings, unix);
+    let stored = store.stored_blacklist().await?;
+    tracing::info!(
+        inbound = stored.inbound.len(),
+        outbound = stored.outbound.len(),
+        "blacklist entries added through the API loaded from the store"
+    );
+    endpoint.set_blacklist(0, effective_blacklist(&config.blacklist, stored));
     if let Some(&(_, udp)) = listeners.iter().find(|(t, _)| *t == Transport::Udp) {
         let trunks = crate::trunk::RegisterSettings::from_config(config);
         endpoint.start_trunk_registrations(now(), trunks, udp);
@@ -744,7 +816,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     Ok(Running {
         listeners,
         events,
-        engine: EngineHandle { input: input_tx },
+        engine: EngineHandle {
+            input: input_tx,
+            blacklist: Arc::new(BlacklistSource {
+                configured: config.blacklist.clone(),
+                generation: AtomicU64::new(0),
+            }),
+        },
         shutdown,
         tasks,
     })
@@ -1228,6 +1306,14 @@ fn handle_input(
                     reply,
                 } => {
                     let _ = reply.send(endpoint.transfer(at, &call_id, target));
+                }
+                Control::SetBlacklist {
+                    generation,
+                    blacklist,
+                    reply,
+                } => {
+                    endpoint.set_blacklist(generation, blacklist);
+                    let _ = reply.send(());
                 }
             }
         }

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+pub mod blacklist;
 pub mod marks;
 pub mod reports;
 pub mod search;

@@ -541,6 +541,35 @@ pub enum NumberPattern {
 }
 
 impl NumberPattern {
+    /// An entry as written in `blacklist:` or sent to the API: a number (`+8613800000000`) or a
+    /// prefix ending in `*` (`1380000*`), digits only once spaces and a leading `+` are dropped.
+    pub fn parse(text: &str) -> Option<NumberPattern> {
+        let compact = normalize_number(text);
+        let (digits, prefix) = match compact.strip_suffix('*') {
+            Some(head) => (head, true),
+            None => (compact.as_str(), false),
+        };
+        let ok = !digits.is_empty()
+            && digits.len() <= MAX_NUMBER_LEN
+            && digits.chars().all(|c| c.is_ascii_digit());
+        ok.then(|| {
+            if prefix {
+                NumberPattern::Prefix(digits.to_owned())
+            } else {
+                NumberPattern::Exact(digits.to_owned())
+            }
+        })
+    }
+
+    /// The normalized text: the digits, with `*` after a prefix; [`NumberPattern::parse`] reads
+    /// it back.
+    pub fn text(&self) -> String {
+        match self {
+            NumberPattern::Exact(n) => n.clone(),
+            NumberPattern::Prefix(p) => format!("{p}*"),
+        }
+    }
+
     /// `number` is already normalized.
     fn matches(&self, number: &str) -> bool {
         match self {
@@ -1439,27 +1468,15 @@ fn number_patterns(
 ) -> Result<Vec<NumberPattern>, ConfigError> {
     let mut patterns = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
-        let compact = normalize_number(text);
-        let (digits, prefix) = match compact.strip_suffix('*') {
-            Some(head) => (head, true),
-            None => (compact.as_str(), false),
-        };
-        let ok = !digits.is_empty()
-            && digits.len() <= MAX_NUMBER_LEN
-            && digits.chars().all(|c| c.is_ascii_digit());
-        if !ok {
+        let Some(pattern) = NumberPattern::parse(text) else {
             return Err(ctx.error(
                 &format!("{field}[{i}]"),
                 format!(
                     "expected a number (`+8613800000000`) or a prefix ending in `*` (`1380000*`), digits only, got {text:?}"
                 ),
             ));
-        }
-        patterns.push(if prefix {
-            NumberPattern::Prefix(digits.to_owned())
-        } else {
-            NumberPattern::Exact(digits.to_owned())
-        });
+        };
+        patterns.push(pattern);
     }
     Ok(patterns)
 }

@@ -241,6 +241,11 @@ impl Trunks {
         self.trunk(trunk)?.auth.as_ref()
     }
 
+    /// The outbound blacklist [`Trunks::plan_outbound`] checks from now on.
+    pub fn set_blacklist(&mut self, blacklist: Blacklist) {
+        self.blacklist = blacklist;
+    }
+
     /// The quota counters, to seed at start-up ([`Quota::period_start_ms`], [`Quota::seed`]).
     pub fn quota_mut(&mut self) -> &mut Quota {
         &mut self.quota
