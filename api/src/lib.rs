@@ -26,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod flows;
 pub mod openapi;
+pub mod reports;
 mod schema;
 pub mod tokens;
 
@@ -118,6 +119,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/agents/{id}/logout"),
     ("put", "/api/v1/agents/{id}/state"),
     ("get", "/api/v1/queues"),
+    ("get", "/api/v1/reports/trunks"),
+    ("get", "/api/v1/reports/skill-groups"),
+    ("get", "/api/v1/reports/agents"),
     ("get", "/api/v1/calls"),
     ("delete", "/api/v1/calls/{call_id}"),
     ("post", "/api/v1/calls/{call_id}/transfer"),
@@ -148,6 +152,9 @@ fn api_v1() -> Router<AppState> {
         .route("/agents/{id}/logout", post(agents::logout))
         .route("/agents/{id}/state", put(agents::set_state))
         .route("/queues", get(agents::queues))
+        .route("/reports/trunks", get(reports::trunks))
+        .route("/reports/skill-groups", get(reports::skill_groups))
+        .route("/reports/agents", get(reports::agents))
         .route("/calls", get(calls::list))
         .route("/calls/{call_id}", delete(calls::hang_up))
         .route("/calls/{call_id}/transfer", post(calls::transfer))
