@@ -1,5 +1,6 @@
 //! `/api/v1/calls`: the calls in progress (with the caller's IVR position, queue and agent),
-//! hanging one up, and moving a caller elsewhere — through the engine's control handle.
+//! hanging one up, moving a caller elsewhere, sending DTMF into a call, and recording it on
+//! demand — through the engine's control handle.
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::AppState;
@@ -8,8 +9,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::time::Duration;
 use switchboard_engine::acd::{AgentId, QueueId};
-use switchboard_engine::endpoint::{TransferError, TransferTarget};
+use switchboard_engine::endpoint::{
+    check_dtmf_duration, parse_dtmf, CallControlError, DtmfTarget, TransferError, TransferTarget,
+};
 use switchboard_engine::rt::ControlError;
 
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent, Role::Developer];
@@ -62,8 +66,71 @@ pub enum TargetKind {
     Extension,
 }
 
+/// Digits to send into a call.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendDtmf {
+    /// 1 to 32 of `0`–`9`, `*`, `#`, `A`–`D`, sent one after another.
+    pub digits: String,
+    /// Who hears them: `customer` (default; the caller of an inbound call, the dialled number
+    /// of a call an agent placed) or `agent` (the agent or phone bridged to the customer).
+    #[serde(default)]
+    pub to: Party,
+    /// How long each digit sounds: 40–2000 ms, default 160.
+    #[serde(default = "default_duration_ms")]
+    pub duration_ms: u64,
+}
+
+fn default_duration_ms() -> u64 {
+    160
+}
+
+#[derive(Deserialize, Clone, Copy, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    #[default]
+    Customer,
+    Agent,
+}
+
+/// A recording that started.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RecordingStarted {
+    pub call_id: String,
+    /// The file (stereo WAV: the caller left, the other side right); also the record's
+    /// `recording_path`.
+    pub recording_path: String,
+}
+
 fn stopped(_: ControlError) -> ApiError {
     ApiError::Unavailable
+}
+
+/// The answer to a refused call-control request.
+fn refused(e: CallControlError) -> ApiError {
+    match e {
+        CallControlError::NoSuchCall { call_id } => ApiError::NotFound {
+            what: "call",
+            id: Some(call_id),
+        },
+        e @ (CallControlError::NoSuchParty { .. }
+        | CallControlError::NotAnswered { .. }
+        | CallControlError::AlreadyRecording { .. }
+        | CallControlError::NotRecording { .. }) => ApiError::Conflict {
+            message: e.to_string(),
+            details: json!({ "reason": e.to_string() }),
+        },
+        e @ (CallControlError::NoDigits
+        | CallControlError::TooManyDigits { .. }
+        | CallControlError::InvalidDigit { .. }) => ApiError::Validation {
+            reason: e.to_string(),
+            field: Some("digits".into()),
+        },
+        e @ CallControlError::DurationOutOfRange { .. } => ApiError::Validation {
+            reason: e.to_string(),
+            field: Some("duration_ms".into()),
+        },
+    }
 }
 
 /// Every call in progress, oldest first.
@@ -184,4 +251,102 @@ pub async fn transfer(
             })
         }
     }
+}
+
+/// Send DTMF digits into an answered call, to the customer or to the agent, one after another
+/// as the party's leg negotiated them (RFC 4733 events, or in-band tones).
+#[utoipa::path(
+    post, path = "/api/v1/calls/{call_id}/dtmf", tag = "calls",
+    params(("call_id" = String, Path, description = "The call record's id")),
+    request_body = SendDtmf,
+    responses(
+        (status = 202, description = "The digits are on their way"),
+        (status = 404, description = "No such call in progress", body = ErrorBody),
+        (status = 409, description = "The party is not answered, or the call has none (no agent yet)", body = ErrorBody),
+        (status = 422, description = "Digits or duration out of range, or a malformed body", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn send_dtmf(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+    ApiJson(body): ApiJson<SendDtmf>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(CONTROLLERS)?;
+    // Checked here as well as in the engine, so a bad request is told apart before the call is
+    // looked up.
+    parse_dtmf(&body.digits).map_err(refused)?;
+    let duration = check_dtmf_duration(Duration::from_millis(body.duration_ms)).map_err(refused)?;
+    let to = match body.to {
+        Party::Customer => DtmfTarget::Customer,
+        Party::Agent => DtmfTarget::Agent,
+    };
+    state
+        .engine()?
+        .send_dtmf(call_id, to, body.digits, duration)
+        .await
+        .map_err(stopped)?
+        .map_err(refused)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Start recording an answered call: the caller's leg, stereo, into a file under the
+/// recordings folder, named in the call record at once; its length follows when it ends.
+#[utoipa::path(
+    post, path = "/api/v1/calls/{call_id}/recording", tag = "calls",
+    params(("call_id" = String, Path, description = "The call record's id")),
+    responses(
+        (status = 202, description = "Recording", body = RecordingStarted),
+        (status = 404, description = "No such call in progress", body = ErrorBody),
+        (status = 409, description = "Already recording, or not answered yet", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn start_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<(StatusCode, Json<RecordingStarted>), ApiError> {
+    caller.require(CONTROLLERS)?;
+    let recording_path = state
+        .engine()?
+        .start_recording(call_id.clone())
+        .await
+        .map_err(stopped)?
+        .map_err(refused)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RecordingStarted {
+            call_id,
+            recording_path,
+        }),
+    ))
+}
+
+/// Stop recording a call. The file is finished in the background; the record's
+/// `recording_duration_ms` is set once it is.
+#[utoipa::path(
+    delete, path = "/api/v1/calls/{call_id}/recording", tag = "calls",
+    params(("call_id" = String, Path, description = "The call record's id")),
+    responses(
+        (status = 204, description = "Stopped"),
+        (status = 404, description = "No such call in progress", body = ErrorBody),
+        (status = 409, description = "Not recording", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn stop_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(call_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(CONTROLLERS)?;
+    state
+        .engine()?
+        .stop_recording(call_id)
+        .await
+        .map_err(stopped)?
+        .map_err(refused)?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -125,6 +125,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/calls"),
     ("delete", "/api/v1/calls/{call_id}"),
     ("post", "/api/v1/calls/{call_id}/transfer"),
+    ("post", "/api/v1/calls/{call_id}/dtmf"),
+    ("post", "/api/v1/calls/{call_id}/recording"),
+    ("delete", "/api/v1/calls/{call_id}/recording"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/flows"),
     ("post", "/api/v1/flows/validate"),
@@ -158,6 +161,11 @@ fn api_v1() -> Router<AppState> {
         .route("/calls", get(calls::list))
         .route("/calls/{call_id}", delete(calls::hang_up))
         .route("/calls/{call_id}/transfer", post(calls::transfer))
+        .route("/calls/{call_id}/dtmf", post(calls::send_dtmf))
+        .route(
+            "/calls/{call_id}/recording",
+            post(calls::start_recording).delete(calls::stop_recording),
+        )
         .route("/events", get(events::stream))
         .route("/flows", get(flows::list))
         .route("/flows/validate", post(flows::check_text))

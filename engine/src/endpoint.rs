@@ -26,8 +26,10 @@ use crate::sip::transaction::{Incoming, ServerTxId, TimerConfig, TransactionLaye
 use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
 pub use calls::{
-    AgentControl, AgentSettings, CallSettings, EndReason, LiveCall, NoSuchCall, NumberRoute,
-    QueueSettings, TestLineSettings, TransferError, TransferTarget, TrunkRoute,
+    check_dtmf_duration, parse_dtmf, AgentControl, AgentSettings, CallControlError, CallSettings,
+    DtmfTarget, EndReason, LiveCall, NoSuchCall, NumberRoute, QueueSettings, TestLineSettings,
+    TransferError, TransferTarget, TrunkRoute, MAX_DTMF_DIGITS, MAX_DTMF_DURATION,
+    MIN_DTMF_DURATION,
 };
 pub use flows::{FlowSet, HttpRequest};
 use ipnet::IpNet;

@@ -118,6 +118,21 @@ enum Control {
         call_id: String,
         reply: oneshot::Sender<Result<(), NoSuchCall>>,
     },
+    SendDtmf {
+        call_id: String,
+        to: crate::endpoint::DtmfTarget,
+        digits: String,
+        duration: Duration,
+        reply: oneshot::Sender<Result<(), crate::endpoint::CallControlError>>,
+    },
+    StartRecording {
+        call_id: String,
+        reply: oneshot::Sender<Result<String, crate::endpoint::CallControlError>>,
+    },
+    StopRecording {
+        call_id: String,
+        reply: oneshot::Sender<Result<(), crate::endpoint::CallControlError>>,
+    },
     Transfer {
         call_id: String,
         target: TransferTarget,
@@ -244,6 +259,43 @@ impl EngineHandle {
     /// answer; the inner one: no such call.
     pub async fn hang_up(&self, call_id: String) -> Result<Result<(), NoSuchCall>, ControlError> {
         self.ask(|reply| Control::HangUp { call_id, reply }).await
+    }
+
+    /// Send `digits` to one party of `call_id` (see [`Endpoint::send_dtmf`]).
+    pub async fn send_dtmf(
+        &self,
+        call_id: String,
+        to: crate::endpoint::DtmfTarget,
+        digits: String,
+        duration: Duration,
+    ) -> Result<Result<(), crate::endpoint::CallControlError>, ControlError> {
+        self.ask(|reply| Control::SendDtmf {
+            call_id,
+            to,
+            digits,
+            duration,
+            reply,
+        })
+        .await
+    }
+
+    /// Start recording `call_id`; the answer is the file's path (see
+    /// [`Endpoint::start_recording`]).
+    pub async fn start_recording(
+        &self,
+        call_id: String,
+    ) -> Result<Result<String, crate::endpoint::CallControlError>, ControlError> {
+        self.ask(|reply| Control::StartRecording { call_id, reply })
+            .await
+    }
+
+    /// Stop recording `call_id` (see [`Endpoint::stop_recording`]).
+    pub async fn stop_recording(
+        &self,
+        call_id: String,
+    ) -> Result<Result<(), crate::endpoint::CallControlError>, ControlError> {
+        self.ask(|reply| Control::StopRecording { call_id, reply })
+            .await
     }
 
     /// Move the caller of `call_id` to `target` (see [`Endpoint::transfer`]).
@@ -1299,6 +1351,21 @@ fn handle_input(
                 }
                 Control::HangUp { call_id, reply } => {
                     let _ = reply.send(endpoint.hang_up_call(at, &call_id));
+                }
+                Control::SendDtmf {
+                    call_id,
+                    to,
+                    digits,
+                    duration,
+                    reply,
+                } => {
+                    let _ = reply.send(endpoint.send_dtmf(at, &call_id, to, &digits, duration));
+                }
+                Control::StartRecording { call_id, reply } => {
+                    let _ = reply.send(endpoint.start_recording(at, &call_id));
+                }
+                Control::StopRecording { call_id, reply } => {
+                    let _ = reply.send(endpoint.stop_recording(at, &call_id));
                 }
                 Control::Transfer {
                     call_id,

@@ -10,12 +10,17 @@
 //! through [`Endpoint::handle_media_opened`] and [`Endpoint::handle_media`]. Offer/answer is
 //! done per leg with [`switchboard_media::sdp`]; hold and resume on one leg become a fresh
 //! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
+mod control;
 mod live;
 mod outbound;
 mod queueing;
 mod records;
 mod transfer;
 
+pub use control::{
+    check_dtmf_duration, parse_dtmf, CallControlError, DtmfTarget, MAX_DTMF_DIGITS,
+    MAX_DTMF_DURATION, MIN_DTMF_DURATION,
+};
 pub use live::{LiveCall, NoSuchCall};
 pub(super) use queueing::AcdState;
 pub use queueing::{AgentControl, AgentSettings, QueueSettings};
@@ -306,6 +311,8 @@ pub(super) struct Calls {
     timers: BinaryHeap<Reverse<(Instant, CallKey, TimerKey)>>,
     next_id: u64,
     transfers: transfer::Transfers,
+    /// Recordings the control interface asked to stop, by call: the file being finished.
+    recording_stops: HashMap<CallKey, String>,
 }
 
 impl Calls {
