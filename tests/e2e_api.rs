@@ -830,6 +830,23 @@ async fn live_calls_are_listed_moved_and_hung_up() {
     server.assert_no_panic();
 }
 
+/// Waits (bounded) until the newest entry of `flow`'s operation log publishes `version`;
+/// returns that entry.
+async fn published(api: &Api, token: Option<&str>, flow: &str, version: &str) -> Value {
+    let path = format!("/api/v1/flows/{flow}/history");
+    let deadline = common::Deadline::after(std::time::Duration::from_secs(15));
+    loop {
+        let (status, history) = api.call(Method::GET, &path, token, None).await;
+        assert_eq!(status, StatusCode::OK, "{history}");
+        let newest = &history["items"][0];
+        if newest["action"] == "published" && newest["version"] == version {
+            return newest.clone();
+        }
+        assert!(!deadline.passed(), "{version} never published: {history}");
+        deadline.tick().await;
+    }
+}
+
 /// IVR flows over HTTP: listed with their versions, read, checked, published through the
 /// engine's file watcher (the operation log shows it), drawn; invalid texts are refused with
 /// their line and field, and nothing is written.
@@ -901,7 +918,8 @@ async fn flows_are_listed_validated_published_and_drawn() {
     assert_eq!(start["line"], 1, "{bad}");
     assert!(start["message"].as_str().unwrap().contains("nowhere"));
 
-    // Publish a new version: accepted, then published by the watcher within a bounded wait.
+    // Publish a new version: accepted, then published by the watcher within a bounded wait,
+    // and logged with the token that wrote it as the actor.
     let next = format!("# second version\n{BYE}");
     let body = json!({ "yaml": next }).to_string();
     let (status, accepted) = api
@@ -911,20 +929,30 @@ async fn flows_are_listed_validated_published_and_drawn() {
     let new_version = accepted["version"].as_str().unwrap().to_owned();
     assert_ne!(new_version, version);
     assert_eq!(std::fs::read_to_string(&main_file).unwrap(), next);
-    let deadline = common::Deadline::after(std::time::Duration::from_secs(15));
-    loop {
-        let (status, history) = api
-            .call(Method::GET, "/api/v1/flows/main/history", sup, None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{history}");
-        let newest = &history["items"][0];
-        if newest["action"] == "published" && newest["version"] == new_version.as_str() {
-            assert_eq!(newest["actor"], "file-watch");
-            break;
-        }
-        assert!(!deadline.passed(), "never published: {history}");
-        deadline.tick().await;
-    }
+    let newest = published(&api, sup, "main", &new_version).await;
+    assert_eq!(newest["actor"], "api:lead", "{newest}");
+    assert!(newest["diff"]
+        .as_str()
+        .unwrap()
+        .contains("+# second version"));
+
+    // The same file edited by hand is the file watcher's change, not the API user's.
+    std::fs::write(
+        &main_file,
+        format!("# edited by hand, in the folder\n{BYE}"),
+    )
+    .unwrap();
+    let (_, by_hand) = api.call(Method::GET, "/api/v1/flows/main", sup, None).await;
+    let by_hand = by_hand["version"].as_str().unwrap().to_owned();
+    let newest = published(&api, sup, "main", &by_hand).await;
+    assert_eq!(newest["actor"], "file-watch", "{newest}");
+    // Back to the API's text, through the API: its token again.
+    let (status, again) = api
+        .call(Method::PUT, "/api/v1/flows/main", sup, Some(&body))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    let newest = published(&api, sup, "main", &new_version).await;
+    assert_eq!(newest["actor"], "api:lead", "{newest}");
 
     // Publishing an invalid text is refused with its errors, and the file is left alone.
     let body = json!({ "yaml": BROKEN }).to_string();
@@ -1000,5 +1028,150 @@ async fn flows_are_listed_validated_published_and_drawn() {
             "not_found",
         );
     }
+    server.assert_no_panic();
+}
+
+/// Flow tests over HTTP, run against the flow the engine serves: a script from the body (one
+/// passing test, one failing with its message), the folder's tests of the flow when the body
+/// is empty, and scripts that do not parse refused with their line and field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_tests_run_against_the_published_flow() {
+    const ROUTED: &str = "start: route\nnodes:\n  route:\n    type: switch\n    cases:\n      - { when: \"caller.startswith('400')\", goto: vip }\n    default: bye\n  vip:\n    type: set\n    vars: { level: vip }\n    next: bye\n  bye:\n    type: hangup\n";
+    const SCRIPT: &str = "flow: routed\ntests:\n  - name: a 400 caller is marked vip\n    caller: \"4001\"\n    expect:\n      trail: [route, vip, bye]\n      end: { hangup: normal }\n      vars: { level: vip }\n  - name: any caller is vip\n    caller: \"5001\"\n    expect:\n      trail: [route, vip, bye]\n";
+    let server = Server::start(&ServerConfig::default().flow("routed", ROUTED));
+    let api = Api::new(&server);
+    let dev = cli_token(&server, "developer", "ci");
+    let dev = Some(dev.as_str());
+    let agent = cli_token(&server, "agent", "desk");
+    let path = "/api/v1/flows/routed/test";
+    let script = |yaml: &str| json!({ "yaml": yaml }).to_string();
+
+    // A script in the body: one test passes, one fails and says why.
+    let (status, run) = api
+        .call(Method::POST, path, dev, Some(&script(SCRIPT)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["flow"], "routed");
+    assert_eq!(run["version"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        run["summary"],
+        json!({ "total": 2, "passed": 1, "failed": 1 })
+    );
+    let ok = &run["results"][0];
+    assert_eq!(ok["name"], "a 400 caller is marked vip");
+    assert_eq!(ok["passed"], true, "{ok}");
+    assert_eq!(ok["failures"], json!([]));
+    assert_eq!(ok["end"], "{hangup: normal}");
+    let nodes: Vec<&str> = ok["trail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["route", "vip", "bye"]);
+    let failed = &run["results"][1];
+    assert_eq!(failed["passed"], false, "{failed}");
+    assert_eq!(failed["line"], 9);
+    let message = failed["failures"][0]["message"].as_str().unwrap();
+    assert!(message.contains("trail"), "{message}");
+
+    // No script: the folder's test files of this flow run; another flow's are left alone.
+    let (status, run) = api.call(Method::POST, path, dev, None).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(
+        run["summary"]["total"], 0,
+        "no tests folder, no tests: {run}"
+    );
+    let tests_dir = server.dir().join("flows").join("tests");
+    std::fs::create_dir_all(&tests_dir).unwrap();
+    let passing = SCRIPT.split("  - name: any caller").next().unwrap();
+    std::fs::write(tests_dir.join("routed.yaml"), passing).unwrap();
+    std::fs::write(tests_dir.join("other.yaml"), "flow: other\ntests: oops\n").unwrap();
+    for body in [None, Some("{}")] {
+        let (status, run) = api.call(Method::POST, path, dev, body).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        assert_eq!(
+            run["summary"],
+            json!({ "total": 1, "passed": 1, "failed": 0 })
+        );
+        assert_eq!(run["results"][0]["file"], "tests/routed.yaml");
+    }
+    // A broken file of this flow in the folder is refused with its file and line.
+    std::fs::write(
+        tests_dir.join("routed-broken.yaml"),
+        "flow: routed\ntests:\n  - name: x\n    digits: [\"x\"]\n    expect: { trail: [route] }\n",
+    )
+    .unwrap();
+    let broken = api.call(Method::POST, path, dev, Some("{}")).await;
+    Api::assert_error(&broken, 422, "validation_failed");
+    let issue = &broken.1["error"]["details"]["errors"][0];
+    assert_eq!(issue["file"], "tests/routed-broken.yaml", "{issue}");
+    assert_eq!(issue["line"], 4, "{issue}");
+    assert_eq!(issue["field"], "tests[0].digits[0]", "{issue}");
+
+    // Scripts that do not parse, or test another flow.
+    let bad = api
+        .call(
+            Method::POST,
+            path,
+            dev,
+            Some(&script(
+                "flow: routed\ntests:\n  - name: x\n    expect: { colour: red }\n",
+            )),
+        )
+        .await;
+    Api::assert_error(&bad, 422, "validation_failed");
+    let issue = &bad.1["error"]["details"]["errors"][0];
+    assert_eq!(issue["line"], 4, "{issue}");
+    assert!(
+        issue["message"].as_str().unwrap().contains("colour"),
+        "{issue}"
+    );
+    let elsewhere = api
+        .call(
+            Method::POST,
+            path,
+            dev,
+            Some(&script(&SCRIPT.replace("flow: routed", "flow: main"))),
+        )
+        .await;
+    Api::assert_error(&elsewhere, 422, "validation_failed");
+    assert_eq!(
+        elsewhere.1["error"]["details"]["errors"][0]["field"],
+        "flow"
+    );
+
+    // Tokens, roles, malformed bodies, unknown fields, unknown flows.
+    Api::assert_error(
+        &api.call(Method::POST, path, None, Some("{}")).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::POST, path, Some(WRONG), Some("{}")).await,
+        401,
+        "unauthorized",
+    );
+    Api::assert_error(
+        &api.call(Method::POST, path, Some(&agent), Some("{}")).await,
+        403,
+        "forbidden",
+    );
+    Api::assert_error(
+        &api.call(Method::POST, path, dev, Some("{\"yaml\": ")).await,
+        400,
+        "invalid_body",
+    );
+    let unknown = api
+        .call(Method::POST, path, dev, Some(r#"{"yaml":null,"only":"x"}"#))
+        .await;
+    Api::assert_error(&unknown, 422, "validation_failed");
+    assert_eq!(unknown.1["error"]["details"]["field"], "only");
+    Api::assert_error(
+        &api.call(Method::POST, "/api/v1/flows/nowhere/test", dev, Some("{}"))
+            .await,
+        404,
+        "not_found",
+    );
     server.assert_no_panic();
 }

@@ -191,6 +191,8 @@ impl Default for FailureLimiter {
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub token_id: String,
+    /// The name the token was created with (what operation logs show as its actor).
+    pub token_name: String,
     pub role: Role,
 }
 
@@ -267,6 +269,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(Caller {
             token_id: row.id,
+            token_name: row.name,
             role,
         })
     }

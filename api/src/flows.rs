@@ -5,11 +5,18 @@
 //! and context (the same [`load::context`] the file watcher uses), and only a valid text is
 //! written into the folder (temporary file, then rename, so the watcher never reads half a file).
 //! The engine's watcher then publishes it and writes the operation log; `202 Accepted` says
-//! exactly that. A version is the SHA-256 of the file's text, as the engine computes it.
+//! exactly that. A version is the SHA-256 of the file's text, as the engine computes it. The
+//! API announces the writer to the watcher first ([`load::Publishers`]), so the operation log
+//! names the token (`api:<token name>`) rather than `file-watch`.
+//!
+//! `POST /flows/{name}/test` runs flow tests (the runner of `switchboard flow test`) against
+//! the flow as the engine serves it: a script from the body, or every file of
+//! `<flows_dir>/tests/` that targets the flow.
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,12 +26,18 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use switchboard_engine::config::Config;
+use switchboard_engine::endpoint::FlowSet;
+use switchboard_engine::ivr::flowtest::{self, TestFile, TestFileError, TestOutcome};
 use switchboard_engine::ivr::model::Flow;
 use switchboard_engine::ivr::validate::{self, FlowError};
 use switchboard_engine::ivr::{graph, load};
 
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
 const PUBLISHERS: &[Role] = &[Role::Admin, Role::Supervisor];
+const TESTERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
+
+/// The most scripted calls one test run takes (each is bounded by the runner's event limit).
+pub const MAX_TESTS: usize = 500;
 
 /// One flow file.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -122,7 +135,8 @@ pub struct Publication {
     /// Unix milliseconds.
     pub at_ms: i64,
     pub version: String,
-    /// `file-watch`, `start-up`, …
+    /// Who published: `api:<token name>` for a flow written through `PUT /flows/{name}`,
+    /// `file-watch` for a file changed in the folder, `start-up` for one found at start.
     pub actor: String,
     /// `published` or `rejected`.
     pub action: String,
@@ -345,6 +359,7 @@ pub async fn publish(
     caller.require(PUBLISHERS)?;
     checked_name(&name)?;
     let config = config(&state)?;
+    let publishers = state.engine.as_ref().map(|e| e.flow_publishers().clone());
     let accepted = blocking(move || {
         let dir = &config.ivr.flows_dir;
         // An existing `.yml` is replaced in place; otherwise the file is `<name>.yaml`.
@@ -352,6 +367,14 @@ pub async fn publish(
         check(&config, &name, &path.display().to_string(), &body.yaml)
             .map_err(|errors| invalid(&name, errors))?;
         std::fs::create_dir_all(dir).map_err(ApiError::internal)?;
+        let version = version(&body.yaml);
+        // Announced before the rename, so the watcher finds it when it sees the new text. The
+        // same text written again is no change to the watcher, so it is not announced.
+        let unchanged = std::fs::read_to_string(&path).is_ok_and(|old| old == body.yaml);
+        if let (Some(publishers), false) = (&publishers, unchanged) {
+            let actor = format!("api:{}", caller.token_name);
+            publishers.announce(&name, &version, &actor, crate::clock::unix_ms());
+        }
         // Not `*.yaml`: the watcher never takes the temporary file for a flow.
         let tmp = dir.join(format!(".{name}.publish.tmp"));
         std::fs::write(&tmp, &body.yaml)
@@ -361,10 +384,7 @@ pub async fn publish(
                 ApiError::internal(format!("{}: {e}", path.display()))
             })?;
         tracing::info!(flow = %name, token = %caller.token_id, "flow written for publishing");
-        Ok(Accepted {
-            version: version(&body.yaml),
-            name,
-        })
+        Ok(Accepted { version, name })
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
@@ -434,6 +454,288 @@ pub async fn graph_svg(
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// Flow tests to run. Without `yaml` (an empty body, `{}`), every test file in the flows
+/// folder's `tests/` that targets the flow runs.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    /// A test file's text (the format of `ivr-flows/tests/*.yaml`); its `flow:` must name this
+    /// flow.
+    #[serde(default)]
+    pub yaml: Option<String>,
+}
+
+/// One step of a test call's path through the flows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TrailEntry {
+    pub flow: String,
+    pub node: String,
+    /// How the call left the node (a menu key, `timeout`, …), if it did.
+    pub exit: Option<String>,
+}
+
+/// One thing a test expected that the call did not do.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestFailure {
+    pub message: String,
+}
+
+/// How one scripted call went.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    /// `request` for the script in the body, `tests/<file>` for one from the folder.
+    pub file: String,
+    /// 1-based line of the test in its file.
+    pub line: usize,
+    pub name: String,
+    pub passed: bool,
+    /// The nodes the call passed, in order.
+    pub trail: Vec<TrailEntry>,
+    /// How the call ended (`{queue: sales}`, `{hangup: normal}`, …); `null` when it did not.
+    pub end: Option<String>,
+    /// Empty when the test passed.
+    pub failures: Vec<TestFailure>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestSummary {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+}
+
+/// A flow test run.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestRun {
+    pub flow: String,
+    /// The published version the tests ran against.
+    pub version: String,
+    pub summary: TestSummary,
+    /// In file order.
+    pub results: Vec<TestResult>,
+}
+
+impl From<TestOutcome> for TestResult {
+    fn from(o: TestOutcome) -> TestResult {
+        TestResult {
+            passed: o.passed(),
+            file: o.file,
+            line: o.line,
+            name: o.name,
+            trail: o
+                .trail
+                .into_iter()
+                .map(|t| TrailEntry {
+                    flow: t.flow,
+                    node: t.node,
+                    exit: t.exit,
+                })
+                .collect(),
+            end: o.end.map(|e| e.to_string()),
+            failures: o
+                .failures
+                .into_iter()
+                .map(|message| TestFailure { message })
+                .collect(),
+        }
+    }
+}
+
+/// An optional JSON body: an empty body is `None`, anything else goes through [`ApiJson`]
+/// (content type, syntax, unknown fields) like every other body.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::BodyTooLarge {
+                        limit: crate::error::MAX_BODY_BYTES,
+                    }
+                } else {
+                    ApiError::InvalidBody {
+                        reason: e.body_text(),
+                    }
+                }
+            })?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(None));
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        let ApiJson(value) = ApiJson::<T>::from_request(req, state).await?;
+        Ok(OptionalJson(Some(value)))
+    }
+}
+
+/// The `422` for a test file that can not be run, with its line and field.
+fn unrunnable(e: TestFileError) -> ApiError {
+    let issue = match e {
+        TestFileError::Invalid {
+            file,
+            line,
+            column,
+            field,
+            message,
+        } => FlowIssue {
+            file,
+            line,
+            column,
+            node: None,
+            field,
+            message,
+        },
+        TestFileError::Read { file, source } => FlowIssue {
+            file,
+            line: 0,
+            column: 0,
+            node: None,
+            field: String::new(),
+            message: source.to_string(),
+        },
+    };
+    ApiError::Invalid {
+        message: format!(
+            "the test file {} can not be run: {}",
+            issue.file, issue.message
+        ),
+        details: json!({ "errors": [issue] }),
+    }
+}
+
+/// The 1-based line of the top-level `flow:` key, for an error about it.
+fn flow_key_line(text: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with("flow:"))
+        .map_or(1, |i| i + 1)
+}
+
+/// The test files to run for flow `name`: the script of the request, or the folder's files
+/// that target the flow. A file that does not parse is an error when it targets the flow or
+/// when it is unreadable enough that its target is unknown; one for another flow is skipped.
+fn test_files(
+    config: &Config,
+    name: &str,
+    yaml: Option<String>,
+) -> Result<Vec<TestFile>, ApiError> {
+    if let Some(text) = yaml {
+        let file = flowtest::parse("request", &text).map_err(unrunnable)?;
+        if file.flow != name {
+            return Err(unrunnable(TestFileError::Invalid {
+                file: "request".into(),
+                line: flow_key_line(&text),
+                column: 1,
+                field: "flow".into(),
+                message: format!("the tests are for flow {:?}, not {name:?}", file.flow),
+            }));
+        }
+        return Ok(vec![file]);
+    }
+    let dir = config.ivr.flows_dir.join("tests");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new()); // no tests folder: no tests
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
+                })
+        })
+        .collect();
+    paths.sort();
+    let mut files = Vec::new();
+    for path in paths {
+        // Named relative to the flows folder: the server's paths are not the client's business.
+        let shown = format!("tests/{}", file_name(&path));
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            unrunnable(TestFileError::Read {
+                file: shown.clone(),
+                source,
+            })
+        })?;
+        match flowtest::parse(&shown, &text) {
+            Ok(file) if file.flow == name => files.push(file),
+            Ok(_) => {}
+            Err(e) => match flowtest::target_flow(&text) {
+                Some(other) if other != name => {}
+                _ => return Err(unrunnable(e)),
+            },
+        }
+    }
+    Ok(files)
+}
+
+/// Run flow tests against the flow as the engine serves it: the script in the body, or (with an
+/// empty body or `{}`) every file in the flows folder's `tests/` that targets this flow. `200`
+/// whether the tests pass or fail; `422` for a script that does not parse (line and field in
+/// `details.errors`).
+#[utoipa::path(
+    post, path = "/api/v1/flows/{name}/test", tag = "flows",
+    params(("name" = String, Path, description = "The flow's name")),
+    request_body(content = Option<TestRequest>, description = "Optional: a test script; without one, the folder's tests of this flow run"),
+    responses(
+        (status = 200, description = "Every test's result and a summary", body = TestRun),
+        (status = 404, description = "No flow of that name is published", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit", body = ErrorBody),
+        (status = 422, description = "A test file that does not parse (`details.errors`: line and field), too many tests, or an unknown field", body = ErrorBody),
+        (status = 503, description = "The engine is not running", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn run_tests(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    OptionalJson(body): OptionalJson<TestRequest>,
+) -> Result<Json<TestRun>, ApiError> {
+    caller.require(TESTERS)?;
+    checked_name(&name)?;
+    let config = config(&state)?;
+    let flows: FlowSet = state
+        .engine()?
+        .flows()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let Some(flow) = flows.0.get(&name).cloned() else {
+        return Err(not_found(name));
+    };
+    let yaml = body.unwrap_or_default().yaml;
+    let results = blocking(move || {
+        let files = test_files(&config, &name, yaml)?;
+        let total: usize = files.iter().map(|f| f.tests.len()).sum();
+        if total > MAX_TESTS {
+            return Err(ApiError::Invalid {
+                message: format!("{total} tests in one run; at most {MAX_TESTS}"),
+                details: json!({ "field": "tests", "limit": MAX_TESTS, "count": total }),
+            });
+        }
+        // Each scripted call stops at the runner's event limit, so a run is bounded.
+        Ok(files
+            .iter()
+            .flat_map(|f| f.run(&flows))
+            .map(TestResult::from)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let passed = results.iter().filter(|r| r.passed).count();
+    Ok(Json(TestRun {
+        flow: flow.name.clone(),
+        version: flow.version.clone(),
+        summary: TestSummary {
+            total: results.len(),
+            passed,
+            failed: results.len() - passed,
+        },
+        results,
+    }))
 }
 
 #[cfg(test)]

@@ -135,6 +135,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/api/v1/flows/{name}"),
     ("get", "/api/v1/flows/{name}/history"),
     ("get", "/api/v1/flows/{name}/graph.svg"),
+    ("post", "/api/v1/flows/{name}/test"),
 ];
 
 fn api_v1() -> Router<AppState> {
@@ -172,6 +173,7 @@ fn api_v1() -> Router<AppState> {
         .route("/flows/{name}", get(flows::one).put(flows::publish))
         .route("/flows/{name}/history", get(flows::history))
         .route("/flows/{name}/graph.svg", get(flows::graph_svg))
+        .route("/flows/{name}/test", post(flows::run_tests))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(error::MAX_BODY_BYTES))

@@ -54,6 +54,7 @@ use utoipa::{Modify, OpenApi};
         crate::flows::publish,
         crate::flows::history,
         crate::flows::graph_svg,
+        crate::flows::run_tests,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Common)

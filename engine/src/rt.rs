@@ -138,6 +138,9 @@ enum Control {
         target: TransferTarget,
         reply: oneshot::Sender<Result<(), TransferError>>,
     },
+    Flows {
+        reply: oneshot::Sender<crate::endpoint::FlowSet>,
+    },
     /// The effective blacklist (configured ∪ stored), for calls from now on.
     SetBlacklist {
         generation: u64,
@@ -204,6 +207,7 @@ pub enum ControlError {
 #[derive(Clone)]
 pub struct EngineHandle {
     input: mpsc::Sender<Input>,
+    publishers: crate::ivr::load::Publishers,
     blacklist: Arc<BlacklistSource>,
 }
 
@@ -218,6 +222,17 @@ impl EngineHandle {
             .await
             .map_err(|_| ControlError::Stopped)?;
         answer.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// The flows new calls start in, as published.
+    pub async fn flows(&self) -> Result<crate::endpoint::FlowSet, ControlError> {
+        self.ask(|reply| Control::Flows { reply }).await
+    }
+
+    /// Where a writer of flow files announces itself, so the watcher's operation log entry
+    /// names it rather than `file-watch`.
+    pub fn flow_publishers(&self) -> &crate::ivr::load::Publishers {
+        &self.publishers
     }
 
     pub async fn agent_login(&self, agent: AgentId) -> Result<(), ControlError> {
@@ -833,6 +848,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let flows = crate::ivr::load::startup(config, &prompts);
     crate::ivr::load::log_startup(&store, &flows).await;
     let _ = input_tx.send(Input::Flows(flows)).await;
+    let publishers = crate::ivr::load::Publishers::default();
     if config.ivr.watch {
         crate::ivr::load::watch(
             config,
@@ -840,6 +856,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             input_tx.clone(),
             shutdown_rx.clone(),
             store.clone(),
+            publishers.clone(),
         );
     }
     tasks.spawn(sweeper(store, shutdown_rx.clone()));
@@ -870,6 +887,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         events,
         engine: EngineHandle {
             input: input_tx,
+            publishers,
             blacklist: Arc::new(BlacklistSource {
                 configured: config.blacklist.clone(),
                 generation: AtomicU64::new(0),
@@ -1373,6 +1391,9 @@ fn handle_input(
                     reply,
                 } => {
                     let _ = reply.send(endpoint.transfer(at, &call_id, target));
+                }
+                Control::Flows { reply } => {
+                    let _ = reply.send(endpoint.flows().clone());
                 }
                 Control::SetBlacklist {
                     generation,

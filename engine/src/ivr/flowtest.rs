@@ -461,6 +461,13 @@ pub fn parse(file: &str, text: &str) -> Result<TestFile, TestFileError> {
     })
 }
 
+/// The flow a test file names under `flow:`, read leniently (the rest of the file may not
+/// parse): lets a caller pick the files that target one flow and still report the broken ones.
+pub fn target_flow(text: &str) -> Option<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    doc.get("flow")?.as_str().map(str::to_owned)
+}
+
 fn is_dtmf(c: char) -> bool {
     c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
 }

@@ -7,6 +7,11 @@
 //! with its errors logged, and the version that was serving keeps serving. Every publish and
 //! every rejection goes to the operation log (`flow_publications`) with a unified diff.
 //!
+//! A file written by the HTTP API is logged with the API token as its actor: the API records
+//! who wrote which version in [`Publishers`] before it renames the file into place, and the
+//! watcher takes that record when it meets exactly that version. A file edited by hand (or a
+//! version nobody announced) logs as `file-watch`.
+//!
 //! The folder is polled rather than watched with inotify: a handful of files, checked once a
 //! second, cost nothing, and polling behaves the same on every file system (network mounts,
 //! editors that replace files by rename).
@@ -15,15 +20,68 @@ use super::model::Flow;
 use super::validate::{self, Context, FlowError};
 use crate::config::Config;
 use crate::store::{FlowPublication, PublishAction, Store};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use switchboard_media::prompt::PromptLibrary;
 use tokio::sync::{mpsc, watch as watch_channel};
 
 /// How often the folder is checked for changes.
 const POLL: Duration = Duration::from_secs(1);
+
+/// The actor the operation log names for a change the watcher found on its own.
+pub const FILE_WATCH: &str = "file-watch";
+
+/// Who wrote which version of which flow file, announced by the writer (the HTTP API) and
+/// taken by the watcher when it publishes or rejects that version. Cheap to clone; one lock,
+/// never held across an `.await`.
+///
+/// Bounded: an announcement the watcher never meets (the same text written twice, a file
+/// overwritten again before the next poll, a watcher that is off) is dropped once
+/// [`Publishers::MAX_PENDING`] newer ones have arrived, or after [`Publishers::TTL_MS`].
+#[derive(Clone, Debug, Default)]
+pub struct Publishers(Arc<Mutex<VecDeque<Announced>>>);
+
+#[derive(Debug)]
+struct Announced {
+    flow: String,
+    version: String,
+    actor: String,
+    at_ms: i64,
+}
+
+impl Publishers {
+    pub const MAX_PENDING: usize = 256;
+    /// Long past the watcher's one-second poll.
+    pub const TTL_MS: i64 = 10 * 60 * 1000;
+
+    /// `actor` is about to write `version` (the SHA-256 of the text) of `flow`.
+    pub fn announce(&self, flow: &str, version: &str, actor: &str, now_ms: i64) {
+        let mut pending = self.0.lock().expect("publishers lock");
+        // A newer announcement of the same version replaces an older one.
+        pending.retain(|a| !(a.flow == flow && a.version == version));
+        if pending.len() >= Self::MAX_PENDING {
+            pending.pop_front();
+        }
+        pending.push_back(Announced {
+            flow: flow.to_owned(),
+            version: version.to_owned(),
+            actor: actor.to_owned(),
+            at_ms: now_ms,
+        });
+    }
+
+    /// Who announced `version` of `flow`, consumed; `None` for a change nobody announced.
+    pub fn take(&self, flow: &str, version: &str, now_ms: i64) -> Option<String> {
+        let mut pending = self.0.lock().expect("publishers lock");
+        pending.retain(|a| now_ms - a.at_ms < Self::TTL_MS);
+        let i = pending
+            .iter()
+            .rposition(|a| a.flow == flow && a.version == version)?;
+        pending.remove(i).map(|a| a.actor)
+    }
+}
 
 /// What the validator needs to know about the rest of the configuration: the prompts (by
 /// name), the queues, the accounts, and the other flows.
@@ -158,6 +216,7 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
     publish: mpsc::Sender<I>,
     mut shutdown: watch_channel::Receiver<bool>,
     store: Store,
+    publishers: Publishers,
 ) {
     let dir = config.ivr.flows_dir.clone();
     let config = config.clone();
@@ -208,11 +267,16 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
                     use sha2::Digest;
                     hex::encode(sha2::Sha256::digest(t.as_bytes()))
                 };
+                let version = version_of(&text);
+                let now_ms = crate::rt::unix_ms();
+                let actor = publishers
+                    .take(name, &version, now_ms)
+                    .unwrap_or_else(|| FILE_WATCH.to_owned());
                 let entry = |action, errors: Option<String>| FlowPublication {
-                    at_ms: crate::rt::unix_ms(),
+                    at_ms: now_ms,
                     flow: name.clone(),
-                    version: version_of(&text),
-                    actor: "file-watch".into(),
+                    version: version.clone(),
+                    actor: actor.clone(),
                     action,
                     diff: diff(previous.as_deref(), &text, name),
                     errors,
@@ -220,7 +284,7 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
                 match validate::validate(&file, &text, &ctx) {
                     Ok(flow) => {
                         serving.insert(name.clone(), text.clone());
-                        tracing::info!(flow = %name, "flow file changed; publishing the new version");
+                        tracing::info!(flow = %name, %actor, "flow file changed; publishing the new version");
                         if let Err(e) = store
                             .log_flow_publication(&entry(PublishAction::Published, None))
                             .await
@@ -251,4 +315,34 @@ pub fn watch<I: From<Vec<Arc<Flow>>> + Send + 'static>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announced_version_names_its_writer_once() {
+        let p = Publishers::default();
+        p.announce("main", "v2", "api:ops", 1_000);
+        // Another version, or another flow, is not the announced change.
+        assert_eq!(p.take("main", "v3", 1_500), None);
+        assert_eq!(p.take("sales", "v2", 1_500), None);
+        assert_eq!(p.take("main", "v2", 2_000).as_deref(), Some("api:ops"));
+        // Taken: the same text written again by hand logs as the file watcher.
+        assert_eq!(p.take("main", "v2", 2_500), None);
+    }
+
+    #[test]
+    fn stale_and_surplus_announcements_are_dropped() {
+        let p = Publishers::default();
+        p.announce("main", "old", "api:ops", 0);
+        assert_eq!(p.take("main", "old", Publishers::TTL_MS), None);
+        for i in 0..=Publishers::MAX_PENDING {
+            p.announce("main", &i.to_string(), "api:ops", 0);
+        }
+        assert_eq!(p.take("main", "0", 1), None, "the oldest went first");
+        let last = Publishers::MAX_PENDING.to_string();
+        assert_eq!(p.take("main", &last, 1).as_deref(), Some("api:ops"));
+    }
 }
