@@ -140,6 +140,11 @@ fn bound(field: &str, value: Option<&str>, tz: &TimeZone, end: bool) -> Result<i
     if let Ok(t) = value.parse::<Timestamp>() {
         return Ok(t.as_millisecond());
     }
+    // Only a bare date: a civil time without an offset names no instant.
+    let is_date = value.len() == 10 && value.bytes().filter(|&b| b == b'-').count() == 2;
+    if !is_date {
+        return Err(bad());
+    }
     let date: Date = value.parse().map_err(|_| bad())?;
     let date = if end {
         date.checked_add(1.day()).map_err(|_| bad())?
@@ -571,6 +576,7 @@ mod tests {
     fn bad_queries_are_refused_with_the_field() {
         for (from, to, period, tz, field) in [
             ("yesterday", "2026-11-02", "day", "UTC", "from"),
+            ("2026-11-01T08:00:00", "2026-11-02", "day", "UTC", "from"),
             ("2026-11-01", "2026-13-02", "day", "UTC", "to"),
             ("2026-11-01", "2026-11-02", "hour", "UTC", "period"),
             ("2026-11-01", "2026-11-02", "day", "Mars/Olympus", "tz"),
