@@ -27,8 +27,11 @@ pub struct LiveCall {
     pub caller: String,
     /// What the caller dialled.
     pub callee: String,
-    /// `flow`, `account`, `test_line` or `feature_code`.
+    /// `flow`, `account`, `click_to_dial`, `test_line` or `feature_code`.
     pub kind: String,
+    /// Where the call stands: `dialing` (click-to-dial, the first party not answered yet),
+    /// `ringing`, `ivr` (in the flow), `queued` (waiting for an agent) or `talking`.
+    pub state: String,
     pub started_at_ms: i64,
     pub answered_at_ms: Option<i64>,
     /// The flow and node the caller is in now (the IVR position).
@@ -38,6 +41,25 @@ pub struct LiveCall {
     pub queue: Option<String>,
     pub waiting: bool,
     pub agent: Option<String>,
+}
+
+impl From<switchboard_engine::endpoint::LiveCall> for LiveCall {
+    fn from(c: switchboard_engine::endpoint::LiveCall) -> LiveCall {
+        LiveCall {
+            call_id: c.call_id,
+            caller: c.caller,
+            callee: c.callee,
+            kind: c.kind.to_owned(),
+            state: c.state.to_owned(),
+            started_at_ms: c.started_at_ms,
+            answered_at_ms: c.answered_at_ms,
+            flow: c.flow,
+            node: c.node,
+            queue: c.queue,
+            waiting: c.waiting,
+            agent: c.agent,
+        }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -145,22 +167,7 @@ pub async fn list(
 ) -> Result<Json<LiveCallList>, ApiError> {
     caller.require(READERS)?;
     let calls = state.engine()?.live_calls().await.map_err(stopped)?;
-    let items = calls
-        .into_iter()
-        .map(|c| LiveCall {
-            call_id: c.call_id,
-            caller: c.caller,
-            callee: c.callee,
-            kind: c.kind.to_owned(),
-            started_at_ms: c.started_at_ms,
-            answered_at_ms: c.answered_at_ms,
-            flow: c.flow,
-            node: c.node,
-            queue: c.queue,
-            waiting: c.waiting,
-            agent: c.agent,
-        })
-        .collect();
+    let items = calls.into_iter().map(LiveCall::from).collect();
     Ok(Json(LiveCallList { items }))
 }
 

@@ -57,6 +57,15 @@ pub enum ApiError {
     /// go on a break; an agent already logged in cannot log in again).
     #[error("{message}")]
     Conflict { message: String, details: Value },
+    /// A request the domain refuses with a code of its own (a click-to-dial call to a blacklisted
+    /// number: `403 blacklisted`), with the status that says whether to retry.
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
     /// The engine is not taking requests (shutting down).
     #[error("the call engine is not available")]
     Unavailable,
@@ -90,6 +99,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Refused { status, .. } => *status,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -108,6 +118,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::Refused { code, .. } => code,
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -127,9 +138,9 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after_s } => {
                 json!({ "retry_after_s": retry_after_s })
             }
-            ApiError::Conflict { details, .. } | ApiError::Invalid { details, .. } => {
-                details.clone()
-            }
+            ApiError::Conflict { details, .. }
+            | ApiError::Invalid { details, .. }
+            | ApiError::Refused { details, .. } => details.clone(),
             ApiError::Unauthorized
             | ApiError::MethodNotAllowed
             | ApiError::Unavailable
@@ -148,7 +159,10 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable: `bad_request`, `invalid_body`, `unauthorized`, `forbidden`, `not_found`,
     /// `body_too_large`, `validation_failed`, `too_many_requests`, `conflict`, `unavailable`,
-    /// `internal`.
+    /// `internal`, and the typed refusals of click-to-dial (`invalid_number`, `blacklisted`,
+    /// `unknown_flow`, `unknown_skill_group`, `unknown_agent`, `agent_unreachable`,
+    /// `agent_not_available`, `no_trunk`, `over_quota`, `trunk_busy`) and of idempotency keys
+    /// (`idempotency_key_reused`, `idempotency_in_progress`).
     pub code: String,
     /// For people; may be reworded.
     pub message: String,

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod blacklist;
 pub mod calls;
 pub mod cdrs;
+pub mod click;
 mod clock;
 pub mod error;
 pub mod events;
@@ -123,6 +124,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/reports/skill-groups"),
     ("get", "/api/v1/reports/agents"),
     ("get", "/api/v1/calls"),
+    ("post", "/api/v1/calls"),
+    ("get", "/api/v1/calls/{call_id}"),
     ("delete", "/api/v1/calls/{call_id}"),
     ("post", "/api/v1/calls/{call_id}/transfer"),
     ("post", "/api/v1/calls/{call_id}/dtmf"),
@@ -146,7 +149,10 @@ fn api_v1() -> Router<AppState> {
         .route("/blacklist", get(blacklist::list).post(blacklist::add))
         .route("/blacklist/import", post(blacklist::import))
         .route("/blacklist/export.csv", get(blacklist::export))
-        .route("/blacklist/{id}", get(blacklist::one).delete(blacklist::remove))
+        .route(
+            "/blacklist/{id}",
+            get(blacklist::one).delete(blacklist::remove),
+        )
         .route("/cdrs", get(cdrs::search))
         .route("/cdrs/export.csv", get(cdrs::export))
         .route("/cdrs/{call_id}", get(cdrs::one))
@@ -159,8 +165,11 @@ fn api_v1() -> Router<AppState> {
         .route("/reports/trunks", get(reports::trunks))
         .route("/reports/skill-groups", get(reports::skill_groups))
         .route("/reports/agents", get(reports::agents))
-        .route("/calls", get(calls::list))
-        .route("/calls/{call_id}", delete(calls::hang_up))
+        .route("/calls", get(calls::list).post(click::place))
+        .route(
+            "/calls/{call_id}",
+            get(click::status).delete(calls::hang_up),
+        )
         .route("/calls/{call_id}/transfer", post(calls::transfer))
         .route("/calls/{call_id}/dtmf", post(calls::send_dtmf))
         .route(

@@ -42,6 +42,8 @@ use utoipa::{Modify, OpenApi};
         crate::reports::skill_groups,
         crate::reports::agents,
         crate::calls::list,
+        crate::click::place,
+        crate::click::status,
         crate::calls::hang_up,
         crate::calls::transfer,
         crate::calls::send_dtmf,

@@ -27,9 +27,9 @@ use crate::sip::transport::{ConnId, Target, Transmit, Transport};
 use bytes::Bytes;
 pub use calls::{
     check_dtmf_duration, parse_dtmf, AgentControl, AgentSettings, CallControlError, CallSettings,
-    DtmfTarget, EndReason, LiveCall, NoSuchCall, NumberRoute, QueueSettings, TestLineSettings,
-    TransferError, TransferTarget, TrunkRoute, MAX_DTMF_DIGITS, MAX_DTMF_DURATION,
-    MIN_DTMF_DURATION,
+    ClickError, ClickOrder, ClickTarget, ClickToDial, DtmfTarget, EndReason, LiveCall, NoSuchCall,
+    NumberRoute, QueueSettings, TestLineSettings, TransferError, TransferTarget, TrunkRoute,
+    MAX_DTMF_DIGITS, MAX_DTMF_DURATION, MIN_DTMF_DURATION,
 };
 pub use flows::{FlowSet, HttpRequest};
 use ipnet::IpNet;
@@ -38,6 +38,8 @@ use switchboard_media::control::{Command, SessionId};
 #[cfg(test)]
 mod call_tests;
 mod calls;
+#[cfg(test)]
+mod click_tests;
 mod flows;
 #[cfg(test)]
 mod test_net;

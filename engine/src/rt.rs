@@ -138,14 +138,18 @@ enum Control {
         target: TransferTarget,
         reply: oneshot::Sender<Result<(), TransferError>>,
     },
-    Flows {
-        reply: oneshot::Sender<crate::endpoint::FlowSet>,
-    },
     /// The effective blacklist (configured ∪ stored), for calls from now on.
     SetBlacklist {
         generation: u64,
         blacklist: config::Blacklist,
         reply: oneshot::Sender<()>,
+    },
+    Flows {
+        reply: oneshot::Sender<crate::endpoint::FlowSet>,
+    },
+    ClickToDial {
+        request: crate::endpoint::ClickToDial,
+        reply: oneshot::Sender<Result<String, crate::endpoint::ClickError>>,
     },
 }
 
@@ -207,8 +211,8 @@ pub enum ControlError {
 #[derive(Clone)]
 pub struct EngineHandle {
     input: mpsc::Sender<Input>,
-    publishers: crate::ivr::load::Publishers,
     blacklist: Arc<BlacklistSource>,
+    publishers: crate::ivr::load::Publishers,
 }
 
 impl EngineHandle {
@@ -310,6 +314,16 @@ impl EngineHandle {
         call_id: String,
     ) -> Result<Result<(), crate::endpoint::CallControlError>, ControlError> {
         self.ask(|reply| Control::StopRecording { call_id, reply })
+            .await
+    }
+
+    /// Start a click-to-dial call; the call record's id comes back once the first leg is on
+    /// its way (see [`Endpoint::click_to_dial`]).
+    pub async fn click_to_dial(
+        &self,
+        request: crate::endpoint::ClickToDial,
+    ) -> Result<Result<String, crate::endpoint::ClickError>, ControlError> {
+        self.ask(|reply| Control::ClickToDial { request, reply })
             .await
     }
 
@@ -772,7 +786,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let repaired = store.repair_open_cdrs(unix_ms()).await?;
     let states = store.repair_open_agent_states(unix_ms()).await?;
     if states > 0 {
-        tracing::warn!(states, "agent states left open by an earlier stop were closed");
+        tracing::warn!(
+            states,
+            "agent states left open by an earlier stop were closed"
+        );
     }
     if repaired > 0 {
         tracing::warn!(
@@ -798,6 +815,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(&(_, udp)) = listeners.iter().find(|(t, _)| *t == Transport::Udp) {
         let trunks = crate::trunk::RegisterSettings::from_config(config);
         endpoint.start_trunk_registrations(now(), trunks, udp);
+        endpoint.set_originate_from(udp);
     }
     tracing::info!(restored, "registrations restored from the store");
 
@@ -1392,8 +1410,8 @@ fn handle_input(
                 } => {
                     let _ = reply.send(endpoint.transfer(at, &call_id, target));
                 }
-                Control::Flows { reply } => {
-                    let _ = reply.send(endpoint.flows().clone());
+                Control::ClickToDial { request, reply } => {
+                    let _ = reply.send(endpoint.click_to_dial(at, request));
                 }
                 Control::SetBlacklist {
                     generation,
@@ -1402,6 +1420,9 @@ fn handle_input(
                 } => {
                     endpoint.set_blacklist(generation, blacklist);
                     let _ = reply.send(());
+                }
+                Control::Flows { reply } => {
+                    let _ = reply.send(endpoint.flows().clone());
                 }
             }
         }

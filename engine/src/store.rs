@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 pub mod blacklist;
+pub mod idempotency;
 pub mod marks;
 pub mod reports;
 pub mod search;

@@ -10,6 +10,7 @@
 //! through [`Endpoint::handle_media_opened`] and [`Endpoint::handle_media`]. Offer/answer is
 //! done per leg with [`switchboard_media::sdp`]; hold and resume on one leg become a fresh
 //! offer/answer on the other (RFC 6337), so each phone sees a consistent session.
+mod click;
 mod control;
 mod live;
 mod outbound;
@@ -17,6 +18,7 @@ mod queueing;
 mod records;
 mod transfer;
 
+pub use click::{ClickError, ClickOrder, ClickTarget, ClickToDial};
 pub use control::{
     check_dtmf_duration, parse_dtmf, CallControlError, DtmfTarget, MAX_DTMF_DIGITS,
     MAX_DTMF_DURATION, MIN_DTMF_DURATION,
@@ -79,6 +81,9 @@ pub struct CallSettings {
     pub queueing: QueueSettings,
     /// Outbound calls through trunks: numbers, display numbers, blacklist, quota, channels.
     pub trunk_plan: crate::trunk::Trunks,
+    /// The UDP listener calls the control interface starts (click-to-dial) leave from; set by
+    /// the shell once it is bound.
+    pub originate_from: Option<SocketAddr>,
 }
 
 /// A service number bound to a flow (`numbers:` in the configuration).
@@ -118,6 +123,7 @@ impl Default for CallSettings {
             blacklist: crate::config::Blacklist::default(),
             queueing: QueueSettings::default(),
             trunk_plan: crate::trunk::Trunks::new(&crate::config::Config::default()),
+            originate_from: None,
         }
     }
 }
@@ -205,6 +211,8 @@ struct Call {
     bye_reason: Option<&'static str>,
     /// The caller's visit to a skill group's queue (current or last).
     queue: Option<queueing::QueueVisit>,
+    /// A click-to-dial call: its first leg is one we placed.
+    click: Option<Box<click::Click>>,
 }
 
 /// What the call record will say, gathered as the call goes.
@@ -765,6 +773,7 @@ impl Endpoint {
                 flow: None,
                 bye_reason: None,
                 queue: None,
+                click: None,
                 cdr: CdrDraft {
                     call_id,
                     started_ms,
@@ -1365,6 +1374,10 @@ impl Endpoint {
         if answered_before {
             return;
         }
+        if let Some(key) = call_key.filter(|k| self.is_click_first_leg(*k, leg_id)) {
+            self.click_first_answered(now, key, leg_id, &resp);
+            return;
+        }
         let won = call_key.filter(|k| {
             self.calls
                 .calls
@@ -1499,7 +1512,8 @@ impl Endpoint {
     }
 
     fn fork_failed(&mut self, now: Instant, key: CallKey, leg_id: LegId, code: u16) {
-        if self.agent_leg_failed(now, key, leg_id, code)
+        if self.click_leg_failed(now, key, leg_id, code)
+            || self.agent_leg_failed(now, key, leg_id, code)
             || self.transfer_fork_failed(now, key, leg_id, code)
         {
             return;
@@ -1722,9 +1736,17 @@ impl Endpoint {
         match req.method {
             Method::Bye => {
                 let resp = dialog.response_to(req, 200);
-                let reason = match leg.side {
-                    Side::Inbound => EndReason::CallerHangup,
-                    Side::Outbound => EndReason::CalleeHangup,
+                // The call's first leg is the caller's, also when we placed it (click-to-dial).
+                let first = key
+                    .and_then(|k| self.calls.calls.get(&k))
+                    .is_some_and(|c| c.a == leg_id);
+                let reason = if first || leg.side == Side::Inbound {
+                    EndReason::CallerHangup
+                } else {
+                    EndReason::CalleeHangup
+                };
+                let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+                    return true;
                 };
                 leg.bye_sent = true; // the dialog is over: no BYE back
                 self.reply_in_dialog(now, id, resp);
@@ -2262,7 +2284,9 @@ impl Endpoint {
                 break;
             }
             self.calls.timers.pop();
-            if timer == TimerKey::Ring && self.transfer_ring_timeout(now, key, t) {
+            if timer == TimerKey::Ring
+                && (self.transfer_ring_timeout(now, key, t) || self.click_ring_timeout(now, key, t))
+            {
                 continue;
             }
             let Some(call) = self.calls.calls.get(&key) else {
@@ -2316,7 +2340,9 @@ impl Endpoint {
         // The legs' sub-records close while the call is still here: their talk time belongs to
         // its record, and their hang-up events come before the call's own.
         if let Some(c) = self.calls.calls.get(&key) {
-            let (winner, forks) = (c.winner, c.forks.clone());
+            let (a, winner, forks) = (c.a, c.winner, c.forks.clone());
+            // A first leg we placed (click-to-dial) has a sub-record of its own.
+            self.finish_leg_record(now, a, leg_hangup_by);
             if let Some(w) = winner {
                 self.finish_leg_record(now, w, leg_hangup_by);
             }
@@ -2359,6 +2385,19 @@ impl Endpoint {
         }
         if call.answered {
             self.hangup_leg(now, a, call.bye_reason);
+        } else if self
+            .calls
+            .legs
+            .get(&a)
+            .is_some_and(|l| l.side == Side::Outbound && !l.cancelled)
+        {
+            // Our own first leg still ringing (click-to-dial): CANCEL it.
+            if let Some(l) = self.calls.legs.get_mut(&a) {
+                l.cancel_wanted = true;
+                if l.provisional_seen {
+                    self.send_cancel(now, a);
+                }
+            }
         }
         self.close_media(a);
         for f in call.forks.iter().copied().chain(call.winner) {
@@ -2660,6 +2699,11 @@ impl Endpoint {
                 Some(q),
             ) => q,
             _ => missed,
+        };
+        // A click-to-dial call whose customer (or agent) was never reached says why.
+        let missed = match call.click.as_ref().and_then(|c| c.customer_miss) {
+            Some(m) => m,
+            None => missed,
         };
         let (result, missed) = if answered || served_by_flow {
             (CallResult::Answered, None)

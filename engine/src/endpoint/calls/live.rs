@@ -10,8 +10,12 @@ pub struct LiveCall {
     /// What the caller dialled.
     pub callee: String,
     /// `flow` (a service number), `account` (a call to a phone or out through a trunk),
-    /// `test_line` or `feature_code`.
+    /// `click_to_dial`, `test_line` or `feature_code`.
     pub kind: &'static str,
+    /// Where the call stands: `dialing` (our first leg, click-to-dial, not answered yet),
+    /// `ringing` (a caller waits for a phone to answer), `ivr` (in the flow), `queued`
+    /// (waiting for an agent), `talking` (connected to an agent or a dialled party).
+    pub state: &'static str,
     pub started_at_ms: i64,
     /// When a person (agent, dialled party) answered, if one has.
     pub answered_at_ms: Option<i64>,
@@ -50,10 +54,24 @@ impl Endpoint {
                     caller: c.caller.clone(),
                     callee: c.callee.clone(),
                     kind: match c.kind {
+                        _ if c.click.is_some() => "click_to_dial",
                         Kind::TestLine => "test_line",
                         Kind::Bridge => "account",
                         Kind::Flow => "flow",
                         Kind::Feature => "feature_code",
+                    },
+                    state: if c.winner.is_some() {
+                        "talking"
+                    } else if c.queue.as_ref().is_some_and(|q| q.waiting) {
+                        "queued"
+                    } else if !c.answered && c.click.is_some() {
+                        "dialing"
+                    } else if !c.answered || c.kind == Kind::Bridge {
+                        "ringing"
+                    } else if c.kind == Kind::Flow {
+                        "ivr"
+                    } else {
+                        "talking"
                     },
                     started_at_ms: c.cdr.started_ms,
                     answered_at_ms: c.cdr.answered_ms,

@@ -71,8 +71,17 @@ impl Endpoint {
         };
         let leg_id =
             self.new_outbound(key, session, target, incoming, uri, &plan.callee_wire, &[])?;
+        self.dress_trunk_leg(leg_id, plan);
+        Some(leg_id)
+    }
+
+    /// Make an outbound leg a trunk leg: From and P-Asserted-Identity carry the display number,
+    /// and the trunk's channel is counted until the leg ends.
+    pub(super) fn dress_trunk_leg(&mut self, leg_id: LegId, plan: &OutboundPlan) {
         let domain = self.call_cfg.domain.clone();
-        let leg = self.calls.legs.get_mut(&leg_id)?;
+        let Some(leg) = self.calls.legs.get_mut(&leg_id) else {
+            return;
+        };
         leg.trunk = Some(plan.trunk.clone());
         if let (Some(cid), Some(invite)) = (&plan.caller_id_wire, leg.out_invite.as_mut()) {
             let from = format!("<sip:{cid}@{domain}>;tag={}", leg.local_tag);
@@ -88,7 +97,6 @@ impl Endpoint {
         }
         self.call_cfg.trunk_plan.call_started(&plan.trunk);
         metrics::counter!("trunk_calls_total", "trunk" => plan.trunk.clone()).increment(1);
-        Some(leg_id)
     }
 
     /// The carrier challenged our INVITE: send it again once with the trunk's credentials.

@@ -204,7 +204,9 @@ impl Endpoint {
         match rec.leg.answered_at_ms {
             Some(answered) => {
                 rec.leg.result = Some(CallResult::Answered);
-                if let Some(c) = self.calls.calls.get_mut(&rec.key) {
+                // A click-to-dial call's first leg is the caller's side (its time includes
+                // the IVR, or the agent's ringback): talk is on the legs it reaches.
+                if let Some(c) = self.calls.calls.get_mut(&rec.key).filter(|c| c.a != leg_id) {
                     c.cdr.talk_ms += (at - answered).max(0);
                 }
             }
