@@ -752,6 +752,31 @@ mod flows {
         assert_eq!(close.result, CallResult::SystemNotAnswered);
     }
 
+    /// A blacklist given while running (the HTTP API's entries) refuses the next call and, once
+    /// emptied, lets the one after in; an update older than the last applied is dropped.
+    #[test]
+    fn a_blacklist_set_at_run_time_applies_to_the_next_call() {
+        use crate::config::{Blacklist, NumberPattern};
+        let mut net = flow_net(&[], "");
+        let caller = Blacklist {
+            inbound: vec![NumberPattern::parse("1001").unwrap()],
+            outbound: Vec::new(),
+        };
+        assert!(net.ep.set_blacklist(2, caller));
+        assert!(
+            !net.ep.set_blacklist(1, Blacklist::default()),
+            "an older update"
+        );
+        net.deliver(CALLER, &caller_invite("4000", "r1", &sdp(4000, "sendrecv")));
+        assert_eq!(codes(&net.take(CALLER)), vec![403]);
+        assert_eq!(
+            net.closed[0].1.missed_reason,
+            Some(MissedReason::Blacklisted)
+        );
+        assert!(net.ep.set_blacklist(3, Blacklist::default()));
+        enter(&mut net, "r2");
+    }
+
     #[test]
     fn a_dialled_extension_answers_then_the_caller_returns_to_the_flow() {
         let mut net = flow_net(&[PHONE_A], "");

@@ -393,6 +393,21 @@ blacklist:
     }
 
     #[test]
+    fn a_blacklist_set_at_run_time_replaces_the_configured_one() {
+        let mut t = trunks();
+        assert!(t.plan_outbound("13700000000", None, None, NOON).is_ok());
+        t.set_blacklist(Blacklist {
+            inbound: Vec::new(),
+            outbound: vec![crate::config::NumberPattern::parse("+86137*").unwrap()],
+        });
+        assert_eq!(
+            t.plan_outbound("137 0000 0000", None, None, NOON),
+            Err(OutboundRefusal::Blacklisted)
+        );
+        assert!(t.plan_outbound("13900000000", None, None, NOON).is_ok());
+    }
+
+    #[test]
     fn a_disabled_display_number_refuses_the_call() {
         let text = CONFIG.replace(
             "caller_id: { mode: fixed, number: \"+862188880001\" }",
