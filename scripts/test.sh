@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need that a fresh machine lacks, then runs every
 # test of the workspace (unit, vector, scenario and end-to-end tests against SIPp and baresip;
-# espeak-ng speaks for the in-band DTMF talk-off test).
+# espeak-ng speaks for the in-band DTMF talk-off test), then fuzzes the HTTP API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,8 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+# The API fuzz run (scripts/api_fuzz.sh) installs Schemathesis into a venv of its own.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}"
   sudo=""
@@ -28,3 +30,7 @@ cargo test --workspace --all-targets --locked "$@"
 # project of its own; fuzz/README.md has the coverage-guided runs). Not --locked: its lock file
 # follows the engine's dependencies, which the workspace lock already pins.
 cargo test --manifest-path fuzz/Cargo.toml --release
+
+# The HTTP API fuzzed from its OpenAPI document (Schemathesis) against a running server: no
+# 5xx, and every answer documented and matching its schema.
+scripts/api_fuzz.sh
