@@ -816,6 +816,15 @@ impl Server {
         Sipp::new(self.dir(), self.udp, self.tcp)
     }
 
+    /// An API token of `role` made with `switchboard token create` (the CLI), as printed.
+    pub fn token(&self, role: &str, name: &str) -> String {
+        let run = self.cli(&["token", "create", "--role", role, "--name", name]);
+        assert!(run.status.success(), "{run:?}");
+        let token = run.stdout.trim().to_owned();
+        assert!(token.starts_with("sb_"), "{run:?}");
+        token
+    }
+
     /// The configuration file the server runs with.
     pub fn config_path(&self) -> &Path {
         &self.config_path
