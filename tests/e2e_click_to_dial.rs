@@ -376,6 +376,21 @@ async fn the_agent_is_rung_first_then_the_customer() {
             ("outbound".to_owned(), None, "answered".to_owned()),
         ]
     );
+    // A call that never was, and a body that is not JSON.
+    let (status, err) = api.get("/api/v1/calls/0000000000000000").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(err["error"]["code"], "not_found");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/calls", server.http))
+        .bearer_auth(&api.token)
+        .header("content-type", "application/json")
+        .body("{\"customer\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "invalid_body");
     // Without a token, nothing is dialled.
     let resp = reqwest::Client::new()
         .post(format!("http://{}/api/v1/calls", server.http))
