@@ -2215,6 +2215,12 @@ impl Endpoint {
                         let path = info.path.display().to_string();
                         let Some(key) = key else { return };
                         let is_flow = match self.calls.calls.get_mut(&key) {
+                            // A file the record no longer names was replaced by a later
+                            // recording of the session (a voicemail after one started from the
+                            // control interface): it neither ends nor overwrites that one.
+                            Some(c) if c.cdr.recording.as_ref().is_some_and(|r| r.0 != path) => {
+                                false
+                            }
                             Some(c) => {
                                 c.cdr.recording =
                                     Some((path.clone(), Some(info.duration.as_millis() as i64)));

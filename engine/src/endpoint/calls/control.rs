@@ -517,6 +517,109 @@ mod tests {
         );
     }
 
+    /// A recording started from the control interface is replaced when the flow records a
+    /// voicemail on the same session: the media worker finishes the first file first. Its
+    /// end must not be taken for the end of the message (the flow would go on while the caller
+    /// is still speaking) nor replace the voicemail in the record.
+    #[test]
+    fn a_replaced_recording_does_not_end_the_voicemail_that_replaced_it() {
+        use crate::ivr::model::{self, Flow, NodeId, NodeKind};
+        use switchboard_media::prompt::{synth, Prompt};
+        let flow = Flow {
+            name: "vm".into(),
+            version: "v1".into(),
+            start: NodeId(0),
+            nodes: vec![
+                node(
+                    "greet",
+                    NodeKind::Play {
+                        prompts: vec!["hello".into()],
+                        barge_in: false,
+                        next: NodeId(1),
+                    },
+                ),
+                node(
+                    "message",
+                    NodeKind::Voicemail {
+                        prompts: vec![],
+                        beep: false,
+                        max_length: Duration::from_secs(60),
+                        mailbox: "sales".into(),
+                        done: NodeId(2),
+                    },
+                ),
+                node(
+                    "bye",
+                    NodeKind::Hangup {
+                        cause: model::HangupCause::Normal,
+                    },
+                ),
+            ],
+            calendars: Default::default(),
+            file: "vm.yaml".into(),
+        };
+        let mut net = Net::with(
+            Setup::new()
+                .prompt(Prompt::from_samples(
+                    "hello",
+                    &synth::tone(440.0, 200, 8000),
+                ))
+                .flow("4000", flow),
+        );
+        let _tag = enter_service(&mut net, "v1");
+        let call_id = net.opened[0].call_id.clone();
+        let caller = net.sessions[0];
+        let ours = net.ep.start_recording(net.now, &call_id).unwrap();
+        net.pump();
+        let token = net
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                Command::Play { token, .. } => Some(*token),
+                _ => None,
+            })
+            .expect("the greeting plays");
+        net.ep
+            .handle_media(net.now, MediaEvent::PlayDone { id: caller, token });
+        net.pump();
+        let message = net
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Record { request, .. } => Some(request.path.display().to_string()),
+                _ => None,
+            })
+            .last()
+            .expect("the voicemail records");
+        assert_ne!(message, ours);
+        let finished = |path: &str, ms: u64| MediaEvent::Recorded {
+            id: caller,
+            result: Ok(RecordingInfo {
+                path: PathBuf::from(path),
+                duration: Duration::from_millis(ms),
+                samples: ms * 8,
+                dropped: 0,
+                late_samples: 0,
+                rejected_frames: 0,
+            }),
+        };
+        // The worker finishes our file as the voicemail starts.
+        net.ep.handle_media(net.now, finished(&ours, 3_000));
+        net.pump();
+        assert!(
+            net.closed.is_empty(),
+            "the flow still waits for the message"
+        );
+        net.ep.handle_media(net.now, finished(&message, 7_000));
+        net.pump();
+        let (_, close) = net
+            .closed
+            .last()
+            .expect("the flow hangs up after the message");
+        assert_eq!(close.recording_path.as_deref(), Some(message.as_str()));
+        assert_eq!(close.recording_duration_ms, Some(7_000));
+    }
+
     #[test]
     fn a_call_not_answered_yet_is_not_recorded() {
         let mut net = Net::new(&[PHONE_A]);
