@@ -120,9 +120,11 @@ impl From<ListDirection> for Direction {
 pub struct NewEntry {
     pub direction: ListDirection,
     /// A number (`+8613800000000`) or a prefix ending in `*` (`1380000*`); spaces are ignored.
+    #[schema(pattern = r"^ *\+?[0-9][0-9 ]{0,31}\*? *$", example = "+8613800000000")]
     pub number: String,
     /// Why it is listed; at most 200 characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub note: Option<String>,
 }
 
