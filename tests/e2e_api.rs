@@ -1087,7 +1087,7 @@ async fn flow_tests_run_against_the_published_flow() {
     let passing = SCRIPT.split("  - name: any caller").next().unwrap();
     std::fs::write(tests_dir.join("routed.yaml"), passing).unwrap();
     std::fs::write(tests_dir.join("other.yaml"), "flow: other\ntests: oops\n").unwrap();
-    for body in [None, Some("{}")] {
+    for body in [None, Some("{}"), Some("null")] {
         let (status, run) = api.call(Method::POST, path, dev, body).await;
         assert_eq!(status, StatusCode::OK, "{run}");
         assert_eq!(

@@ -543,8 +543,8 @@ impl From<TestOutcome> for TestResult {
     }
 }
 
-/// An optional JSON body: an empty body is `None`, anything else goes through [`ApiJson`]
-/// (content type, syntax, unknown fields) like every other body.
+/// An optional JSON body: an empty body (or `null`) is `None`; anything else goes through
+/// [`ApiJson`] (content type, syntax, unknown fields) like every other body.
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
@@ -569,8 +569,9 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Optional
             return Ok(OptionalJson(None));
         }
         let req = Request::from_parts(parts, Body::from(bytes));
-        let ApiJson(value) = ApiJson::<T>::from_request(req, state).await?;
-        Ok(OptionalJson(Some(value)))
+        // `null` is no body too, as the OpenAPI document (`Option<T>`) describes it.
+        let ApiJson(value) = ApiJson::<Option<T>>::from_request(req, state).await?;
+        Ok(OptionalJson(value))
     }
 }
 
