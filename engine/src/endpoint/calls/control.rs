@@ -585,11 +585,11 @@ mod tests {
         let message = net
             .commands
             .iter()
-            .filter_map(|c| match c {
+            .rev()
+            .find_map(|c| match c {
                 Command::Record { request, .. } => Some(request.path.display().to_string()),
                 _ => None,
             })
-            .last()
             .expect("the voicemail records");
         assert_ne!(message, ours);
         let finished = |path: &str, ms: u64| MediaEvent::Recorded {
