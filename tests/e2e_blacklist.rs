@@ -650,3 +650,54 @@ async fn csv_import_reports_bad_lines_and_the_export_reads_back_in() {
     }
     server.assert_no_panic();
 }
+
+/// An outbound entry added through the API stops the next call out to that number before any
+/// carrier sees it: the record's missed-call reason is `outbound_blacklisted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_entry_stops_the_next_call_out() {
+    // Nobody listens at the carrier's address: a call that got past the blacklist would fail
+    // there, as a trunk failure.
+    let trunk = format!(
+        "trunks:\n  - name: carrier\n    address: \"127.0.0.1:{}\"\n    number_format:\n      \
+         country_code: \"86\"\n      national_prefix: \"0\"\n      outbound: national\n",
+        common::free_port()
+    );
+    let server = Server::start(
+        &ServerConfig::with_accounts([common::Account::demo(1001)])
+            .trust("127.0.0.1")
+            .extra(&trunk),
+    );
+    let api = Api::new(&server);
+    let supervisor = cli_token(&server, "supervisor");
+    let (status, added) = api
+        .call(
+            Method::POST,
+            "/api/v1/blacklist",
+            Some(&supervisor),
+            Some(r#"{"direction": "outbound", "number": "+86 139 0000 0000"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+
+    // Desk phone 1001 dials the number as people do.
+    let run = server
+        .sipp()
+        .scenario("uac_ivr_hang_up_after.xml")
+        .arg("-s")
+        .arg("13900000000")
+        .arg("-d")
+        .arg("500")
+        .key("caller", "1001")
+        .trace_msg()
+        .run()
+        .await;
+    assert_ne!(run.code, Some(0), "{}", run.report());
+    assert!(final_answer(&run).starts_with("403"), "{}", run.messages);
+    let cdr = server.wait_cdr(CdrBy::Caller("+8613900000000"), 1).await;
+    assert_eq!(
+        cdr.missed_reason.as_deref(),
+        Some("outbound_blacklisted"),
+        "{cdr:#?}"
+    );
+    server.assert_no_panic();
+}
