@@ -15,8 +15,9 @@ CREATE TABLE agent_states (
     started_at_ms INTEGER NOT NULL,
     ended_at_ms   INTEGER            -- NULL while the agent is in this state
 );
--- Reports read the rows that overlap a time range.
-CREATE INDEX agent_states_started ON agent_states (started_at_ms);
+-- Reports read the rows begun in a time range, and the few begun before it and still going.
+CREATE INDEX agent_states_started ON agent_states (started_at_ms, ended_at_ms);
+CREATE INDEX agent_states_ended ON agent_states (ended_at_ms, started_at_ms);
 CREATE INDEX agent_states_agent ON agent_states (agent, started_at_ms);
 -- Each event closes its agent's open row; start-up repair looks only at open rows.
 CREATE INDEX agent_states_open ON agent_states (agent) WHERE ended_at_ms IS NULL;

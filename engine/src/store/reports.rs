@@ -17,14 +17,17 @@
 //!
 //! ## What is counted
 //! Only ended calls (a call in progress counts once its record is closed). See each counts
-//! type for the exact meaning of every figure.
+//! type for the exact meaning of every figure. SQLite adds up each period over the start-time
+//! indexes, so a report reads a few rows per period and key, never every record: over 400 000
+//! records and 1.6 million agent states, a 400-day report by day takes well under a second
+//! to a little over one (agents).
 use super::{Store, StoreError};
-use crate::cdr::{CallResult, Direction, LegKind};
+use crate::cdr::{CallResult, Direction, MissedReason};
 use crate::events::AcdEvent;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use sqlx::{QueryBuilder, Row, Sqlite};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// How a report's range is cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,12 +106,6 @@ pub fn spans(
         start = next;
     }
     Ok(out)
-}
-
-/// The index of the span holding `ms`.
-fn bucket(spans: &[Span], ms: i64) -> Option<usize> {
-    let i = spans.partition_point(|s| s.end_ms <= ms);
-    spans.get(i).filter(|s| s.start_ms <= ms).map(|_| i)
 }
 
 /// The whole range the spans cover.
@@ -206,10 +203,7 @@ pub struct AgentStateRow {
 impl AgentStateRow {
     /// The report's key: the state code, or `break:<name>` for a break.
     fn key(&self) -> String {
-        match (&*self.state, &self.break_name) {
-            ("break", Some(name)) => format!("break:{name}"),
-            (state, _) => state.to_owned(),
-        }
+        state_key(&self.state, self.break_name.clone())
     }
 }
 
@@ -307,48 +301,49 @@ impl Store {
     }
 
     /// The trunk-number report: one row per period and trunk number with calls, ordered by
-    /// period then trunk number.
+    /// period then trunk number. Each period is counted by SQLite, over the start-time index.
     pub async fn trunk_report(
         &self,
         spans: &[Span],
         trunk_number: Option<&str>,
     ) -> Result<Vec<ReportRow<TrunkCounts>>, StoreError> {
-        let Some((lo, hi)) = range(spans) else {
-            return Ok(Vec::new());
-        };
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT trunk_number, direction, result, missed_reason, started_at_ms FROM cdrs \
-             WHERE trunk_number IS NOT NULL AND ended_at_ms IS NOT NULL AND started_at_ms >= ",
-        );
-        q.push_bind(lo).push(" AND started_at_ms < ").push_bind(hi);
-        if let Some(t) = trunk_number {
-            q.push(" AND trunk_number = ").push_bind(t.to_owned());
-        }
         let mut out: BTreeMap<(usize, String), TrunkCounts> = BTreeMap::new();
-        for r in q.build().fetch_all(&self.pool).await? {
-            let Some(p) = bucket(spans, r.try_get("started_at_ms")?) else {
-                continue;
-            };
-            let trunk: String = r.try_get("trunk_number")?;
-            let direction: String = r.try_get("direction")?;
-            let answered = r.try_get::<Option<String>, _>("result")?.as_deref()
-                == Some(CallResult::Answered.code());
-            let reason: Option<String> = r.try_get("missed_reason")?;
-            let c = out.entry((p, trunk)).or_default();
-            if direction == Direction::Inbound.code() {
-                c.inbound_calls += 1;
-                if answered {
-                    c.answered += 1;
-                } else {
-                    let reason = reason.unwrap_or_else(|| "unknown".to_owned());
-                    if reason == "inbound_route_not_matched" {
-                        c.inbound_route_none_calls += 1;
+        for (p, span) in spans.iter().enumerate() {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT trunk_number, direction, result, missed_reason, count(*) AS n FROM cdrs \
+                 WHERE trunk_number IS NOT NULL AND ended_at_ms IS NOT NULL AND started_at_ms >= ",
+            );
+            q.push_bind(span.start_ms)
+                .push(" AND started_at_ms < ")
+                .push_bind(span.end_ms);
+            if let Some(t) = trunk_number {
+                q.push(" AND trunk_number = ").push_bind(t.to_owned());
+            }
+            q.push(" GROUP BY trunk_number, direction, result, missed_reason");
+            for r in q.build().fetch_all(&self.pool).await? {
+                let n = r.try_get::<i64, _>("n")?.max(0) as u64;
+                let direction: String = r.try_get("direction")?;
+                let answered = r.try_get::<Option<String>, _>("result")?.as_deref()
+                    == Some(CallResult::Answered.code());
+                let reason: Option<String> = r.try_get("missed_reason")?;
+                let c = out.entry((p, r.try_get("trunk_number")?)).or_default();
+                if direction == Direction::Inbound.code() {
+                    c.inbound_calls += n;
+                    if answered {
+                        c.answered += n;
+                    } else {
+                        let reason = reason.unwrap_or_else(|| "unknown".to_owned());
+                        if reason == MissedReason::InboundRouteNotMatched.code() {
+                            c.inbound_route_none_calls += n;
+                        }
+                        *c.lost_by_reason.entry(reason).or_default() += n;
                     }
-                    *c.lost_by_reason.entry(reason).or_default() += 1;
+                } else {
+                    c.outbound_calls += n;
+                    if answered {
+                        c.outbound_answered += n;
+                    }
                 }
-            } else {
-                c.outbound_calls += 1;
-                c.outbound_answered += u64::from(answered);
             }
         }
         Ok(rows(out))
@@ -362,54 +357,58 @@ impl Store {
         group: Option<&str>,
         service_levels: &BTreeMap<String, i64>,
     ) -> Result<Vec<ReportRow<SkillGroupCounts>>, StoreError> {
-        let Some((lo, hi)) = range(spans) else {
-            return Ok(Vec::new());
-        };
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT queue, customer_number, agent, started_at_ms, answered_at_ms, ended_at_ms, \
-             talk_ms, queue_wait_ms FROM cdrs \
-             WHERE queue IS NOT NULL AND ended_at_ms IS NOT NULL AND started_at_ms >= ",
-        );
-        q.push_bind(lo).push(" AND started_at_ms < ").push_bind(hi);
-        if let Some(g) = group {
-            q.push(" AND queue = ").push_bind(g.to_owned());
-        }
-        q.push(" ORDER BY started_at_ms, call_id");
         let mut out: BTreeMap<(usize, String), SkillGroupCounts> = BTreeMap::new();
-        let mut seen: HashSet<(usize, String, String)> = HashSet::new();
-        for r in q.build().fetch_all(&self.pool).await? {
-            let Some(p) = bucket(spans, r.try_get("started_at_ms")?) else {
-                continue;
-            };
-            let queue: String = r.try_get("queue")?;
-            let customer: String = r.try_get("customer_number")?;
-            let agent: Option<String> = r.try_get("agent")?;
-            let answered_at: Option<i64> = r.try_get("answered_at_ms")?;
-            let ended_at: i64 = r.try_get("ended_at_ms")?;
-            let talk: Option<i64> = r.try_get("talk_ms")?;
-            let wait = r.try_get::<Option<i64>, _>("queue_wait_ms")?.unwrap_or(0);
-            let threshold = service_levels.get(&queue).copied();
-            let c = out
-                .entry((p, queue.clone()))
-                .or_insert_with(|| SkillGroupCounts {
-                    within_service_level: threshold.map(|_| 0),
-                    ..SkillGroupCounts::default()
-                });
-            c.calls += 1;
-            let served = agent.is_some() && answered_at.is_some();
-            if agent.is_none() {
-                c.loss_calls += 1;
+        for (p, span) in spans.iter().enumerate() {
+            // Repeat calls: calls with a customer number, minus the distinct numbers.
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT queue, count(*) AS calls, sum(agent IS NULL) AS loss, \
+                 count(nullif(customer_number, '')) \
+                   - count(DISTINCT nullif(customer_number, '')) AS repeats, \
+                 sum(max(coalesce(talk_ms, ended_at_ms - answered_at_ms, 0), 0)) AS talk, \
+                 sum(max(coalesce(queue_wait_ms, 0), 0)) AS wait, \
+                 sum(agent IS NOT NULL AND answered_at_ms IS NOT NULL \
+                     AND coalesce(queue_wait_ms, 0) <= ",
+            );
+            if service_levels.is_empty() {
+                q.push("-1");
+            } else {
+                q.push("CASE queue");
+                for (g, t) in service_levels {
+                    q.push(" WHEN ")
+                        .push_bind(g.clone())
+                        .push(" THEN ")
+                        .push_bind(*t);
+                }
+                q.push(" ELSE -1 END");
             }
-            if !customer.is_empty() && !seen.insert((p, queue, customer)) {
-                c.repeat_calls += 1;
+            q.push(
+                ") AS within FROM cdrs \
+                 WHERE queue IS NOT NULL AND ended_at_ms IS NOT NULL AND started_at_ms >= ",
+            );
+            q.push_bind(span.start_ms)
+                .push(" AND started_at_ms < ")
+                .push_bind(span.end_ms);
+            if let Some(g) = group {
+                q.push(" AND queue = ").push_bind(g.to_owned());
             }
-            c.talk_ms += talk
-                .or_else(|| answered_at.map(|a| ended_at - a))
-                .unwrap_or(0)
-                .max(0);
-            c.queue_wait_ms += wait.max(0);
-            if let (Some(n), Some(t)) = (c.within_service_level.as_mut(), threshold) {
-                *n += u64::from(served && wait <= t);
+            q.push(" GROUP BY queue");
+            for r in q.build().fetch_all(&self.pool).await? {
+                let queue: String = r.try_get("queue")?;
+                let count = |col: &str| -> Result<u64, sqlx::Error> {
+                    Ok(r.try_get::<Option<i64>, _>(col)?.unwrap_or(0).max(0) as u64)
+                };
+                let counts = SkillGroupCounts {
+                    calls: count("calls")?,
+                    loss_calls: count("loss")?,
+                    repeat_calls: count("repeats")?,
+                    talk_ms: r.try_get::<Option<i64>, _>("talk")?.unwrap_or(0),
+                    queue_wait_ms: r.try_get::<Option<i64>, _>("wait")?.unwrap_or(0),
+                    within_service_level: match service_levels.contains_key(&queue) {
+                        true => Some(count("within")?),
+                        false => None,
+                    },
+                };
+                out.insert((p, queue), counts);
             }
         }
         Ok(rows(out))
@@ -417,6 +416,10 @@ impl Store {
 
     /// The agent report: one row per period and agent with any state time or call, ordered by
     /// period then agent. States still going count up to `now_ms`.
+    ///
+    /// Each period's states are summed by SQLite over the rows that began in it; the few that
+    /// run on past its end (at most one per agent) and the ones begun before the report's range
+    /// are spread over the later periods here.
     pub async fn agent_report(
         &self,
         spans: &[Span],
@@ -427,74 +430,163 @@ impl Store {
             return Ok(Vec::new());
         };
         let mut out: BTreeMap<(usize, String), AgentCounts> = BTreeMap::new();
-        for s in self.agent_states(lo, hi, agent).await? {
-            if s.state == "logged_out" {
-                continue;
-            }
-            let key = s.key();
-            let start = s.started_at_ms.max(lo);
-            let end = s.ended_at_ms.unwrap_or(now_ms.max(s.started_at_ms)).min(hi);
-            let Some(first) = bucket(spans, start) else {
-                continue;
-            };
-            for (p, span) in spans.iter().enumerate().skip(first) {
-                if span.start_ms >= end {
-                    break;
-                }
-                let ms = end.min(span.end_ms) - start.max(span.start_ms);
-                if ms > 0 {
-                    *out.entry((p, s.agent.clone()))
-                        .or_default()
-                        .time_in_state_ms
-                        .entry(key.clone())
-                        .or_default() += ms;
-                }
-            }
-        }
+        // The end of a row for the report: its end, or now while it goes on.
+        let end_of =
+            |s: &AgentStateRow| s.ended_at_ms.unwrap_or(now_ms.max(s.started_at_ms)).min(hi);
+        // States begun before the range and still going at its start.
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT agent, started_at_ms, answered_at_ms, ended_at_ms FROM cdr_legs \
-             WHERE kind = ",
+            "SELECT agent, state, break_name, started_at_ms, ended_at_ms FROM agent_states \
+             WHERE started_at_ms < ",
         );
-        q.push_bind(LegKind::Agent.code())
-            .push(" AND agent IS NOT NULL AND started_at_ms >= ")
+        q.push_bind(lo)
+            .push(" AND (ended_at_ms IS NULL OR ended_at_ms > ")
             .push_bind(lo)
-            .push(" AND started_at_ms < ")
-            .push_bind(hi);
+            .push(")");
         if let Some(a) = agent {
             q.push(" AND agent = ").push_bind(a.to_owned());
         }
-        for r in q.build().fetch_all(&self.pool).await? {
-            let Some(p) = bucket(spans, r.try_get("started_at_ms")?) else {
-                continue;
-            };
-            let answered: Option<i64> = r.try_get("answered_at_ms")?;
-            let ended: Option<i64> = r.try_get("ended_at_ms")?;
-            let c = out.entry((p, r.try_get("agent")?)).or_default();
-            c.calls_offered += 1;
-            if let Some(a) = answered {
-                c.calls_answered += 1;
-                c.talk_ms += ended.map_or(0, |e| (e - a).max(0));
+        for s in q.build().fetch_all(&self.pool).await? {
+            let s = state_row(&s)?;
+            let end = end_of(&s);
+            spread(&mut out, spans, 0, &s, lo, end);
+        }
+        for (p, span) in spans.iter().enumerate() {
+            let (s, e) = (span.start_ms, span.end_ms);
+            // The part of each state begun in this period that lies in it.
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT agent, state, break_name, \
+                 sum(min(coalesce(ended_at_ms, max(",
+            );
+            q.push_bind(now_ms)
+                .push(", started_at_ms)), ")
+                .push_bind(e)
+                .push(
+                    ") - started_at_ms) AS ms FROM agent_states \
+                     WHERE state != 'logged_out' AND started_at_ms >= ",
+                )
+                .push_bind(s)
+                .push(" AND started_at_ms < ")
+                .push_bind(e);
+            if let Some(a) = agent {
+                q.push(" AND agent = ").push_bind(a.to_owned());
             }
-        }
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT agent, started_at_ms FROM cdrs WHERE direction = ");
-        q.push_bind(Direction::Outbound.code())
-            .push(" AND agent IS NOT NULL AND ended_at_ms IS NOT NULL AND started_at_ms >= ")
-            .push_bind(lo)
-            .push(" AND started_at_ms < ")
-            .push_bind(hi);
-        if let Some(a) = agent {
-            q.push(" AND agent = ").push_bind(a.to_owned());
-        }
-        for r in q.build().fetch_all(&self.pool).await? {
-            let Some(p) = bucket(spans, r.try_get("started_at_ms")?) else {
-                continue;
-            };
-            out.entry((p, r.try_get("agent")?))
-                .or_default()
-                .outbound_calls += 1;
+            q.push(" GROUP BY agent, state, break_name");
+            for r in q.build().fetch_all(&self.pool).await? {
+                let ms = r.try_get::<Option<i64>, _>("ms")?.unwrap_or(0);
+                if ms <= 0 {
+                    continue;
+                }
+                let key = state_key(&r.try_get::<String, _>("state")?, r.try_get("break_name")?);
+                *out.entry((p, r.try_get("agent")?))
+                    .or_default()
+                    .time_in_state_ms
+                    .entry(key)
+                    .or_default() += ms;
+            }
+            // The rest of the states begun in this period and going on past its end.
+            if p + 1 < spans.len() {
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "SELECT agent, state, break_name, started_at_ms, ended_at_ms \
+                     FROM agent_states WHERE state != 'logged_out' AND started_at_ms >= ",
+                );
+                q.push_bind(s)
+                    .push(" AND started_at_ms < ")
+                    .push_bind(e)
+                    .push(" AND (ended_at_ms IS NULL OR ended_at_ms > ")
+                    .push_bind(e)
+                    .push(")");
+                if let Some(a) = agent {
+                    q.push(" AND agent = ").push_bind(a.to_owned());
+                }
+                for r in q.build().fetch_all(&self.pool).await? {
+                    let row = state_row(&r)?;
+                    let end = end_of(&row);
+                    spread(&mut out, spans, p + 1, &row, e, end);
+                }
+            }
+            // Calls offered and answered: the agent legs begun in this period. The literal
+            // `kind = 'agent'` lets SQLite use the partial index of agent legs.
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT agent, count(*) AS offered, count(answered_at_ms) AS answered, \
+                 sum(CASE WHEN answered_at_ms IS NOT NULL AND ended_at_ms IS NOT NULL \
+                     THEN max(ended_at_ms - answered_at_ms, 0) ELSE 0 END) AS talk \
+                 FROM cdr_legs WHERE kind = 'agent' AND agent IS NOT NULL AND started_at_ms >= ",
+            );
+            q.push_bind(s).push(" AND started_at_ms < ").push_bind(e);
+            if let Some(a) = agent {
+                q.push(" AND agent = ").push_bind(a.to_owned());
+            }
+            q.push(" GROUP BY agent");
+            for r in q.build().fetch_all(&self.pool).await? {
+                let c = out.entry((p, r.try_get("agent")?)).or_default();
+                c.calls_offered += r.try_get::<i64, _>("offered")?.max(0) as u64;
+                c.calls_answered += r.try_get::<i64, _>("answered")?.max(0) as u64;
+                c.talk_ms += r.try_get::<Option<i64>, _>("talk")?.unwrap_or(0);
+            }
+            // Calls out: outbound main records the agent placed.
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT agent, count(*) AS n FROM cdrs \
+                 WHERE direction = 'outbound' AND agent IS NOT NULL AND ended_at_ms IS NOT NULL \
+                 AND started_at_ms >= ",
+            );
+            q.push_bind(s).push(" AND started_at_ms < ").push_bind(e);
+            if let Some(a) = agent {
+                q.push(" AND agent = ").push_bind(a.to_owned());
+            }
+            q.push(" GROUP BY agent");
+            for r in q.build().fetch_all(&self.pool).await? {
+                out.entry((p, r.try_get("agent")?))
+                    .or_default()
+                    .outbound_calls += r.try_get::<i64, _>("n")?.max(0) as u64;
+            }
         }
         Ok(rows(out))
+    }
+}
+
+/// The report's key of a state: its code, or `break:<name>` for a break.
+fn state_key(state: &str, break_name: Option<String>) -> String {
+    match (state, break_name) {
+        ("break", Some(name)) => format!("break:{name}"),
+        (state, _) => state.to_owned(),
+    }
+}
+
+fn state_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentStateRow, sqlx::Error> {
+    Ok(AgentStateRow {
+        agent: r.try_get("agent")?,
+        state: r.try_get("state")?,
+        break_name: r.try_get("break_name")?,
+        started_at_ms: r.try_get("started_at_ms")?,
+        ended_at_ms: r.try_get("ended_at_ms")?,
+    })
+}
+
+/// Adds `[start, end)` of state `s` to the periods it overlaps, from span `first` on.
+fn spread(
+    out: &mut BTreeMap<(usize, String), AgentCounts>,
+    spans: &[Span],
+    first: usize,
+    s: &AgentStateRow,
+    start: i64,
+    end: i64,
+) {
+    if s.state == "logged_out" {
+        return;
+    }
+    let key = s.key();
+    for (p, span) in spans.iter().enumerate().skip(first) {
+        if span.start_ms >= end {
+            break;
+        }
+        let ms = end.min(span.end_ms) - start.max(span.start_ms);
+        if ms > 0 {
+            *out.entry((p, s.agent.clone()))
+                .or_default()
+                .time_in_state_ms
+                .entry(key.clone())
+                .or_default() += ms;
+        }
     }
 }
 
@@ -553,16 +645,6 @@ mod tests {
         .unwrap();
         assert_eq!(labels(&days), ["2026-03-29", "2026-03-30"]);
         assert_eq!(days[0].end_ms - days[0].start_ms, 23 * 3_600_000);
-    }
-
-    #[test]
-    fn instants_fall_in_their_span_and_nowhere_outside() {
-        let days = spans(0, 2 * 86_400_000, Period::Day, &TimeZone::UTC).unwrap();
-        assert_eq!(bucket(&days, 0), Some(0));
-        assert_eq!(bucket(&days, 86_399_999), Some(0));
-        assert_eq!(bucket(&days, 86_400_000), Some(1));
-        assert_eq!(bucket(&days, 2 * 86_400_000), None);
-        assert_eq!(bucket(&days, -1), None);
     }
 
     async fn temp_store() -> (tempfile::TempDir, Store) {
