@@ -359,7 +359,12 @@ async fn the_agent_is_rung_first_then_the_customer() {
         "the agent saw the customer: {info}"
     );
 
-    let cdr = api.ended(&call_id, &server).await;
+    // The CRM (a developer token) reads the record; the agent's token sees only the status.
+    let crm = Api::new(&server, server.token("developer", "crm"));
+    let cdr = crm.ended(&call_id, &server).await;
+    let (_, seen) = api.get(&format!("/api/v1/calls/{call_id}")).await;
+    assert_eq!(seen["status"], "ended");
+    assert!(seen.get("cdr").is_none(), "{seen}");
     assert_eq!(cdr["call_type"], "click_to_dial", "{cdr}");
     assert_eq!(cdr["customer_number"], "+861088884321");
     assert_eq!(cdr["result"], "answered");

@@ -8,7 +8,10 @@
 //!
 //! An `Idempotency-Key` header makes a retry safe: the same token sending the same request with
 //! the same key within a day gets the first answer again (marked `Idempotent-Replayed: true`),
-//! not a second call; the same key with a different request is refused.
+//! not a second call; the same key with a different request is refused. Kept answers are the
+//! call placed (`201`) and refusals of the request itself (`400`, `403`, `422`); a refusal that
+//! may clear (an agent busy, a quota, a trunk: `402`, `409`, `503`) is not kept, so a retry with
+//! the key tries again.
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::AppState;
@@ -27,6 +30,8 @@ use switchboard_engine::store::idempotency::Claim;
 
 const DIALLERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent, Role::Developer];
 const READERS: &[Role] = DIALLERS;
+/// Who sees the record of an ended call here (as `GET /api/v1/cdrs/{call_id}` allows).
+const RECORD_READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
 
 /// The longest `Idempotency-Key` taken.
 const MAX_KEY_LEN: usize = 255;
@@ -94,7 +99,8 @@ pub struct CallStatus {
     /// (`dialing`, `ringing`, `ivr`, `queued`, `talking`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<crate::calls::LiveCall>,
-    /// Once ended: the call record with its legs, as `GET /api/v1/cdrs/{call_id}` gives it.
+    /// Once ended: the call record with its legs, as `GET /api/v1/cdrs/{call_id}` gives it
+    /// (admin, supervisor and developer tokens; an agent's token sees only the status).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::CdrRecord>)]
     pub cdr: Option<Value>,
@@ -234,6 +240,11 @@ fn refusal(e: ClickError) -> ApiError {
             "validation_failed",
             json!({ "field": "order" }),
         ),
+        ClickError::UnknownTrunk { name } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_trunk",
+            json!({ "field": "trunk", "trunk": name }),
+        ),
         ClickError::NoTrunk { reason } => (
             StatusCode::SERVICE_UNAVAILABLE,
             "no_trunk",
@@ -241,7 +252,7 @@ fn refusal(e: ClickError) -> ApiError {
         ),
         ClickError::OverQuota => (StatusCode::PAYMENT_REQUIRED, "over_quota", json!({})),
         ClickError::TrunkBusy => (StatusCode::SERVICE_UNAVAILABLE, "trunk_busy", json!({})),
-        ClickError::NotListening => (StatusCode::SERVICE_UNAVAILABLE, "no_trunk", json!({})),
+        ClickError::NotListening => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({})),
     };
     refused(status, code, message, details)
 }
@@ -366,36 +377,39 @@ pub async fn place(
         }
         Claim::New => {}
     }
-    match place_call(&engine, request).await {
-        Ok((status, body, id)) => {
-            state
-                .store
-                .settle_idempotency(&caller.token_id, &key, status.as_u16(), &body)
-                .await?;
-            Ok(json_response(status, body, false, Some(&id)))
+    // The call and the note of its answer run on their own: a client that gives up waiting
+    // (the very case a retry with the key is for) does not leave the key half done.
+    let store = state.store.clone();
+    let token_id = caller.token_id.clone();
+    let task = tokio::spawn(async move {
+        let answer = place_call(&engine, request).await;
+        let kept = match &answer {
+            Ok((status, body, _)) => Some((*status, body.clone())),
+            // A refusal about the request itself is its answer for good; one that may clear
+            // (an agent busy, a quota, a trunk) lets a retry with the key try again.
+            Err(e) if matches!(e.status().as_u16(), 400 | 403 | 422) => {
+                let status = e.status();
+                let body = serde_json::to_string(&e.body()).unwrap_or_default();
+                Some((status, body))
+            }
+            Err(_) => None,
+        };
+        let noted = match &kept {
+            Some((status, body)) => {
+                store
+                    .settle_idempotency(&token_id, &key, status.as_u16(), body)
+                    .await
+            }
+            None => store.release_idempotency(&token_id, &key).await,
+        };
+        if let Err(e) = noted {
+            // The call is placed either way; a retry meanwhile is told to wait, then may run.
+            tracing::error!(error = %e, "idempotency key not updated");
         }
-        // A refusal is an answer too: the same request gets it again. A failure on our side
-        // (the engine stopping) is not: a retry may succeed.
-        Err(e) if e.status().is_client_error() => {
-            let status = e.status();
-            let body = axum::body::to_bytes(e.into_response().into_body(), usize::MAX)
-                .await
-                .map_err(ApiError::internal)?;
-            let body = String::from_utf8_lossy(&body).into_owned();
-            state
-                .store
-                .settle_idempotency(&caller.token_id, &key, status.as_u16(), &body)
-                .await?;
-            Ok(json_response(status, body, false, None))
-        }
-        Err(e) => {
-            state
-                .store
-                .release_idempotency(&caller.token_id, &key)
-                .await?;
-            Err(e)
-        }
-    }
+        answer
+    });
+    let (status, body, id) = task.await.map_err(ApiError::internal)??;
+    Ok(json_response(status, body, false, Some(&id)))
 }
 
 /// Ask the engine; the answer's status, JSON body and call id.
@@ -454,7 +468,10 @@ pub async fn status(
             // The engine is done with it; a record still open is being closed right now.
             status: "ended".into(),
             live: None,
-            cdr: Some(switchboard_engine::cdr::to_json(&row)),
+            // The record itself only for the roles that read records.
+            cdr: RECORD_READERS
+                .contains(&caller.role)
+                .then(|| switchboard_engine::cdr::to_json(&row)),
         })),
         None => Err(ApiError::NotFound {
             what: "call",

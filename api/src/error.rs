@@ -171,19 +171,26 @@ pub struct ErrorDetail {
     pub details: Value,
 }
 
+impl ApiError {
+    /// The error document this error answers with.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                details: self.details(),
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "API request failed");
         }
         let status = self.status();
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-                details: self.details(),
-            },
-        };
+        let body = self.body();
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match self {

@@ -2707,7 +2707,11 @@ impl Endpoint {
             _ => missed,
         };
         // A click-to-dial call whose customer (or agent) was never reached says why.
-        let missed = match call.click.as_ref().and_then(|c| c.customer_miss) {
+        let missed = match call
+            .click
+            .as_ref()
+            .and_then(|c| c.missed_reason(call.answered))
+        {
             Some(m) => m,
             None => missed,
         };

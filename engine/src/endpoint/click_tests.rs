@@ -431,3 +431,89 @@ fn agent_first_with_a_customer_who_does_not_answer_lets_the_agent_go() {
         )
         .is_ok());
 }
+
+#[test]
+fn customer_first_to_an_agent_keeps_the_agent_from_queue_calls_and_needs_them_free() {
+    let mut net = click_net();
+    let id = dial(
+        &mut net,
+        request(ClickTarget::Agent("8001".into()), ClickOrder::CustomerFirst),
+    );
+    assert_eq!(
+        net.status("8001"),
+        AgentStatus::Talking,
+        "reserved for this callback from the start"
+    );
+    // A second request for the same agent meanwhile is refused.
+    let now = net.now;
+    assert!(matches!(
+        net.ep.click_to_dial(
+            now,
+            request(ClickTarget::Agent("8001".into()), ClickOrder::CustomerFirst)
+        ),
+        Err(ClickError::AgentNotAvailable { .. })
+    ));
+    let inv = requests(&net.take(CARRIER), Method::Invite).remove(0);
+    net.deliver_msg(
+        CARRIER,
+        &phone_response(&inv, 200, "cust", CARRIER, Some(&sdp(7000, "sendrecv"))),
+    );
+    let agent_inv = requests(&net.take(PHONE_A), Method::Invite).remove(0);
+    net.deliver_msg(
+        PHONE_A,
+        &phone_response(
+            &agent_inv,
+            200,
+            "agent",
+            PHONE_A,
+            Some(&sdp(8000, "sendrecv")),
+        ),
+    );
+    net.advance(Duration::from_secs(5));
+    net.deliver_msg(CARRIER, &in_dialog(&inv, Method::Bye, "cust", CARRIER));
+    let close = closed(&net, &id);
+    assert_eq!(close.result, CallResult::Answered);
+    assert_eq!(close.talk_ms, Some(5_000));
+    assert_ne!(
+        net.status("8001"),
+        AgentStatus::Talking,
+        "released at the end"
+    );
+    // Signed out, the agent cannot be asked for.
+    net.advance(Duration::from_secs(10));
+    let now = net.now;
+    net.ep.agent_logout(now, &"8001".into()).unwrap();
+    assert!(matches!(
+        net.ep.click_to_dial(
+            now,
+            request(ClickTarget::Agent("8001".into()), ClickOrder::AgentFirst)
+        ),
+        Err(ClickError::AgentNotAvailable { .. })
+    ));
+}
+
+#[test]
+fn a_call_hung_up_while_the_customer_rings_is_a_customer_no_answer() {
+    let mut net = click_net();
+    let id = dial(
+        &mut net,
+        request(ClickTarget::Flow("main".into()), ClickOrder::CustomerFirst),
+    );
+    let inv = requests(&net.take(CARRIER), Method::Invite).remove(0);
+    net.deliver_msg(CARRIER, &phone_response(&inv, 180, "cust", CARRIER, None));
+    let now = net.now;
+    net.ep.hang_up_call(now, &id).unwrap();
+    net.pump();
+    assert_eq!(requests(&net.take(CARRIER), Method::Cancel).len(), 1);
+    let close = closed(&net, &id);
+    assert_eq!(close.missed_reason, Some(MissedReason::CustomerNoAnswer));
+    let now = net.now;
+    assert!(matches!(
+        net.ep.click_to_dial(now, {
+            let mut r = request(ClickTarget::Flow("main".into()), ClickOrder::CustomerFirst);
+            r.trunk = Some("nope".into());
+            r
+        }),
+        Err(ClickError::UnknownTrunk { .. })
+    ));
+}

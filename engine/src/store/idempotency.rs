@@ -6,6 +6,8 @@ use sqlx::Row;
 
 /// How long a key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How long a claim without an answer holds the key (a request is served well within it).
+pub const IN_FLIGHT_TTL_MS: i64 = 60 * 1000;
 
 /// What a key already holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +21,7 @@ pub enum Claim {
         body: String,
     },
     /// A request with this key is being served right now (or was, by a process that stopped
-    /// before answering and will be forgotten with the key).
+    /// before answering: the key is free again [`IN_FLIGHT_TTL_MS`] after the claim).
     InFlight { request_hash: String },
 }
 
@@ -37,37 +39,50 @@ impl Store {
             .bind(now_ms - IDEMPOTENCY_TTL_MS)
             .execute(self.pool())
             .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO api_idempotency (token_id, key, request_hash, created_at_ms)
-             VALUES (?, ?, ?, ?) ON CONFLICT (token_id, key) DO NOTHING",
-        )
-        .bind(token_id)
-        .bind(key)
-        .bind(request_hash)
-        .bind(now_ms)
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(Claim::New);
+        // A claim whose request never answered (the process stopped meanwhile) is taken over
+        // after a minute; a row deleted between the insert and the read is claimed again.
+        for _ in 0..3 {
+            let inserted = sqlx::query(
+                "INSERT INTO api_idempotency (token_id, key, request_hash, created_at_ms)
+                 VALUES (?, ?, ?, ?)
+                 ON CONFLICT (token_id, key) DO UPDATE
+                   SET request_hash = excluded.request_hash, created_at_ms = excluded.created_at_ms
+                   WHERE api_idempotency.status IS NULL AND api_idempotency.created_at_ms < ?",
+            )
+            .bind(token_id)
+            .bind(key)
+            .bind(request_hash)
+            .bind(now_ms)
+            .bind(now_ms - IN_FLIGHT_TTL_MS)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(Claim::New);
+            }
+            let row = sqlx::query(
+                "SELECT request_hash, status, body FROM api_idempotency
+                 WHERE token_id = ? AND key = ?",
+            )
+            .bind(token_id)
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+            let Some(row) = row else { continue };
+            let request_hash: String = row.try_get("request_hash")?;
+            let status: Option<i64> = row.try_get("status")?;
+            let body: Option<String> = row.try_get("body")?;
+            return Ok(match (status, body) {
+                (Some(status), Some(body)) => Claim::Answered {
+                    request_hash,
+                    status: u16::try_from(status).unwrap_or(500),
+                    body,
+                },
+                _ => Claim::InFlight { request_hash },
+            });
         }
-        let row = sqlx::query(
-            "SELECT request_hash, status, body FROM api_idempotency WHERE token_id = ? AND key = ?",
-        )
-        .bind(token_id)
-        .bind(key)
-        .fetch_one(self.pool())
-        .await?;
-        let request_hash: String = row.try_get("request_hash")?;
-        let status: Option<i64> = row.try_get("status")?;
-        let body: Option<String> = row.try_get("body")?;
-        Ok(match (status, body) {
-            (Some(status), Some(body)) => Claim::Answered {
-                request_hash,
-                status: u16::try_from(status).unwrap_or(500),
-                body,
-            },
-            _ => Claim::InFlight { request_hash },
+        Ok(Claim::InFlight {
+            request_hash: request_hash.to_owned(),
         })
     }
 
@@ -127,6 +142,21 @@ mod tests {
             Claim::InFlight {
                 request_hash: "h1".into()
             }
+        );
+        assert_eq!(
+            store
+                .claim_idempotency("tok", "k2", "h1", t0)
+                .await
+                .unwrap(),
+            Claim::New
+        );
+        assert_eq!(
+            store
+                .claim_idempotency("tok", "k2", "h1", t0 + IN_FLIGHT_TTL_MS + 1)
+                .await
+                .unwrap(),
+            Claim::New,
+            "a claim never answered is taken over after a minute"
         );
         // Another token's key of the same name is its own.
         assert_eq!(

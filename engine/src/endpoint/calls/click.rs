@@ -78,6 +78,8 @@ pub enum ClickError {
     AgentNotAvailable { id: String },
     #[error("the agent-first order needs an agent as its target")]
     AgentFirstNeedsAgent,
+    #[error("no trunk named {name:?}")]
+    UnknownTrunk { name: String },
     #[error("no usable trunk: {reason}")]
     NoTrunk { reason: String },
     #[error("the trunk's quota for this period is used up")]
@@ -110,14 +112,35 @@ impl ClickError {
 #[derive(Debug)]
 pub(super) struct Click {
     order: ClickOrder,
-    /// Agent first: the customer's leg, planned when the request came (so a refusal is an
-    /// answer to the request) and placed when the agent answers.
-    customer_plan: Option<OutboundPlan>,
+    /// The customer's number as requested, and the trunk asked for: agent first, the customer
+    /// is planned again when the agent answers (channels and quota may have gone meanwhile).
+    customer: String,
+    trunk: Option<String>,
+    /// The agent asked for (their display number, their ACD state).
+    agent: Option<AgentId>,
+    /// What legs to the customer are built from: From is ours (the display number replaces it
+    /// when the trunk has one), never the customer's own number.
+    customer_template: Request,
+    /// Agent first: the customer's leg once placed.
+    customer_leg: Option<LegId>,
     /// The variables the flow starts with.
     variables: BTreeMap<String, String>,
     ring_timeout: Duration,
     /// Why the customer was not reached, for the main record.
-    pub(super) customer_miss: Option<MissedReason>,
+    customer_miss: Option<MissedReason>,
+}
+
+impl Click {
+    /// Why the call missed, when the click-to-dial side knows: the customer (or, agent first,
+    /// the agent) was not reached — also when the call was cut off while that leg still rang.
+    pub(super) fn missed_reason(&self, first_answered: bool) -> Option<MissedReason> {
+        self.customer_miss.or_else(|| {
+            (!first_answered).then_some(match self.order {
+                ClickOrder::CustomerFirst => MissedReason::CustomerNoAnswer,
+                ClickOrder::AgentFirst => MissedReason::AgentNoAnswer,
+            })
+        })
+    }
 }
 
 /// The name the made-up flows run under (in the record's `flow` and trail).
@@ -237,6 +260,29 @@ impl Endpoint {
             ClickTarget::Agent(a) => Some(a.clone()),
             _ => None,
         };
+        if let Some(a) = &agent {
+            // The agent is asked for by name: they must be signed in and free. Rung without
+            // warning (customer first), not on a break either.
+            use crate::acd::AgentStatus;
+            let status = self.acd.acd.agent(a).map(|x| x.state().status());
+            let free = match req.order {
+                ClickOrder::CustomerFirst => {
+                    matches!(status, Some(AgentStatus::Idle | AgentStatus::Busy))
+                }
+                ClickOrder::AgentFirst => matches!(
+                    status,
+                    Some(AgentStatus::Idle | AgentStatus::Busy | AgentStatus::Break(_))
+                ),
+            };
+            if !free {
+                return Err(ClickError::AgentNotAvailable { id: a.0.clone() });
+            }
+        }
+        if let Some(t) = &req.trunk {
+            if !self.call_cfg.trunks.iter().any(|x| x.name == *t) {
+                return Err(ClickError::UnknownTrunk { name: t.clone() });
+            }
+        }
         // The customer's leg: planned now, so a refusal answers the request.
         let plan = self
             .plan_trunk_call(now, &req.customer, req.trunk.as_deref(), agent.as_ref())
@@ -250,16 +296,6 @@ impl Endpoint {
             }
             _ => None,
         };
-        if let (Some(a), true) = (&agent, agent_first.is_some()) {
-            use crate::acd::AgentStatus;
-            let status = self.acd.acd.agent(a).map(|x| x.state().status());
-            if !matches!(
-                status,
-                Some(AgentStatus::Idle | AgentStatus::Busy | AgentStatus::Break(_))
-            ) {
-                return Err(ClickError::AgentNotAvailable { id: a.0.clone() });
-            }
-        }
         let key = CallKey(self.calls.next());
         let started_ms = self.unix_ms(now);
         let call_id = format!("{:016x}{:016x}", self.tags.next_u64(), self.tags.next_u64());
@@ -283,6 +319,14 @@ impl Endpoint {
             r.headers.push(HeaderName::MaxForwards, "70");
             r
         };
+        let customer_template = {
+            let mut r = template.clone();
+            r.headers.set(
+                HeaderName::From,
+                format!("<sip:switchboard@{domain}>;tag={}", self.tags.next()),
+            );
+            r
+        };
         let (a, a_kind, a_peer) = match &agent_first {
             None => {
                 let target = Target {
@@ -296,7 +340,8 @@ impl Endpoint {
                         number: req.customer.clone(),
                     })?;
                 let a = self.new_leg(Side::Outbound, target);
-                let invite = self.outbound_invite(a, &template, uri, &plan.callee_wire, 70);
+                let invite =
+                    self.outbound_invite(a, &customer_template, uri, &plan.callee_wire, 70);
                 if let Some(l) = self.calls.legs.get_mut(&a) {
                     l.out_invite = Some(invite);
                 }
@@ -369,12 +414,11 @@ impl Endpoint {
         self.events.push_back(Event::CdrOpen(open));
         let caller_id = plan.caller_id.clone();
         let customer = plan.callee_e164.clone();
-        let agent_first_plan = agent_first.is_some().then_some(plan);
         let agent_first = agent_first.is_some();
         self.calls.calls.insert(
             key,
             Call {
-                kind: if agent_first_plan.is_some() {
+                kind: if agent_first {
                     Kind::Bridge
                 } else {
                     Kind::Flow
@@ -408,14 +452,18 @@ impl Endpoint {
                 },
                 click: Some(Box::new(Click {
                     order: req.order,
-                    customer_plan: agent_first_plan,
+                    customer: req.customer.clone(),
+                    trunk: req.trunk.clone(),
+                    agent: agent.clone(),
+                    customer_template,
+                    customer_leg: None,
                     variables: req.variables,
                     ring_timeout,
                     customer_miss: None,
                 })),
             },
         );
-        if let (Some(a), true) = (&agent, agent_first) {
+        if let Some(a) = &agent {
             // The agent is on this call from now on: no queue call is offered meanwhile.
             if let Err(e) =
                 self.acd
@@ -555,9 +603,12 @@ impl Endpoint {
             ClickOrder::AgentFirst => {
                 // The agent answered: they hear ringback while the customer is dialled.
                 let ring_timeout = click.ring_timeout;
-                let Some(plan) = click.customer_plan.take() else {
-                    return;
-                };
+                let (customer, trunk, agent) = (
+                    click.customer.clone(),
+                    click.trunk.clone(),
+                    click.agent.clone(),
+                );
+                let template = click.customer_template.clone();
                 tracing::info!(
                     call = key.0,
                     "click-to-dial: the agent answered; dialling the customer"
@@ -570,9 +621,21 @@ impl Endpoint {
                         token: 0,
                     }));
                 }
-                let template = self.calls.legs.get(&leg_id).and_then(|l| l.invite.clone());
-                let leg = template.and_then(|t| self.trunk_leg_planned(key, &t, &plan));
-                let Some(l) = leg else {
+                // Planned again: channels and quota may have gone while the agent's phone rang.
+                let plan = match self.plan_trunk_call(
+                    now,
+                    &customer,
+                    trunk.as_deref(),
+                    agent.as_ref(),
+                ) {
+                    Ok(p) => p,
+                    Err(r) => {
+                        tracing::info!(call = key.0, refusal = %r, "click-to-dial: the customer cannot be dialled now");
+                        self.click_customer_missed(now, key, r.missed_reason());
+                        return;
+                    }
+                };
+                let Some(l) = self.trunk_leg_planned(key, &template, &plan) else {
                     self.click_customer_missed(now, key, MissedReason::TrunkFailure);
                     return;
                 };
@@ -584,6 +647,9 @@ impl Endpoint {
                 if let Some(c) = self.calls.calls.get_mut(&key) {
                     c.forks = vec![l];
                     c.ring_deadline = Some(deadline);
+                    if let Some(click) = c.click.as_mut() {
+                        click.customer_leg = Some(l);
+                    }
                 }
                 self.calls.arm(deadline, key, TimerKey::Ring);
             }
@@ -606,7 +672,7 @@ impl Endpoint {
             return false;
         };
         let first = call.a == leg_id;
-        let customer_fork = click.order == ClickOrder::AgentFirst && call.forks.contains(&leg_id);
+        let customer_fork = click.customer_leg == Some(leg_id) && call.winner.is_none();
         if !first && !customer_fork {
             return false;
         }
