@@ -304,8 +304,8 @@ fn json_response(
         (status = 402, description = "`over_quota`: the trunk's quota for this period is used up", body = ErrorBody),
         (status = 403, description = "`blacklisted`: the number is on the outbound blacklist (or the role may not dial)", body = ErrorBody),
         (status = 409, description = "`agent_unreachable`, `agent_not_available`, or `idempotency_in_progress`", body = ErrorBody),
-        (status = 422, description = "`invalid_number`, `unknown_flow`, `unknown_skill_group`, `unknown_agent`, `idempotency_key_reused`, or a malformed body", body = ErrorBody),
-        (status = 503, description = "`no_trunk` or `trunk_busy`: no trunk can carry the call now", body = ErrorBody),
+        (status = 422, description = "`invalid_number`, `unknown_flow`, `unknown_skill_group`, `unknown_agent`, `unknown_trunk`, `idempotency_key_reused`, or a malformed body", body = ErrorBody),
+        (status = 503, description = "`no_trunk` or `trunk_busy`: no trunk can carry the call now (`unavailable`: the engine is stopping)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

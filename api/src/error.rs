@@ -160,7 +160,7 @@ pub struct ErrorDetail {
     /// Stable: `bad_request`, `invalid_body`, `unauthorized`, `forbidden`, `not_found`,
     /// `body_too_large`, `validation_failed`, `too_many_requests`, `conflict`, `unavailable`,
     /// `internal`, and the typed refusals of click-to-dial (`invalid_number`, `blacklisted`,
-    /// `unknown_flow`, `unknown_skill_group`, `unknown_agent`, `agent_unreachable`,
+    /// `unknown_flow`, `unknown_skill_group`, `unknown_agent`, `unknown_trunk`, `agent_unreachable`,
     /// `agent_not_available`, `no_trunk`, `over_quota`, `trunk_busy`) and of idempotency keys
     /// (`idempotency_key_reused`, `idempotency_in_progress`).
     pub code: String,
