@@ -74,6 +74,7 @@ pub struct FlowText {
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
     /// The flow's name (letters, digits, `-`, `_`); other flows' `goto`s see it by this name.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     pub yaml: String,
 }
@@ -280,7 +281,11 @@ pub async fn list(
 /// One flow's YAML and version.
 #[utoipa::path(
     get, path = "/api/v1/flows/{name}", tag = "flows",
-    params(("name" = String, Path, description = "The flow's name (its file stem)")),
+    params((
+        "name" = String, Path,
+        description = "The flow's name (its file stem)",
+        pattern = "^[A-Za-z0-9_-]{1,64}$"
+    )),
     responses(
         (status = 200, description = "The flow's text", body = FlowText),
         (status = 404, description = "No such flow", body = ErrorBody),
@@ -342,7 +347,11 @@ pub async fn check_text(
 /// it in the operation log.
 #[utoipa::path(
     put, path = "/api/v1/flows/{name}", tag = "flows",
-    params(("name" = String, Path, description = "The flow's name (letters, digits, `-`, `_`)")),
+    params((
+        "name" = String, Path,
+        description = "The flow's name (letters, digits, `-`, `_`)",
+        pattern = "^[A-Za-z0-9_-]{1,64}$"
+    )),
     request_body = PublishRequest,
     responses(
         (status = 202, description = "Written; the engine publishes it", body = Accepted),
@@ -393,7 +402,11 @@ pub async fn publish(
 /// A flow's operation log: every publish and rejection, newest first.
 #[utoipa::path(
     get, path = "/api/v1/flows/{name}/history", tag = "flows",
-    params(("name" = String, Path, description = "The flow's name")),
+    params((
+        "name" = String, Path,
+        description = "The flow's name",
+        pattern = "^[A-Za-z0-9_-]{1,64}$"
+    )),
     responses(
         (status = 200, description = "The operation log, newest first", body = History),
         (status = 404, description = "No such flow and no log of one", body = ErrorBody),
@@ -431,7 +444,11 @@ pub async fn history(
 /// The flow drawn as SVG (the picture `switchboard flow graph` draws).
 #[utoipa::path(
     get, path = "/api/v1/flows/{name}/graph.svg", tag = "flows",
-    params(("name" = String, Path, description = "The flow's name")),
+    params((
+        "name" = String, Path,
+        description = "The flow's name",
+        pattern = "^[A-Za-z0-9_-]{1,64}$"
+    )),
     responses(
         (status = 200, description = "The picture", content_type = "image/svg+xml", body = String),
         (status = 404, description = "No such flow", body = ErrorBody),
@@ -680,13 +697,23 @@ fn test_files(
 /// `details.errors`).
 #[utoipa::path(
     post, path = "/api/v1/flows/{name}/test", tag = "flows",
-    params(("name" = String, Path, description = "The flow's name")),
-    request_body(content = Option<TestRequest>, description = "Optional: a test script; without one, the folder's tests of this flow run"),
+    params((
+        "name" = String, Path,
+        description = "The flow's name",
+        pattern = "^[A-Za-z0-9_-]{1,64}$"
+    )),
+    request_body(
+        content = Option<TestRequest>,
+        description = "Optional: a test script; without one, the folder's tests of the flow run"
+    ),
     responses(
         (status = 200, description = "Every test's result and a summary", body = TestRun),
         (status = 404, description = "No flow of that name is published", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit", body = ErrorBody),
-        (status = 422, description = "A test file that does not parse (`details.errors`: line and field), too many tests, or an unknown field", body = ErrorBody),
+        (
+            status = 422, body = ErrorBody,
+            description = "A test file that does not parse (`details.errors`), or an unknown field"
+        ),
         (status = 503, description = "The engine is not running", body = ErrorBody),
     ),
     security(("bearer" = []))
