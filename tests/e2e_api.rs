@@ -1140,6 +1140,20 @@ async fn flow_tests_run_against_the_published_flow() {
         elsewhere.1["error"]["details"]["errors"][0]["field"],
         "flow"
     );
+    // A run is bounded: past the limit of scripted calls, nothing runs.
+    let many: String = (0..=switchboard_api::flows::MAX_TESTS)
+        .map(|i| format!("  - name: t{i}\n    expect: {{ trail: [route] }}\n"))
+        .collect();
+    let too_many = api
+        .call(
+            Method::POST,
+            path,
+            dev,
+            Some(&script(&format!("flow: routed\ntests:\n{many}"))),
+        )
+        .await;
+    Api::assert_error(&too_many, 422, "validation_failed");
+    assert_eq!(too_many.1["error"]["details"]["field"], "tests");
 
     // Tokens, roles, malformed bodies, unknown fields, unknown flows.
     Api::assert_error(
