@@ -81,15 +81,6 @@ impl Api {
     }
 }
 
-/// `switchboard token create` through the CLI; the token printed.
-fn cli_token(server: &Server, role: &str, name: &str) -> String {
-    let run = server.cli(&["token", "create", "--role", role, "--name", name]);
-    assert!(run.status.success(), "{run:?}");
-    let token = run.stdout.trim().to_owned();
-    assert!(token.starts_with("sb_"), "{run:?}");
-    token
-}
-
 const WRONG: &str =
     "sb_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -97,8 +88,8 @@ const WRONG: &str =
 async fn tokens_are_created_listed_and_revoked() {
     let server = Server::start(&ServerConfig::default());
     let api = Api::new(&server);
-    let admin = cli_token(&server, "admin", "ops");
-    let developer = cli_token(&server, "developer", "ci");
+    let admin = server.token("admin", "ops");
+    let developer = server.token("developer", "ci");
 
     // Create: success, then every way to get it wrong.
     let body = r#"{"name": "crm", "role": "supervisor"}"#;
@@ -334,8 +325,8 @@ async fn call_records_are_searched_paged_and_exported() {
     let server = Server::start(&ServerConfig::default());
     seed(&server).await;
     let api = Api::new(&server);
-    let developer = cli_token(&server, "developer", "ci");
-    let agent = cli_token(&server, "agent", "desk");
+    let developer = server.token("developer", "ci");
+    let agent = server.token("agent", "desk");
 
     // Every page once, newest first, no duplicates.
     let mut seen = Vec::new();
@@ -546,7 +537,7 @@ async fn the_openapi_document_covers_every_route() {
 async fn wrong_tokens_are_rate_limited_and_logged_without_secrets() {
     let server = Server::start(&ServerConfig::default());
     let api = Api::new(&server);
-    let admin = cli_token(&server, "admin", "ops");
+    let admin = server.token("admin", "ops");
     let secret = "0123456789abcdef".repeat(4);
     let guess = format!("sb_abcdefabcdef_{secret}");
     for _ in 0..10 {
@@ -579,8 +570,8 @@ async fn agents_are_signed_in_put_on_a_break_and_out_and_queues_show_them() {
         "acd:\n  break_states: [lunch]\nskill_groups:\n  - name: sales\n    strategy: linear\nagents:\n  - id: \"8001\"\n    answer_mode: softphone\n    skill_groups: [sales]\n  - id: \"8002\"\n    answer_mode: softphone\n    skill_groups: [sales]\n    sign_in: at_start\n",
     ));
     let api = Api::new(&server);
-    let sup = cli_token(&server, "supervisor", "lead");
-    let dev = cli_token(&server, "developer", "crm");
+    let sup = server.token("supervisor", "lead");
+    let dev = server.token("developer", "crm");
     let sup = Some(sup.as_str());
 
     // The live view, before anything.
@@ -701,9 +692,9 @@ async fn live_calls_are_listed_moved_and_hung_up() {
             .flow("farewell", "start: bye\nnodes:\n  bye:\n    type: hangup\n"),
     );
     let api = Api::new(&server);
-    let sup = cli_token(&server, "supervisor", "lead");
+    let sup = server.token("supervisor", "lead");
     let sup = Some(sup.as_str());
-    let agent = cli_token(&server, "agent", "desk");
+    let agent = server.token("agent", "desk");
 
     // A caller that stays until the server hangs up.
     let caller = |n: &str| {
@@ -861,10 +852,10 @@ async fn flows_are_listed_validated_published_and_drawn() {
             .flow("broken", BROKEN),
     );
     let api = Api::new(&server);
-    let sup = cli_token(&server, "supervisor", "lead");
+    let sup = server.token("supervisor", "lead");
     let sup = Some(sup.as_str());
-    let dev = cli_token(&server, "developer", "ci");
-    let agent = cli_token(&server, "agent", "desk");
+    let dev = server.token("developer", "ci");
+    let agent = server.token("agent", "desk");
     let main_file = server.dir().join("flows").join("main.yaml");
 
     // List: both files, the engine's version hash, and whether each validates.
@@ -1040,9 +1031,9 @@ async fn flow_tests_run_against_the_published_flow() {
     const SCRIPT: &str = "flow: routed\ntests:\n  - name: a 400 caller is marked vip\n    caller: \"4001\"\n    expect:\n      trail: [route, vip, bye]\n      end: { hangup: normal }\n      vars: { level: vip }\n  - name: any caller is vip\n    caller: \"5001\"\n    expect:\n      trail: [route, vip, bye]\n";
     let server = Server::start(&ServerConfig::default().flow("routed", ROUTED));
     let api = Api::new(&server);
-    let dev = cli_token(&server, "developer", "ci");
+    let dev = server.token("developer", "ci");
     let dev = Some(dev.as_str());
-    let agent = cli_token(&server, "agent", "desk");
+    let agent = server.token("agent", "desk");
     let path = "/api/v1/flows/routed/test";
     let script = |yaml: &str| json!({ "yaml": yaml }).to_string();
 

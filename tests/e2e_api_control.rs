@@ -104,15 +104,6 @@ impl Api {
     }
 }
 
-/// `switchboard token create` through the CLI; the token printed.
-fn cli_token(server: &Server, role: &str, name: &str) -> String {
-    let run = server.cli(&["token", "create", "--role", role, "--name", name]);
-    assert!(run.status.success(), "{run:?}");
-    let token = run.stdout.trim().to_owned();
-    assert!(token.starts_with("sb_"), "{run:?}");
-    token
-}
-
 const WRONG: &str =
     "sb_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -125,9 +116,9 @@ fn token_id(token: &str) -> &str {
 async fn call_records_are_marked_filtered_exported_and_unmarked() {
     let server = Server::start(&ServerConfig::default());
     let api = Api::new(&server);
-    let desk = cli_token(&server, "agent", "desk");
-    let lead = cli_token(&server, "supervisor", "lead");
-    let crm = cli_token(&server, "developer", "crm");
+    let desk = server.token("agent", "desk");
+    let lead = server.token("supervisor", "lead");
+    let crm = server.token("developer", "crm");
 
     // One call that ended, one still up.
     let store = Store::open(&common::db_url(server.dir())).await.unwrap();
@@ -501,8 +492,8 @@ async fn live_call_id(api: &Api, token: &str, caller: &str) -> String {
 async fn dtmf_reaches_the_customer_as_telephone_events_one_after_another() {
     let server = Server::start(&ServerConfig::default().trust("127.0.0.1"));
     let api = Api::new(&server);
-    let lead = cli_token(&server, "supervisor", "lead");
-    let desk = cli_token(&server, "agent", "desk");
+    let lead = server.token("supervisor", "lead");
+    let desk = server.token("agent", "desk");
     let caller = Caller::dial(server.udp, "5550201").await;
     let id = live_call_id(&api, &lead, &caller.number).await;
     let path = format!("/api/v1/calls/{id}/dtmf");
@@ -645,8 +636,8 @@ async fn dtmf_reaches_the_customer_as_telephone_events_one_after_another() {
 async fn a_live_call_is_recorded_on_demand_and_its_record_keeps_the_file() {
     let server = Server::start(&ServerConfig::default().trust("127.0.0.1"));
     let api = Api::new(&server);
-    let lead = cli_token(&server, "supervisor", "lead");
-    let desk = cli_token(&server, "agent", "desk");
+    let lead = server.token("supervisor", "lead");
+    let desk = server.token("agent", "desk");
     let caller = Caller::dial(server.udp, "5550301").await;
     let id = live_call_id(&api, &lead, &caller.number).await;
     let path = format!("/api/v1/calls/{id}/recording");

@@ -144,13 +144,6 @@ async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, json)
 }
 
-/// `switchboard token create` through the CLI; the token printed.
-fn cli_token(server: &Server, role: &str) -> String {
-    let run = server.cli(&["token", "create", "--role", role, "--name", role]);
-    assert!(run.status.success(), "{run:?}");
-    run.stdout.trim().to_owned()
-}
-
 /// `(direction, number, note)` of listed entries, as a set.
 fn entries(items: &[Value]) -> BTreeSet<(String, String, String)> {
     items
@@ -243,7 +236,7 @@ async fn an_entry_added_refuses_the_next_call_survives_a_restart_and_deleted_let
     let config = config();
     let mut server = Server::start(&config);
     let api = Api::new(&server);
-    let admin = cli_token(&server, "admin");
+    let admin = server.token("admin", "admin");
 
     // Before: the caller gets through.
     run_ok(caller(&server, "uac_ivr_until_bye.xml", "5550666"), &server).await;
@@ -304,10 +297,10 @@ async fn an_entry_added_refuses_the_next_call_survives_a_restart_and_deleted_let
 async fn entries_are_listed_paged_and_wrong_requests_refused() {
     let server = Server::start(&config());
     let api = Api::new(&server);
-    let admin = cli_token(&server, "admin");
-    let supervisor = cli_token(&server, "supervisor");
-    let developer = cli_token(&server, "developer");
-    let agent = cli_token(&server, "agent");
+    let admin = server.token("admin", "admin");
+    let supervisor = server.token("supervisor", "supervisor");
+    let developer = server.token("developer", "developer");
+    let agent = server.token("agent", "agent");
 
     for (token, direction, number, note) in [
         (&admin, "inbound", "1380000*", Some("号段")),
@@ -504,7 +497,7 @@ async fn entries_are_listed_paged_and_wrong_requests_refused() {
 async fn csv_import_reports_bad_lines_and_the_export_reads_back_in() {
     let server = Server::start(&config());
     let api = Api::new(&server);
-    let admin = cli_token(&server, "admin");
+    let admin = server.token("admin", "admin");
     let (status, _) = api
         .call(
             Method::POST,
@@ -630,7 +623,7 @@ async fn csv_import_reports_bad_lines_and_the_export_reads_back_in() {
     for export in [zh, en] {
         let other = Server::start(&ServerConfig::default());
         let other_api = Api::new(&other);
-        let other_admin = cli_token(&other, "admin");
+        let other_admin = other.token("admin", "admin");
         let (status, report) = other_api
             .import(&other_admin, "text/csv", export.as_bytes())
             .await;
@@ -668,7 +661,7 @@ async fn an_outbound_entry_stops_the_next_call_out() {
             .extra(&trunk),
     );
     let api = Api::new(&server);
-    let supervisor = cli_token(&server, "supervisor");
+    let supervisor = server.token("supervisor", "supervisor");
     let (status, added) = api
         .call(
             Method::POST,

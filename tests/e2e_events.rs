@@ -44,13 +44,6 @@ agents:
 const WRONG: &str =
     "sb_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
 
-/// `switchboard token create` through the CLI; the token printed.
-fn cli_token(server: &Server, role: &str) -> String {
-    let run = server.cli(&["token", "create", "--role", role, "--name", role]);
-    assert!(run.status.success(), "{run:?}");
-    run.stdout.trim().to_owned()
-}
-
 /// A client without an overall timeout: a stream stays open as long as the test reads it.
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -222,7 +215,7 @@ async fn a_call_is_streamed_in_order_and_a_reconnect_replays_exactly_the_rest() 
             .flow("main", MENU_FLOW)
             .number("4000", "main"),
     );
-    let token = cli_token(&server, "supervisor");
+    let token = server.token("supervisor", "supervisor");
     let mut live = Events::open(&server, &token, "/api/v1/events", None).await;
 
     call(&server, "uac_ivr_hang_up_after.xml", "5550101", "4000").await;
@@ -303,7 +296,7 @@ async fn a_call_is_streamed_in_order_and_a_reconnect_replays_exactly_the_rest() 
 async fn agent_changes_are_streamed_and_ids_keep_increasing_across_a_restart() {
     let config = ServerConfig::default().extra(AGENTS);
     let mut server = Server::start(&config);
-    let token = cli_token(&server, "admin");
+    let token = server.token("admin", "admin");
     let path = "/api/v1/events?types=agent_state&agent=8001";
     let mut live = Events::open(&server, &token, path, None).await;
     let set = |server: &Server, state: &'static str| {
@@ -376,7 +369,7 @@ async fn the_stream_is_for_every_role_and_bad_requests_are_refused_before_it_sta
     // Every role may follow the stream (there is no role it refuses, so no 403).
     let mut tokens = Vec::new();
     for role in ["admin", "supervisor", "developer", "agent"] {
-        let token = cli_token(&server, role);
+        let token = server.token(role, role);
         drop(Events::open(&server, &token, "/api/v1/events", None).await);
         tokens.push(token);
     }

@@ -73,13 +73,6 @@ fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
     assert!(got.1["error"]["details"].is_object(), "{}", got.1);
 }
 
-/// `switchboard token create` through the CLI; the token printed.
-fn cli_token(server: &Server, role: &str, name: &str) -> String {
-    let run = server.cli(&["token", "create", "--role", role, "--name", name]);
-    assert!(run.status.success(), "{run:?}");
-    run.stdout.trim().to_owned()
-}
-
 const WRONG: &str =
     "sb_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -347,7 +340,7 @@ fn pick(report: &Value, keys: &[&str]) -> Vec<Value> {
 async fn reports_count_the_scripted_days_by_hand() {
     let server = Server::start(&ServerConfig::default().extra(GROUPS));
     let api = Api::new(&server);
-    let token = cli_token(&server, "supervisor", "team-lead");
+    let token = server.token("supervisor", "team-lead");
     seed(&server).await;
     let days = "from=2026-11-02&to=2026-11-03";
 
@@ -617,9 +610,9 @@ async fn reports_count_the_scripted_days_by_hand() {
 async fn reports_check_tokens_roles_and_queries() {
     let server = Server::start(&ServerConfig::default());
     let api = Api::new(&server);
-    let admin = cli_token(&server, "admin", "ops");
-    let developer = cli_token(&server, "developer", "ci");
-    let agent = cli_token(&server, "agent", "desk");
+    let admin = server.token("admin", "ops");
+    let developer = server.token("developer", "ci");
+    let agent = server.token("agent", "desk");
     let q = "from=2026-11-01&to=2026-11-02";
 
     for report in ["trunks", "skill-groups", "agents"] {
@@ -729,7 +722,7 @@ async fn the_running_engine_logs_agent_states_and_closes_them_after_a_crash() {
     let config = ServerConfig::with_accounts([Account::demo(1001)]).extra(ONE_AGENT);
     let mut server = Server::start(&config);
     let api = Api::new(&server);
-    let admin = cli_token(&server, "admin", "ops");
+    let admin = server.token("admin", "ops");
 
     // Signed in at start: the first state is logged, open.
     let rows = states_until(&server, |r| !r.is_empty()).await;
