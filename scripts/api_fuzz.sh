@@ -34,7 +34,7 @@ SCHEMATHESIS_VERSION=4.32.5
 venv=target/schemathesis-venv
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qx "schemathesis, version $SCHEMATHESIS_VERSION"; then
   echo "scripts/api_fuzz.sh: installing schemathesis $SCHEMATHESIS_VERSION into $venv"
-  python3 -m venv "$venv"
+  python3 -m venv --clear "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 py="$venv/bin/python"
