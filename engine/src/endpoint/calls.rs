@@ -1391,13 +1391,7 @@ impl Endpoint {
         };
         // Read the answer to our offer first: an answer without usable audio is a failed leg,
         // before anyone (the ACD, a transfer) counts it as answered.
-        let leg = self.calls.legs.get(&leg_id).expect("leg");
-        let answer = sdp_of(&resp.body).and_then(Result::ok);
-        let negotiated = match (&leg.our_offer, &answer) {
-            (Some(offer), Some(ans)) => sdp::process_answer(offer, ans).ok(),
-            _ => None,
-        };
-        let Some(negotiated) = negotiated else {
+        let Some((negotiated, answer)) = self.read_answer(leg_id, &resp) else {
             tracing::warn!(
                 call = key.0,
                 "callee's answer had no usable audio; hanging up"
@@ -1420,18 +1414,9 @@ impl Endpoint {
             return;
         }
         self.transfer_leg_answered(now, key);
-        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
-        leg.our_offer = None;
-        leg.remote_sdp = answer;
         let codec = negotiated.codec.codec;
+        let b_session = self.settle_answer(leg_id, negotiated, answer);
         self.leg_answered(now, leg_id);
-        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
-        self.events.push_back(Event::Media(Command::Configure {
-            id: leg.session,
-            params: params_of(&negotiated),
-        }));
-        leg.negotiated = Some(negotiated);
-        let b_session = leg.session;
         let call = self.calls.calls.get_mut(&key).expect("call");
         call.winner = Some(leg_id);
         let others: Vec<LegId> = call
@@ -1460,6 +1445,37 @@ impl Endpoint {
             b: b_session,
         }));
         self.record_if_configured(key, a_session);
+    }
+
+    /// The answer to our offer in a leg's 2xx, and what it settles; `None` when it has no
+    /// usable audio (or there was no offer of ours to answer).
+    fn read_answer(
+        &self,
+        leg_id: LegId,
+        resp: &Response,
+    ) -> Option<(Negotiated, SessionDescription)> {
+        let offer = self.calls.legs.get(&leg_id)?.our_offer.as_ref()?;
+        let answer = sdp_of(&resp.body)?.ok()?;
+        let negotiated = sdp::process_answer(offer, &answer).ok()?;
+        Some((negotiated, answer))
+    }
+
+    /// The leg's media take what its answer settled; its session.
+    fn settle_answer(
+        &mut self,
+        leg_id: LegId,
+        negotiated: Negotiated,
+        answer: SessionDescription,
+    ) -> SessionId {
+        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
+        leg.our_offer = None;
+        leg.remote_sdp = Some(answer);
+        self.events.push_back(Event::Media(Command::Configure {
+            id: leg.session,
+            params: params_of(&negotiated),
+        }));
+        leg.negotiated = Some(negotiated);
+        leg.session
     }
 
     /// With `media.record_calls`, record the caller's leg (caller left, the other side right)

@@ -544,13 +544,7 @@ impl Endpoint {
         leg_id: LegId,
         resp: &Response,
     ) {
-        let leg = self.calls.legs.get(&leg_id).expect("leg");
-        let answer = sdp_of(&resp.body).and_then(Result::ok);
-        let negotiated = match (&leg.our_offer, &answer) {
-            (Some(offer), Some(ans)) => sdp::process_answer(offer, ans).ok(),
-            _ => None,
-        };
-        let Some(negotiated) = negotiated else {
+        let Some((negotiated, answer)) = self.read_answer(leg_id, resp) else {
             tracing::warn!(
                 call = key.0,
                 "click-to-dial: the answer had no usable audio; hanging up"
@@ -562,15 +556,7 @@ impl Endpoint {
             self.end_call(now, key, EndReason::MediaFailure, None);
             return;
         };
-        let leg = self.calls.legs.get_mut(&leg_id).expect("leg");
-        leg.our_offer = None;
-        leg.remote_sdp = answer;
-        self.events.push_back(Event::Media(Command::Configure {
-            id: leg.session,
-            params: params_of(&negotiated),
-        }));
-        leg.negotiated = Some(negotiated);
-        let session = leg.session;
+        let session = self.settle_answer(leg_id, negotiated, answer);
         self.leg_answered(now, leg_id);
         let at = self.unix_ms(now);
         let Some(call) = self.calls.calls.get_mut(&key) else {
