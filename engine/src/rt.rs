@@ -1565,6 +1565,11 @@ async fn cdr_writer(
             events.publish_call(event);
         }
     }
+    // The engine has stopped (a graceful stop): every agent's current state ends now, not at
+    // the last write the next start-up would find.
+    if let Err(e) = store.close_open_agent_states(unix_ms()).await {
+        tracing::warn!(error = %e, "agent states not closed at shutdown");
+    }
 }
 
 pub fn unix_ms() -> i64 {

@@ -2747,7 +2747,7 @@ impl Endpoint {
                 run.interp.trail().iter().map(ToString::to_string).collect(),
                 run.inputs.clone(),
                 Some(run.flow.clone()),
-                Some(run.version.clone()),
+                Some(run.version.clone()).filter(|v| !v.is_empty()),
             ),
             None => (Vec::new(), Vec::new(), None, None),
         };

@@ -166,6 +166,10 @@ fn the_customer_is_dialled_first_then_queued_to_an_agent() {
     assert_eq!(close.agent.as_deref(), Some("8001"));
     assert_eq!(close.queue.as_deref(), Some("sales"));
     assert_eq!(close.flow.as_deref(), Some("click-to-dial"));
+    assert_eq!(
+        close.flow_version, None,
+        "a flow made here has no file version"
+    );
     assert!(
         close.ivr_trail.iter().any(|s| s.contains("queue")),
         "{:?}",

@@ -256,10 +256,15 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         let end = last.unwrap_or(now_ms).min(now_ms);
+        self.close_open_agent_states(end).await
+    }
+
+    /// End every agent's open state row at `at_ms` (a graceful stop); the rows closed.
+    pub async fn close_open_agent_states(&self, at_ms: i64) -> Result<u64, StoreError> {
         let closed = sqlx::query(
             "UPDATE agent_states SET ended_at_ms = max(started_at_ms, ?) WHERE ended_at_ms IS NULL",
         )
-        .bind(end)
+        .bind(at_ms)
         .execute(&self.pool)
         .await?
         .rows_affected();

@@ -154,6 +154,7 @@ fn direct_flow(first: NodeKind) -> Flow {
     };
     Flow {
         name: CLICK_FLOW.to_owned(),
+        // Made here, not from a file: no content hash (the record has no `flow_version`).
         version: String::new(),
         start: NodeId(0),
         nodes: vec![
