@@ -3,6 +3,7 @@
 //! document.
 mod common;
 
+use common::api::Api;
 use common::{Server, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -11,75 +12,6 @@ use switchboard_engine::cdr::{
     CallResult, CallType, CdrClose, CdrLeg, CdrOpen, Direction, LegKind, MissedReason,
 };
 use switchboard_engine::store::Store;
-
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            base: format!("http://{}", server.http),
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> reqwest::Response {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-        }
-        req.send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-    }
-
-    /// Status and JSON body (`null` when the body is empty).
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let resp = self.raw(method, path, token, body).await;
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
-        };
-        (status, json)
-    }
-
-    /// Asserts an error answer: status, code, and the shape every error shares.
-    #[track_caller]
-    fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
-        assert_eq!(got.0.as_u16(), status, "{}", got.1);
-        assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-        assert!(got.1["error"]["message"].is_string(), "{}", got.1);
-        assert!(got.1["error"]["details"].is_object(), "{}", got.1);
-    }
-}
 
 const WRONG: &str =
     "sb_000000000000_0000000000000000000000000000000000000000000000000000000000000000";
@@ -712,10 +644,7 @@ async fn live_calls_are_listed_moved_and_hung_up() {
         (run, info)
     };
     let listed = |api: &Api, caller: &'static str| {
-        let api = Api {
-            base: api.base.clone(),
-            client: api.client.clone(),
-        };
+        let api = api.clone();
         let sup = sup.map(str::to_owned);
         async move {
             let deadline = common::Deadline::after(std::time::Duration::from_secs(15));

@@ -6,6 +6,7 @@
 //! RTP socket the server sends to, so the digits can be checked as the customer receives them.
 mod common;
 
+use common::api::Api;
 use common::{Deadline, Server, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -15,77 +16,8 @@ use switchboard_engine::cdr::{CallResult, CallType, CdrClose, CdrOpen, Direction
 use switchboard_engine::store::Store;
 use tokio::net::UdpSocket;
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
+/// Requests only these tests make, on the shared client.
 impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            base: format!("http://{}", server.http),
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// Status and JSON body (`null` when the body is empty); `body` is sent as JSON as is.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
-        };
-        (status, json)
-    }
-
-    async fn text(&self, path: &str, token: &str) -> String {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        resp.text().await.unwrap()
-    }
-
-    /// Asserts an error answer: status, code, and the shape every error shares.
-    #[track_caller]
-    fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
-        assert_eq!(got.0.as_u16(), status, "{}", got.1);
-        assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-        assert!(got.1["error"]["message"].is_string(), "{}", got.1);
-        assert!(got.1["error"]["details"].is_object(), "{}", got.1);
-    }
-
     /// The refusals every authenticated endpoint gives: no token, an unknown token, and the
     /// role `forbidden` (which the endpoint does not admit).
     async fn assert_guarded(

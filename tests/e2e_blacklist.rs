@@ -8,6 +8,7 @@
 //! (`-key caller`), which the blacklist sees.
 mod common;
 
+use common::api::Api;
 use common::{Cdr, CdrBy, Server, ServerConfig, Sipp, SippRun};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -29,69 +30,22 @@ fn config() -> ServerConfig {
         .blacklist("5550777")
 }
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
+/// Blacklist requests on the shared client: CSV in and out, and a walk over every page.
 impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            base: format!("http://{}", server.http),
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// A request with an optional token and an optional body of the given content type.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<(&str, Vec<u8>)>,
-    ) -> reqwest::Response {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some((content_type, body)) = body {
-            req = req.header("content-type", content_type).body(body);
-        }
-        req.send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-    }
-
-    /// Status and JSON body (`null` when empty).
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        json: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let body = json.map(|j| ("application/json", j.as_bytes().to_vec()));
-        read(self.send(method, path, token, body).await).await
-    }
-
     async fn import(&self, token: &str, content_type: &str, csv: &[u8]) -> (StatusCode, Value) {
-        let body = Some((content_type, csv.to_vec()));
-        read(
-            self.send(Method::POST, "/api/v1/blacklist/import", Some(token), body)
-                .await,
-        )
-        .await
+        let resp = self
+            .request(Method::POST, "/api/v1/blacklist/import", Some(token))
+            .header("content-type", content_type)
+            .body(csv.to_vec())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST /api/v1/blacklist/import: {e}"));
+        Api::read(resp).await
     }
 
     async fn export(&self, token: &str, query: &str) -> String {
         let resp = self
-            .send(
+            .raw(
                 Method::GET,
                 &format!("/api/v1/blacklist/export.csv{query}"),
                 Some(token),
@@ -123,25 +77,6 @@ impl Api {
             }
         }
     }
-
-    #[track_caller]
-    fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
-        assert_eq!(got.0.as_u16(), status, "{}", got.1);
-        assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-        assert!(got.1["error"]["message"].is_string(), "{}", got.1);
-        assert!(got.1["error"]["details"].is_object(), "{}", got.1);
-    }
-}
-
-async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-    };
-    (status, json)
 }
 
 /// `(direction, number, note)` of listed entries, as a set.
@@ -604,14 +539,11 @@ async fn csv_import_reports_bad_lines_and_the_export_reads_back_in() {
     let only_outbound = api.export(&admin, "?lang=en&direction=outbound").await;
     assert_eq!(only_outbound.lines().count(), 1 + 3, "{only_outbound}");
     Api::assert_error(
-        &read(
-            api.send(
-                Method::GET,
-                "/api/v1/blacklist/export.csv?lang=fr",
-                Some(&admin),
-                None,
-            )
-            .await,
+        &api.call(
+            Method::GET,
+            "/api/v1/blacklist/export.csv?lang=fr",
+            Some(&admin),
+            None,
         )
         .await,
         400,

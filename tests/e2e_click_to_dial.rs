@@ -7,8 +7,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::api::Api;
 use common::{free_port, Account, Deadline, Server, ServerConfig, Sipp};
-use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// Agent 8001 in `sales`, on account 1001's desk phone, logged in from the start; a trunk to the
@@ -50,60 +52,34 @@ blacklist:
         ))
 }
 
-struct Api {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
+/// Click-to-dial requests on the shared client.
 impl Api {
-    fn new(server: &Server, token: String) -> Api {
-        Api {
-            base: format!("http://{}", server.http),
-            token,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn post(
+    /// `POST /api/v1/calls` with an `Idempotency-Key` if given: status, body and headers.
+    async fn dial(
         &self,
+        token: &str,
         body: Value,
         key: Option<&str>,
-    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    ) -> (StatusCode, Value, HeaderMap) {
         let mut req = self
-            .client
-            .post(format!("{}/api/v1/calls", self.base))
-            .bearer_auth(&self.token)
+            .request(Method::POST, "/api/v1/calls", Some(token))
             .json(&body);
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
         }
         let resp = req.send().await.unwrap();
-        let status = resp.status();
         let headers = resp.headers().clone();
-        (status, resp.json().await.unwrap_or(Value::Null), headers)
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let (status, body) = Api::read(resp).await;
+        (status, body, headers)
     }
 
     /// The call's status until its record is closed (at most 30 s): the record.
-    async fn ended(&self, call_id: &str, server: &Server) -> Value {
+    async fn ended(&self, token: &str, call_id: &str, server: &Server) -> Value {
         let deadline = Deadline::after(Duration::from_secs(30));
         loop {
-            let (status, body) = self.get(&format!("/api/v1/calls/{call_id}")).await;
+            let (status, body) = self
+                .get(&format!("/api/v1/calls/{call_id}"), Some(token))
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             if body["status"] == "ended" && !body["cdr"]["ended_at_ms"].is_null() {
                 return body["cdr"].clone();
@@ -160,7 +136,8 @@ fn legs(cdr: &Value) -> Vec<(String, Option<String>, String)> {
 async fn the_customer_is_called_then_queued_to_an_agent() {
     let carrier_port = free_port();
     let server = Server::start(&config(carrier_port));
-    let api = Api::new(&server, server.token("developer", "website"));
+    let api = Api::new(&server);
+    let website = server.token("developer", "website");
     let carrier_run = tokio::spawn(carrier(&server, carrier_port, 1).run());
     carrier_listening(carrier_port).await;
     let agent = server
@@ -177,7 +154,8 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
         .await;
 
     let (status, body, headers) = api
-        .post(
+        .dial(
+            &website,
             json!({"customer": "010 8888 1234", "flow": "callback", "variables": {"ticket": "T-1"}}),
             Some("repair-request-1"),
         )
@@ -190,7 +168,8 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
     );
     // The same request again with the same key: the first answer, not a second call.
     let (again, body2, headers2) = api
-        .post(
+        .dial(
+            &website,
             json!({"customer": "010 8888 1234", "flow": "callback", "variables": {"ticket": "T-1"}}),
             Some("repair-request-1"),
         )
@@ -200,7 +179,8 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
     assert_eq!(headers2["idempotent-replayed"], "true");
     // The same key for another request is refused.
     let (reused, body3, _) = api
-        .post(
+        .dial(
+            &website,
             json!({"customer": "010 8888 9999", "flow": "callback"}),
             Some("repair-request-1"),
         )
@@ -209,7 +189,9 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
     assert_eq!(body3["error"]["code"], "idempotency_key_reused");
 
     // While it runs, the status shows the live call.
-    let (status, live) = api.get(&format!("/api/v1/calls/{call_id}")).await;
+    let (status, live) = api
+        .get(&format!("/api/v1/calls/{call_id}"), Some(&website))
+        .await;
     assert_eq!(status, StatusCode::OK);
     if live["status"] == "in_progress" {
         assert_eq!(live["live"]["kind"], "click_to_dial");
@@ -235,7 +217,7 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
         "the carrier got the customer and the display number, national format"
     );
 
-    let cdr = api.ended(&call_id, &server).await;
+    let cdr = api.ended(&website, &call_id, &server).await;
     assert_eq!(cdr["call_type"], "click_to_dial", "{cdr}");
     assert_eq!(cdr["direction"], "outbound");
     assert_eq!(cdr["customer_number"], "+861088881234");
@@ -266,7 +248,9 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
         ]
     );
     // The record is the same through the CDR endpoint.
-    let (status, by_id) = api.get(&format!("/api/v1/cdrs/{call_id}")).await;
+    let (status, by_id) = api
+        .get(&format!("/api/v1/cdrs/{call_id}"), Some(&website))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(by_id["call_type"], "click_to_dial");
 }
@@ -278,7 +262,8 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
 async fn the_agent_is_rung_first_then_the_customer() {
     let carrier_port = free_port();
     let server = Server::start(&config(carrier_port));
-    let api = Api::new(&server, server.token("agent", "desk-8001"));
+    let api = Api::new(&server);
+    let desk = server.token("agent", "desk-8001");
 
     // Refusals: typed, and nothing is dialled.
     for (body, status, code) in [
@@ -323,7 +308,7 @@ async fn the_agent_is_rung_first_then_the_customer() {
             "validation_failed",
         ),
     ] {
-        let (got, err, _) = api.post(body.clone(), None).await;
+        let (got, err, _) = api.dial(&desk, body.clone(), None).await;
         assert_eq!(got.as_u16(), status, "{body} → {err}");
         assert_eq!(err["error"]["code"], code, "{body} → {err}");
     }
@@ -343,7 +328,8 @@ async fn the_agent_is_rung_first_then_the_customer() {
         )
         .await;
     let (status, body, _) = api
-        .post(
+        .dial(
+            &desk,
             json!({"customer": "+86 10 8888 4321", "agent": "8001", "order": "agent_first"}),
             None,
         )
@@ -360,9 +346,11 @@ async fn the_agent_is_rung_first_then_the_customer() {
     );
 
     // The CRM (a developer token) reads the record; the agent's token sees only the status.
-    let crm = Api::new(&server, server.token("developer", "crm"));
-    let cdr = crm.ended(&call_id, &server).await;
-    let (_, seen) = api.get(&format!("/api/v1/calls/{call_id}")).await;
+    let crm = server.token("developer", "crm");
+    let cdr = api.ended(&crm, &call_id, &server).await;
+    let (_, seen) = api
+        .get(&format!("/api/v1/calls/{call_id}"), Some(&desk))
+        .await;
     assert_eq!(seen["status"], "ended");
     assert!(seen.get("cdr").is_none(), "{seen}");
     assert_eq!(cdr["call_type"], "click_to_dial", "{cdr}");
@@ -382,26 +370,16 @@ async fn the_agent_is_rung_first_then_the_customer() {
         ]
     );
     // A call that never was, and a body that is not JSON.
-    let (status, err) = api.get("/api/v1/calls/0000000000000000").await;
+    let (status, err) = api.get("/api/v1/calls/0000000000000000", Some(&desk)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(err["error"]["code"], "not_found");
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/calls", server.http))
-        .bearer_auth(&api.token)
-        .header("content-type", "application/json")
-        .body("{\"customer\": ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let err: Value = resp.json().await.unwrap();
+    let (status, err) = api
+        .post("/api/v1/calls", Some(&desk), "{\"customer\": ")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["error"]["code"], "invalid_body");
     // Without a token, nothing is dialled.
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/calls", server.http))
-        .json(&json!({"customer": "01088881234", "skill_group": "sales"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body = json!({"customer": "01088881234", "skill_group": "sales"});
+    let (status, _) = api.post("/api/v1/calls", None, &body.to_string()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -3,6 +3,7 @@
 //! worked out by hand below; and the reports' authentication, roles and query checks.
 mod common;
 
+use common::api::Api;
 use common::{Account, Deadline, Server, ServerConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -14,63 +15,14 @@ use switchboard_engine::events::AcdEvent;
 use switchboard_engine::store::reports::AgentStateRow;
 use switchboard_engine::store::Store;
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
+/// Report requests on the shared client.
 impl Api {
-    fn new(server: &Server) -> Api {
-        Api {
-            base: format!("http://{}", server.http),
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// Status and JSON body.
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.client.get(format!("{}{path}", self.base));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
-        (status, json)
-    }
-
-    /// `PUT` with a JSON body: the status.
-    async fn put(&self, path: &str, token: &str, body: Value) -> StatusCode {
-        self.client
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
-            .status()
-    }
-
     /// The body of a `200`.
     async fn ok(&self, path: &str, token: &str) -> Value {
         let (status, body) = self.get(path, Some(token)).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         body
     }
-}
-
-/// Asserts an error answer: status, code, and the shape every error shares.
-#[track_caller]
-fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) {
-    assert_eq!(got.0.as_u16(), status, "{}", got.1);
-    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-    assert!(got.1["error"]["message"].is_string(), "{}", got.1);
-    assert!(got.1["error"]["details"].is_object(), "{}", got.1);
 }
 
 const WRONG: &str =
@@ -622,9 +574,9 @@ async fn reports_check_tokens_roles_and_queries() {
             let body = api.ok(&path, token).await;
             assert_eq!(body["items"], json!([]), "{report}: {body}");
         }
-        assert_error(&api.get(&path, None).await, 401, "unauthorized");
-        assert_error(&api.get(&path, Some(WRONG)).await, 401, "unauthorized");
-        assert_error(&api.get(&path, Some(&agent)).await, 403, "forbidden");
+        Api::assert_error(&api.get(&path, None).await, 401, "unauthorized");
+        Api::assert_error(&api.get(&path, Some(WRONG)).await, 401, "unauthorized");
+        Api::assert_error(&api.get(&path, Some(&agent)).await, 403, "forbidden");
 
         // Refused queries name the field.
         let base = format!("/api/v1/reports/{report}");
@@ -640,7 +592,7 @@ async fn reports_check_tokens_roles_and_queries() {
             ("from=2025-01-01&to=2026-11-01", "to"),
         ] {
             let got = api.get(&format!("{base}?{query}"), Some(&admin)).await;
-            assert_error(&got, 422, "validation_failed");
+            Api::assert_error(&got, 422, "validation_failed");
             assert_eq!(
                 got.1["error"]["details"]["field"], field,
                 "{query}: {}",
@@ -655,7 +607,7 @@ async fn reports_check_tokens_roles_and_queries() {
             format!("{q}&cursor=zz"),
         ] {
             let got = api.get(&format!("{base}?{query}"), Some(&admin)).await;
-            assert_error(&got, 400, "bad_request");
+            Api::assert_error(&got, 400, "bad_request");
         }
     }
     // Each report takes its own filter only.
@@ -664,10 +616,10 @@ async fn reports_check_tokens_roles_and_queries() {
         format!("/api/v1/reports/agents?{q}&skill_group=sales"),
         format!("/api/v1/reports/skill-groups?{q}&trunk_number=1"),
     ] {
-        assert_error(&api.get(&path, Some(&admin)).await, 400, "bad_request");
+        Api::assert_error(&api.get(&path, Some(&admin)).await, 400, "bad_request");
     }
     // A report that does not exist.
-    assert_error(
+    Api::assert_error(
         &api.get(&format!("/api/v1/reports/queues?{q}"), Some(&admin))
             .await,
         404,
@@ -733,11 +685,11 @@ async fn the_running_engine_logs_agent_states_and_closes_them_after_a_crash() {
     );
 
     // A break closes the idle row where the break begins.
-    let status = api
+    let (status, _) = api
         .put(
             "/api/v1/agents/8001/state",
-            &admin,
-            json!({"state": "break", "break_name": "Lunch"}),
+            Some(&admin),
+            &json!({"state": "break", "break_name": "Lunch"}).to_string(),
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod api;
+
 /// The binary under test, built by Cargo for integration tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
