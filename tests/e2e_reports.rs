@@ -733,3 +733,23 @@ async fn the_running_engine_logs_agent_states_and_closes_them_after_a_crash() {
         ("idle", None)
     );
 }
+
+/// A graceful stop ends the agent's open state at the stop, so the report counts the time up
+/// to it (a crash is repaired at the last write instead, see above).
+#[tokio::test]
+async fn a_graceful_stop_ends_the_open_agent_state_at_the_stop() {
+    let config = ServerConfig::with_accounts([Account::demo(1001)]).extra(ONE_AGENT);
+    let mut server = Server::start(&config);
+    let rows = states_until(&server, |r| !r.is_empty()).await;
+    assert_eq!(rows[0].ended_at_ms, None);
+    let before_stop = jiff::Timestamp::now().as_millisecond();
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let rows = states_until(&server, |r| r.iter().all(|s| s.ended_at_ms.is_some())).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let ended = rows[0].ended_at_ms.unwrap();
+    assert!(
+        ended >= before_stop,
+        "the idle state ends at the stop ({ended}), not before it ({before_stop})"
+    );
+}
