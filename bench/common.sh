@@ -44,6 +44,7 @@ build() {
 # SIP (ip:port) and HTTP (ip:port). 127.0.0.1 is trusted (auth.trusted), so no digest.
 # PROMPTS_DIR (default: the repository's prompts/) and MEDIA_WORKERS (default 0: one per core
 # the server may run on, so 1 under taskset) override media.prompts_dir and media.workers.
+# EXTRA_YAML, when set, is added to the config as top-level keys (trunks, ivr, ...).
 start_server() {
     local dir=$WORK/$1
     mkdir -p "$dir"
@@ -75,6 +76,7 @@ calls:
   test_line:
     number: "9999"
     prompt: $2
+${EXTRA_YAML:-}
 logging:
   level: warn
 YAML
