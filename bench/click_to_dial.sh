@@ -15,8 +15,10 @@
 # Reports: requests sent, 201s, other answers by status, the POST latency (p50/p95/p99/max),
 # the achieved request rate; then, once the calls have ended (waiting at most 60 s + N / R),
 # from the database: click-to-dial records, closed ones, answered ones, the closed ones by
-# result and missed-call reason, records left open, and the time from the first POST to the
-# last record closed; also SIPp's successful/failed calls and the server's CPU.
+# result and missed-call reason, records left open, the time from the first POST to the last
+# record's end (its ended_at_ms) and to the moment every record was closed in the database (the
+# records are written behind the calls, so the second may be later); also SIPp's
+# successful/failed calls and the server's CPU.
 #
 # All traffic is on 127.0.0.1; bounded: N requests, SIPp's -m N and -timeout, a bounded wait.
 # Every process started is stopped on exit (also on Ctrl-C or TERM).
@@ -154,9 +156,10 @@ created=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["creat
 deadline=$(( $(date +%s) + SETTLE_S ))
 while :; do
     read -r total closed < <(db_counts)
+    echo "$(date +%s.%N) $total $closed" >>"$DIR/settle.log"
     [ "$closed" -ge "$created" ] && [ "$total" -eq "$closed" ] && break
     [ "$(date +%s)" -ge "$deadline" ] && { echo "!! gave up waiting after ${SETTLE_S}s: $closed of $created records closed"; break; }
-    sleep 0.5
+    sleep 0.2
 done
 t1=$(date +%s.%N)
 c1=$(cpu_ticks "$SERVER_PID")
@@ -197,7 +200,8 @@ if other_types:
     print(f"other records      {other_types}")
 if last_end:
     print(f"first POST -> last record closed  {(last_end - c['first_sent_unix_ms']) / 1000:.2f} s "
-          f"(sending took {c['wall_s']:.2f} s)")
+          f"(sending took {c['wall_s']:.2f} s); all closed in the database "
+          f"{t1 - c['first_sent_unix_ms'] / 1000:.1f} s after the first POST")
 stat = f"{d}/sipp-stat.csv"
 try:
     rows = [l.rstrip("\n").split(";") for l in open(stat) if l.strip()]
