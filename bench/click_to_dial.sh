@@ -71,7 +71,17 @@ if [ -n "$OUT" ]; then
 else
     WORK=$(mktemp -d /tmp/switchboard-bench-c2d.XXXXXX)
 fi
-trap cleanup EXIT INT TERM
+CLIENT_PID=""
+# common.sh's cleanup, after the request client (run in the background, so that a signal is
+# handled at once rather than after the client's last request).
+stop_all() {
+    local rc=$?
+    set +e # cleanup reads the exit status from $?, which must not stop this trap
+    stop_pid "$CLIENT_PID" TERM
+    (exit "$rc")
+    cleanup
+}
+trap stop_all EXIT INT TERM
 
 STEP=c2d
 DIR=$WORK/$STEP
@@ -141,7 +151,10 @@ c0=$(cpu_ticks "$SERVER_PID")
 t0=$(date +%s.%N)
 taskset -c "$SIPP_CPU" python3 "$ROOT/bench/click_to_dial.py" --http "$HTTP" --token "$TOKEN" \
     --flow bench --rate "$RATE" --calls "$CALLS" --concurrency "$CONCURRENCY" \
-    --csv "$DIR/requests.csv" >"$DIR/client.json"
+    --csv "$DIR/requests.csv" >"$DIR/client.json" &
+CLIENT_PID=$!
+wait "$CLIENT_PID" || { echo "the request client failed" >&2; exit 1; }
+CLIENT_PID=""
 
 # Wait (bounded) until every accepted call's record is closed.
 db_counts() {
