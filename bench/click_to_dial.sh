@@ -227,4 +227,8 @@ except (OSError, IndexError, ValueError):
 secs = ticks / hz
 print(f"server             CPU {secs:.2f} s over {t1 - t0:.1f} s ({100 * secs / (t1 - t0):.0f} % of one core), "
       f"{1000 * secs / max(c['created'], 1):.2f} ms per accepted call, RSS {rss / 1024:.0f} MB at the end")
+# The generated config trusts 127.0.0.1 (common.sh), which the server warns about once at start.
+log = [l for l in open(f"{d}/server.log", errors="replace") if " WARN " in l or " ERROR " in l]
+log = [l for l in log if "auth.trusted" not in l]
+print(f"server log         {len(log)} warnings/errors" + (f", first: {log[0].strip()[:160]}" if log else ""))
 PY
