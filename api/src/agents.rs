@@ -64,7 +64,7 @@ pub struct QueueList {
 }
 
 /// The state to put an agent in.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetState {
     /// `idle` (callable), `busy`, or `break` with `break_name`.
@@ -73,7 +73,47 @@ pub struct SetState {
     pub break_name: Option<String>,
 }
 
-#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
+/// Written by hand, as the rule ties the two fields: `break_name` is a string that goes with
+/// `state: break` and only with it — a break without a name is refused, not taken as a break
+/// of no kind, as every break state is one the admin named (and reports count them by name).
+impl utoipa::PartialSchema for SetState {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let state = |values: &[&str]| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values.to_vec()))
+        };
+        let working = ObjectBuilder::new()
+            .description(Some("`idle` (callable) or `busy`; no `break_name`."))
+            .property("state", state(&["idle", "busy"]))
+            .required("state")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let on_break = ObjectBuilder::new()
+            .description(Some(
+                "A break: `break_name` is one of the admin's break states (`acd.break_states`).",
+            ))
+            .property("state", state(&["break"]))
+            .property(
+                "break_name",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            )
+            .required("state")
+            .required("break_name")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new()
+            .description(Some("The state to put an agent in."))
+            .item(working)
+            .item(on_break)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SetState {}
+
+#[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 pub enum StateName {
     Idle,

@@ -151,12 +151,14 @@ pub struct RejectedRow {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `inbound` or `outbound`.
+    #[param(value_type = Option<crate::schema::query::DirectionCode>, inline)]
     direction: Option<String>,
     /// Digits the number contains (spaces and a leading `+` ignored), or text the note contains.
     q: Option<String>,
     /// Page size: 1–500, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned: any other text is `400`.
     cursor: Option<String>,
 }
 
@@ -166,11 +168,13 @@ pub struct ListQuery {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `inbound` or `outbound`.
+    #[param(value_type = Option<crate::schema::query::DirectionCode>, inline)]
     direction: Option<String>,
     /// Digits the number contains, or text the note contains.
     q: Option<String>,
     /// Column titles and direction labels: `zh` (default, `方向,号码,备注`) or `en`
     /// (`direction,number,note`).
+    #[param(value_type = Option<crate::schema::query::LangCode>, inline)]
     lang: Option<String>,
 }
 
@@ -502,12 +506,31 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
     }
 }
 
+/// An import file, as the document describes it: the pattern holds the header in the order
+/// the export writes it (the server also takes the columns in any order); an empty body, with no
+/// header, is refused.
+struct ImportCsv;
+
+impl utoipa::PartialSchema for ImportCsv {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(
+                r"^\ufeff?(direction,number(,note)?|方向,号码(,备注)?)(\r?\n|$)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ImportCsv {}
+
 /// Import entries from CSV: a header (`direction,number,note` or `方向,号码,备注`, in any order;
 /// the note column may be left out), then one entry per row. Valid rows are added even when
 /// others are refused; the report names each refused row's line.
 #[utoipa::path(
     post, path = "/api/v1/blacklist/import", tag = "blacklist",
-    request_body(content = String, content_type = "text/csv", description = "`direction,number,note` (or `方向,号码,备注`), then rows like `inbound,+8613800000000,spam`; directions as codes or labels (`呼入`, `呼出`)"),
+    request_body(content = ImportCsv, content_type = "text/csv", description = "`direction,number,note` (or `方向,号码,备注`), then rows like `inbound,+8613800000000,spam`; directions as codes or labels (`呼入`, `呼出`)"),
     responses(
         (status = 200, description = "What was imported, what was already listed, which lines were refused", body = ImportReport),
         (status = 400, description = "Not a text/csv body", body = ErrorBody),

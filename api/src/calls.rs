@@ -74,7 +74,8 @@ pub struct Transfer {
     /// `agent` (an agent's phones), `queue` (a skill group), `flow` (a published flow),
     /// `number` (out through a trunk) or `extension` (an account's phones).
     pub to: TargetKind,
-    /// The agent id, skill group, flow name, number or account.
+    /// The agent id, skill group, flow name, number or account; not blank.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub target: String,
 }
 
@@ -93,6 +94,7 @@ pub enum TargetKind {
 #[serde(deny_unknown_fields)]
 pub struct SendDtmf {
     /// 1 to 32 of `0`–`9`, `*`, `#`, `A`–`D`, sent one after another.
+    #[schema(pattern = "^[0-9*#A-D]{1,32}$", example = "1234#")]
     pub digits: String,
     /// Who hears them: `customer` (default; the caller of an inbound call, the dialled number
     /// of a call an agent placed) or `agent` (the agent or phone bridged to the customer).
@@ -100,6 +102,7 @@ pub struct SendDtmf {
     pub to: Party,
     /// How long each digit sounds: 40–2000 ms, default 160.
     #[serde(default = "default_duration_ms")]
+    #[schema(minimum = 40, maximum = 2000, default = 160)]
     pub duration_ms: u64,
 }
 

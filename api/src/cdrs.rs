@@ -31,36 +31,46 @@ pub const MAX_LIMIT: u32 = 500;
 const EXPORT_PAGE: u32 = 200;
 
 /// The search's query string. Every value arrives as text and is parsed here, so a bad value
-/// is answered with the field it came in and what would have been accepted.
+/// is answered with the field it came in and what would have been accepted; an empty value is
+/// the parameter not given.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CdrQuery {
     /// Started at or after: unix milliseconds or RFC 3339 (`2026-11-21T08:00:00+08:00`).
+    #[param(value_type = Option<crate::schema::query::Instant>, inline)]
     from: Option<String>,
     /// Started before: unix milliseconds or RFC 3339.
+    #[param(value_type = Option<crate::schema::query::Instant>, inline)]
     to: Option<String>,
     /// The customer's number; spaces are ignored (`138 0000 0000` matches `13800000000`).
     customer_number: Option<String>,
     /// The trunk number (中继号码) the call came in on or went out through; spaces are ignored.
     trunk_number: Option<String>,
     /// A call type code: `inbound`, `outbound`, `internal`, `click_to_dial`.
+    #[param(value_type = Option<crate::schema::query::CallTypeCode>, inline)]
     call_type: Option<String>,
     /// A result code: `answered`, `not_answered`, `system_not_answered`, `failed`.
+    #[param(value_type = Option<crate::schema::query::ResultCode>, inline)]
     result: Option<String>,
     /// A missed-call reason code (`queue_timeout`, `blacklisted`, …).
+    #[param(value_type = Option<crate::schema::query::MissedReasonCode>, inline)]
     missed_reason: Option<String>,
     /// The skill group the call was last queued to.
     queue: Option<String>,
     /// The agent who served the call last.
     agent: Option<String>,
     /// `true`: only marked records (标记); `false`: only unmarked ones.
+    #[param(value_type = Option<crate::schema::query::MarkedFlag>, inline)]
     marked: Option<String>,
     /// Page size: 1–500, default 50 (search only).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page (search only).
+    /// `next_cursor` of the previous page (search only), as returned: any other text is
+    /// `400`.
     cursor: Option<String>,
     /// Column titles and labels of the export: `zh` (default) or `en` (export only).
+    #[param(value_type = Option<crate::schema::query::LangCode>, inline)]
     lang: Option<String>,
 }
 

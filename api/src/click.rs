@@ -35,7 +35,8 @@ const RECORD_READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer
 
 /// The longest `Idempotency-Key` taken.
 const MAX_KEY_LEN: usize = 255;
-/// At most this many flow variables, each name at most 64 and each value at most 1 024 bytes.
+/// At most this many flow variables, each name at most 64 and each value at most 1 024
+/// characters (counted as JSON Schema's `maxLength` counts them, so the document can say it).
 const MAX_VARIABLES: usize = 32;
 
 /// Start a call: the customer first (then a flow, a skill group or an agent), or the agent first.
@@ -43,10 +44,17 @@ const MAX_VARIABLES: usize = 32;
 #[serde(deny_unknown_fields)]
 pub struct ClickRequest {
     /// The customer's number: E.164 (`+8613800000001`) or as people type it (`138 0000 0001`,
-    /// `010-8888 0000`); spaces and dashes are dropped.
+    /// `010-8888 0000`, `0044 20 7946 0000`); spaces, dashes, dots and brackets are dropped.
+    /// The trunk's number format (country code, national and international prefixes) makes it
+    /// E.164, which has 6 to 15 digits; the pattern is the shape with the shipped format.
+    #[schema(
+        pattern = r"^(\+|00|0)?[1-9]([ ().-]?[0-9]){5,12}$",
+        example = "+8613800000001"
+    )]
     pub customer: String,
     /// Run this published flow when the customer answers. Exactly one of `flow`, `skill_group`
-    /// and `agent`.
+    /// and `agent` is given (a blank one counts as not given); naming a flow, skill group,
+    /// agent or trunk that does not exist is `422` with its own code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<String>,
     /// Queue the customer to this skill group when they answer.
@@ -61,14 +69,36 @@ pub struct ClickRequest {
     /// The trunk to call out through (default: the first usable one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trunk: Option<String>,
-    /// Flow variables set before the flow starts (`vars.<name>` in the flow's templates):
-    /// names of letters, digits and `_`, at most 32.
+    /// Flow variables set before the flow starts (`vars.<name>` in the flow's templates): at
+    /// most 32, each name 1–64 letters, digits and `_` not starting with a digit, each value at
+    /// most 1 024 characters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = variables_schema)]
     pub variables: BTreeMap<String, String>,
     /// How long the first party may ring, 5–300 s (default: the server's ring timeout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 5, maximum = 300)]
     pub ring_timeout_s: Option<u32>,
+}
+
+/// `variables` as [`engine_request`] checks them: names in `propertyNames`, which the derive
+/// does not write.
+fn variables_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(MAX_VARIABLES))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z_][A-Za-z0-9_]{0,63}$")),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(1024)),
+        ))
+        .build()
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Default, PartialEq, Eq, utoipa::ToSchema)]
@@ -174,10 +204,10 @@ fn engine_request(body: &ClickRequest) -> Result<ClickToDial, ApiError> {
                 ),
             ));
         }
-        if value.len() > 1024 {
+        if value.chars().count() > 1024 {
             return Err(invalid(
                 "variables",
-                format!("the value of {name} is over 1024 bytes"),
+                format!("the value of {name} is over 1024 characters"),
             ));
         }
     }
@@ -295,7 +325,7 @@ fn json_response(
 #[utoipa::path(
     post, path = "/api/v1/calls", tag = "calls",
     request_body = ClickRequest,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
         description = "Makes a retry safe: the same request with the same key within a day gets the first answer again")),
     responses(
         (status = 201, description = "The call is being placed", body = ClickStarted,

@@ -254,13 +254,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 /// A query string, rejected in the API's error shape (`400 bad_request`).
+///
+/// A parameter with an empty value (`?limit=&cursor=`, or a bare `?limit`) is taken as not
+/// given, as forms and most HTTP clients send an unset field: every query parameter of the API
+/// is optional text with a default, and none gives the empty string a meaning of its own. So an
+/// unknown parameter is refused only when it has a value: empty, it says nothing.
 pub struct ApiQuery<T>(pub T);
+
+/// The query string without its empty-valued parameters.
+fn without_empty_values(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| !matches!(pair.split_once('='), None | Some((_, ""))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = without_empty_values(parts.uri.query().unwrap_or(""));
+        // Only the query matters to the extractor; a URI of it alone always parses, as the
+        // parameters kept are the request's own, already percent-encoded.
+        let uri = axum::http::Uri::builder()
+            .path_and_query(format!("/?{query}"))
+            .build()
+            .map_err(ApiError::internal)?;
+        match axum::extract::Query::<T>::try_from_uri(&uri) {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => {
                 let reason = match &rejection {
@@ -306,6 +327,16 @@ mod tests {
         for (e, status, code) in cases {
             assert_eq!((e.status().as_u16(), e.code()), (status, code));
         }
+    }
+
+    #[test]
+    fn empty_query_values_are_not_given() {
+        assert_eq!(
+            without_empty_values("limit=&cursor=abc&q&lang=en"),
+            "cursor=abc&lang=en"
+        );
+        assert_eq!(without_empty_values(""), "");
+        assert_eq!(without_empty_values("q=%20"), "q=%20");
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct ValidateRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
+    /// The flow's YAML (the format of `ivr-flows/*.yaml`); a text that does not validate is
+    /// refused with `422` and what is wrong in `details.errors`.
+    #[schema(min_length = 1)]
     pub yaml: String,
 }
 
@@ -479,8 +482,10 @@ pub async fn graph_svg(
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// A test file's text (the format of `ivr-flows/tests/*.yaml`); its `flow:` must name this
-    /// flow.
+    /// flow. A text that is not such a file is refused with `422` and what is wrong in
+    /// `details.errors`.
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub yaml: Option<String>,
 }
 

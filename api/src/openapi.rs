@@ -5,8 +5,9 @@
 //! `#[utoipa::path]`), [`crate::ROUTES`] next to the router, and the `paths(...)` list below.
 use crate::error::ErrorBody;
 use axum::Json;
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -108,6 +109,18 @@ impl Modify for Common {
             .into_iter()
             .flatten()
             {
+                // `ApiQuery` takes an empty value (`?limit=`) as the parameter not given; OpenAPI
+                // says so with `allowEmptyValue`, which utoipa has no field for.
+                for param in op.parameters.iter_mut().flatten() {
+                    if matches!(param.parameter_in, ParameterIn::Query)
+                        && !matches!(param.required, Required::True)
+                    {
+                        param
+                            .extensions
+                            .get_or_insert_with(Default::default)
+                            .insert("allowEmptyValue".to_owned(), true.into());
+                    }
+                }
                 if op.security.is_none() {
                     continue;
                 }

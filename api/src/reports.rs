@@ -38,20 +38,24 @@ pub const MAX_LIMIT: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct TrunkQuery {
     /// Start, inclusive: RFC 3339 (`2026-11-01T00:00:00+08:00`) or a date (`2026-11-01`, its
-    /// start in `tz`). Required.
+    /// start in `tz`). Required; not after `to`, and at most 400 days before it.
+    #[param(required = true, value_type = crate::schema::query::ReportBound, inline)]
     from: Option<String>,
     /// End, exclusive: RFC 3339, or a date (included: the report runs to its end in `tz`).
     /// Required.
+    #[param(required = true, value_type = crate::schema::query::ReportBound, inline)]
     to: Option<String>,
     /// `day` (default), `week` (Monday first) or `month`.
+    #[param(value_type = Option<crate::schema::query::PeriodCode>, inline)]
     period: Option<String>,
     /// An IANA time zone (`Asia/Shanghai`); default `UTC`.
     tz: Option<String>,
     /// Only this trunk number (中继号码); spaces are ignored.
     trunk_number: Option<String>,
     /// Page size: 1–1000, default 200.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned: any other text is `400`.
     cursor: Option<String>,
 }
 
@@ -60,19 +64,24 @@ pub struct TrunkQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SkillGroupQuery {
-    /// Start, inclusive: RFC 3339 or a date. Required.
+    /// Start, inclusive: RFC 3339 or a date. Required; not after `to`, and at most 400 days
+    /// before it.
+    #[param(required = true, value_type = crate::schema::query::ReportBound, inline)]
     from: Option<String>,
     /// End, exclusive: RFC 3339, or a date (included). Required.
+    #[param(required = true, value_type = crate::schema::query::ReportBound, inline)]
     to: Option<String>,
     /// `day` (default), `week` (Monday first) or `month`.
+    #[param(value_type = Option<crate::schema::query::PeriodCode>, inline)]
     period: Option<String>,
     /// An IANA time zone (`Asia/Shanghai`); default `UTC`.
     tz: Option<String>,
     /// Only this skill group.
     skill_group: Option<String>,
     /// Page size: 1–1000, default 200.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned: any other text is `400`.
     cursor: Option<String>,
 }
 
@@ -81,19 +90,24 @@ pub struct SkillGroupQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AgentQuery {
-    /// Start, inclusive: RFC 3339 or a date. Required.
+    /// Start, inclusive: RFC 3339 or a date. Required; not after `to`, and at most 400 days
+    /// before it.
+    #[param(required = true, value_type = crate::schema::query::ReportBound, inline)]
     from: Option<String>,
     /// End, exclusive: RFC 3339, or a date (included). Required.
+    #[param(required = true, value_type = crate::schema::query::ReportBound, inline)]
     to: Option<String>,
     /// `day` (default), `week` (Monday first) or `month`.
+    #[param(value_type = Option<crate::schema::query::PeriodCode>, inline)]
     period: Option<String>,
     /// An IANA time zone (`Asia/Shanghai`); default `UTC`.
     tz: Option<String>,
     /// Only this agent.
     agent: Option<String>,
     /// Page size: 1–1000, default 200.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page, as returned: any other text is `400`.
     cursor: Option<String>,
 }
 

@@ -97,3 +97,78 @@ pub struct CollectedInput {
     name: String,
     value: String,
 }
+
+/// Schemas of query parameters the API reads as text and parses itself, for
+/// `#[param(value_type = Option<…>, inline)]` (which keeps the field's description, unlike
+/// `schema_with`), so the document says which values are taken. An empty value is the parameter
+/// not given (`crate::error::ApiQuery`).
+pub mod query {
+    use switchboard_engine::cdr::{CallResult, CallType, MissedReason};
+    use switchboard_engine::store::reports::Period;
+    use utoipa::openapi::schema::{
+        KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+    };
+    use utoipa::openapi::RefOr;
+
+    /// Text that is one of `codes`.
+    fn one_of<'a>(codes: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(codes.into_iter().collect::<Vec<_>>()))
+            .into()
+    }
+
+    fn text(format: KnownFormat) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    }
+
+    /// A parameter type: a name for `value_type`, and its schema.
+    macro_rules! param_schema {
+        ($(#[$doc:meta])* $name:ident => $schema:expr) => {
+            $(#[$doc])*
+            pub struct $name;
+
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    $schema
+                }
+            }
+
+            impl utoipa::ToSchema for $name {}
+        };
+    }
+
+    param_schema!(
+        /// An instant: unix milliseconds or an RFC 3339 time.
+        Instant => Schema::OneOf(
+            OneOfBuilder::new()
+                .item(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+                )
+                .item(text(KnownFormat::DateTime))
+                .build(),
+        )
+        .into()
+    );
+    param_schema!(
+        /// A report's bound: an RFC 3339 time or a date.
+        ReportBound => Schema::OneOf(
+            OneOfBuilder::new()
+                .item(text(KnownFormat::DateTime))
+                .item(text(KnownFormat::Date))
+                .build(),
+        )
+        .into()
+    );
+    param_schema!(CallTypeCode => one_of(CallType::ALL.iter().map(|v| v.code())));
+    param_schema!(ResultCode => one_of(CallResult::ALL.iter().map(|v| v.code())));
+    param_schema!(MissedReasonCode => one_of(MissedReason::ALL.iter().map(|v| v.code())));
+    param_schema!(PeriodCode => one_of(Period::ALL.map(Period::code)));
+    param_schema!(LangCode => one_of(["zh", "en"]));
+    param_schema!(DirectionCode => one_of(["inbound", "outbound"]));
+    param_schema!(MarkedFlag => one_of(["true", "false"]));
+}

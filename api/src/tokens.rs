@@ -14,7 +14,8 @@ const MAX_NAME: usize = 100;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// What the token is for ("ci", "crm"); 1–100 characters.
+    /// What the token is for ("ci", "crm"); 1–100 characters, not blank (it is trimmed).
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "crm")]
     pub name: String,
     pub role: Role,
 }
