@@ -247,6 +247,18 @@ async fn a_call_is_streamed_in_order_and_a_reconnect_replays_exactly_the_rest() 
     assert_eq!(stored["call_id"], call_id.as_str(), "{stored}");
     assert!(msgs.len() >= 3, "{msgs:#?}");
 
+    // An agent's token gets the same call without its record (agents read no records).
+    let agent = server.token("agent", "desk");
+    let first_id = msgs[0].id.clone().unwrap();
+    let mut replay = Events::open(&server, &agent, "/api/v1/events", Some(&first_id)).await;
+    let seen = replay.take(msgs.len() - 2).await;
+    let want: Vec<_> = msgs[1..]
+        .iter()
+        .filter(|m| m.event != "cdr_written")
+        .cloned()
+        .collect();
+    assert_eq!(seen, want, "everything but the record");
+
     // Resuming after the second message replays exactly the rest, by header or by query.
     let second = msgs[1].id.clone().unwrap();
     let rest = &msgs[2..];
@@ -286,6 +298,15 @@ async fn a_call_is_streamed_in_order_and_a_reconnect_replays_exactly_the_rest() 
     // The first client, still connected, saw the same.
     let also = live.until(WAIT, |m| m.event == "cdr_written").await;
     assert_eq!(also, after);
+    // The agent's stream went from the first call's last event straight to the second call's:
+    // no record in between.
+    let without_record: Vec<_> = after
+        .iter()
+        .filter(|m| m.event != "cdr_written")
+        .cloned()
+        .collect();
+    assert!(!without_record.is_empty() && without_record.len() < after.len());
+    assert_eq!(replay.take(without_record.len()).await, without_record);
     server.assert_no_panic();
 }
 

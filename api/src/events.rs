@@ -31,10 +31,13 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::Duration;
+use switchboard_engine::events::CallEventKind;
 use switchboard_engine::live::{EventHub, Item, LiveEvent, LiveKind, Subscriber};
 
 /// Who may follow the stream.
 const READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer, Role::Agent];
+/// The roles that also get `cdr_written`, which carries the whole record.
+const RECORD_READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
 /// How often an idle stream gets a comment line.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The SSE `event:` name of a gap message.
@@ -46,7 +49,8 @@ pub const GAP: &str = "gap";
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only these kinds, comma-separated: `inbound_ringing`, `outbound_ringing`, `answered`,
-    /// `hangup`, `cdr_written`, `agent_state`, `queue_state`. Gaps are always sent.
+    /// `hangup`, `cdr_written` (not to agent tokens: it carries the whole record),
+    /// `agent_state`, `queue_state`. Gaps are always sent.
     types: Option<String>,
     /// Only the events of this call (its record's id).
     call_id: Option<String>,
@@ -67,6 +71,8 @@ struct Filter {
     call_id: Option<String>,
     agent: Option<String>,
     queue: Option<String>,
+    /// Leave out `cdr_written` (the whole record): for roles that may not read records.
+    hide_records: bool,
 }
 
 impl Filter {
@@ -74,7 +80,8 @@ impl Filter {
         let matches = |want: &Option<String>, got: Option<&str>| {
             want.as_deref().is_none_or(|w| got == Some(w))
         };
-        self.kinds.as_ref().is_none_or(|k| k.contains(&e.kind()))
+        !(self.hide_records && e.kind() == LiveKind::Call(CallEventKind::CdrWritten))
+            && self.kinds.as_ref().is_none_or(|k| k.contains(&e.kind()))
             && matches(&self.call_id, e.call_id())
             && matches(&self.agent, e.agent())
             && matches(&self.queue, e.queue())
@@ -111,6 +118,7 @@ fn filter(q: &EventsQuery) -> Result<Filter, ApiError> {
         call_id: text(q.call_id.clone()),
         agent: text(q.agent.clone()),
         queue: text(q.queue.clone()),
+        hide_records: false,
     })
 }
 
@@ -200,7 +208,9 @@ pub async fn stream(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(READERS)?;
-    let filter = filter(&q)?;
+    let mut filter = filter(&q)?;
+    // An agent's token reads no call records (`GET /api/v1/cdrs` refuses it): nor here.
+    filter.hide_records = !RECORD_READERS.contains(&caller.role);
     let after = resume_from(&headers, &q)?;
     let hub: &EventHub = state.events.as_ref().ok_or(ApiError::Unavailable)?;
     let sub = hub.subscribe(after);
