@@ -100,6 +100,23 @@ async fn the_document_states_what_the_handlers_refuse() {
     let (status, doc) = api.get("/api/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
 
+    // Every operation has an id of its own: tools link operations by them (a duplicate `one`
+    // sent Schemathesis from a new call's `cdr_url` to `GET /api/v1/flows/{name}`).
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                ids.insert(id.to_owned()),
+                "{method} {path}: operationId {id:?} twice"
+            );
+        }
+    }
+    assert!(
+        ids.contains("cdrs_one") && ids.contains("flows_one"),
+        "{ids:?}"
+    );
+
     // Query strings: optional parameters take an empty value; the typed ones say their type.
     let limit = param(&doc, "/api/v1/cdrs", "get", "limit");
     assert_eq!(limit["allowEmptyValue"], true);

@@ -109,6 +109,16 @@ impl Modify for Common {
             .into_iter()
             .flatten()
             {
+                // utoipa names an operation after its handler, and handlers of different
+                // modules share names (`list`, `one`, `export`); OpenAPI wants each id unique
+                // (clients are generated from them, and tools link operations by them), so
+                // each is prefixed with its tag: `cdrs_one`, `flows_one`.
+                if let (Some(id), Some(tag)) = (
+                    &mut op.operation_id,
+                    op.tags.as_ref().and_then(|t| t.first()),
+                ) {
+                    *id = format!("{tag}_{id}");
+                }
                 // `ApiQuery` takes an empty value (`?limit=`) as the parameter not given; OpenAPI
                 // says so with `allowEmptyValue`, which utoipa has no field for.
                 for param in op.parameters.iter_mut().flatten() {
