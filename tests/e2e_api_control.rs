@@ -96,10 +96,18 @@ async fn call_records_are_marked_filtered_exported_and_unmarked() {
     );
     assert_eq!(record["mark"]["marked_by"], token_id(&desk));
     assert!(record["mark"]["marked_at_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(
+        record.as_object().unwrap().len(),
+        3,
+        "the mark only, not the record an agent may not read: {record}"
+    );
     let (_, read) = api
         .call(Method::GET, "/api/v1/cdrs/ended-1", Some(&lead), None)
         .await;
-    assert_eq!(read, record, "the mark is stored, not only answered");
+    assert_eq!(
+        read["mark"], record["mark"],
+        "the mark is stored, not only answered"
+    );
 
     // A call still in progress is marked too, without a note; its close keeps the mark.
     let (status, open) = api
@@ -115,7 +123,6 @@ async fn call_records_are_marked_filtered_exported_and_unmarked() {
         (&open["marked"], &open["mark"]["note"]),
         (&json!(true), &Value::Null)
     );
-    assert_eq!(open["ended_at_ms"], Value::Null);
     let close = CdrClose {
         ended_at_ms: 1_700_000_090_000,
         result: CallResult::Answered,
@@ -172,12 +179,31 @@ async fn call_records_are_marked_filtered_exported_and_unmarked() {
     Api::assert_error(&too_long, 422, "validation_failed");
     assert_eq!(too_long.1["error"]["details"]["field"], "note");
 
+    // An agent removes only its own marks; the supervisor's (set again here) stays.
+    let (status, _) = api
+        .call(
+            Method::PUT,
+            "/api/v1/cdrs/open-1/mark",
+            Some(&lead),
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let others = api
+        .call(
+            Method::DELETE,
+            "/api/v1/cdrs/open-1/mark",
+            Some(&desk),
+            None,
+        )
+        .await;
+    Api::assert_error(&others, 403, "forbidden");
     // Unmarked: gone from the marked search, and the export says so in both languages.
     let (status, body) = api
         .call(
             Method::DELETE,
             "/api/v1/cdrs/open-1/mark",
-            Some(&desk),
+            Some(&lead),
             None,
         )
         .await;

@@ -323,7 +323,7 @@ pub struct MarkBody {
     params(("call_id" = String, Path, description = "The call's id")),
     request_body = MarkBody,
     responses(
-        (status = 200, description = "The record, marked", body = crate::schema::CdrRecord),
+        (status = 200, description = "The record's mark", body = crate::schema::CdrMarkState),
         (status = 404, description = "No such record", body = ErrorBody),
         (status = 422, description = "A note over 500 characters, or a malformed body", body = ErrorBody),
     ),
@@ -362,15 +362,23 @@ pub async fn mark(
         return Err(not_found());
     }
     let row = state.store.cdr(&call_id).await?.ok_or_else(not_found)?;
-    Ok(Json(cdr::to_json(&row)))
+    // The mark, not the record: agents mark records they may not read.
+    let record = cdr::to_json(&row);
+    Ok(Json(serde_json::json!({
+        "call_id": record["call_id"],
+        "marked": record["marked"],
+        "mark": record["mark"],
+    })))
 }
 
-/// Remove a record's mark. A record without a mark is left as it is (also `204`).
+/// Remove a record's mark. A record without a mark is left as it is (also `204`). An agent's
+/// token removes only the marks it set.
 #[utoipa::path(
     delete, path = "/api/v1/cdrs/{call_id}/mark", tag = "cdrs",
     params(("call_id" = String, Path, description = "The call's id")),
     responses(
         (status = 204, description = "Not marked any more"),
+        (status = 403, description = "An agent's token and a mark another token set", body = ErrorBody),
         (status = 404, description = "No such record", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -381,6 +389,22 @@ pub async fn unmark(
     Path(call_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(MARKERS)?;
+    if caller.role == Role::Agent {
+        let set_by = state
+            .store
+            .cdr(&call_id)
+            .await?
+            .and_then(|row| row.mark)
+            .map(|m| m.by);
+        if set_by.is_some_and(|by| by != caller.token_id) {
+            return Err(ApiError::Refused {
+                status: StatusCode::FORBIDDEN,
+                code: "forbidden",
+                message: "an agent's token removes only the marks it set".into(),
+                details: serde_json::json!({ "reason": "marked_by_another" }),
+            });
+        }
+    }
     if !state.store.clear_cdr_mark(&call_id).await? {
         return Err(ApiError::NotFound {
             what: "call record",

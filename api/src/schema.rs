@@ -54,6 +54,16 @@ pub struct CdrRecord {
     legs: Vec<CdrLegRecord>,
 }
 
+/// A record's mark as `PUT /api/v1/cdrs/{call_id}/mark` answers it (the record itself is for
+/// the roles that read records, through `GET /api/v1/cdrs/{call_id}`).
+#[derive(ToSchema)]
+pub struct CdrMarkState {
+    call_id: String,
+    /// Always `true` after a `PUT`.
+    marked: bool,
+    mark: Option<CdrMarkRecord>,
+}
+
 /// A record's mark (标记).
 #[derive(ToSchema)]
 pub struct CdrMarkRecord {
