@@ -406,7 +406,8 @@ pub async fn add(
         return Err(duplicate("api"));
     };
     apply(&state).await?;
-    tracing::info!(by = %caller.token_id, id = row.id, direction = %direction, number = %row.pattern.text(), "blacklist entry added");
+    // The id, not the number: a customer's number stays out of the log.
+    tracing::info!(by = %caller.token_id, id = row.id, direction = %direction, "blacklist entry added");
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 

@@ -84,7 +84,13 @@ impl Store {
             }
         }
         if let Some(marked) = filter.marked {
-            q.push(" AND marked = ").push_bind(i64::from(marked));
+            // A literal, not a bound value: SQLite picks the partial index of marked records
+            // only for a constant it can see.
+            q.push(if marked {
+                " AND marked = 1"
+            } else {
+                " AND marked = 0"
+            });
         }
         if let Some(c) = after {
             q.push(" AND (started_at_ms < ")

@@ -45,8 +45,10 @@ pub enum CallControlError {
     /// The party's leg is not answered (still ringing), or its media is gone (hanging up).
     #[error("the {} leg of call {call_id} is not answered", .party.code())]
     NotAnswered { call_id: String, party: DtmfTarget },
-    /// A recording is running, or the last one is still being finished.
-    #[error("call {call_id} is already being recorded")]
+    /// The call has a recording already: running, being finished, or done (one started here,
+    /// a voicemail, `media.record_calls`). A call's record names one file, so a second would
+    /// push the first out of it.
+    #[error("call {call_id} is already recorded")]
     AlreadyRecording { call_id: String },
     #[error("call {call_id} is not being recorded")]
     NotRecording { call_id: String },
@@ -194,8 +196,8 @@ impl Endpoint {
         call_id: &str,
     ) -> Result<String, CallControlError> {
         let key = self.controlled_call(call_id)?;
-        // A file named but without a length is being written, or being finished.
-        if matches!(self.calls.calls[&key].cdr.recording, Some((_, None))) {
+        // One file per call: a second would push the first (a voicemail, say) out of the record.
+        if self.calls.calls[&key].cdr.recording.is_some() {
             return Err(CallControlError::AlreadyRecording {
                 call_id: call_id.to_owned(),
             });
@@ -505,6 +507,13 @@ mod tests {
             },
         );
         net.pump();
+        assert!(
+            matches!(
+                net.ep.start_recording(net.now, &call_id),
+                Err(CallControlError::AlreadyRecording { .. })
+            ),
+            "a finished file is not pushed out of the record by a second one"
+        );
         net.deliver(CALLER, &caller_in_dialog("BYE", 2, &tag, "c1", ""));
         let (_, close) = net.closed.last().expect("the record is closed");
         assert_eq!(close.recording_path.as_deref(), Some(path.as_str()));
