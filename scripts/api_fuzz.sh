@@ -29,9 +29,8 @@
 # still report are refusals no static schema can foresee: a `cursor` this API did not return,
 # a report range with `from` after `to` or over 400 days, an unknown `tz`, a flow or test YAML
 # that does not validate, a break, flow, skill group or agent name the configuration does not
-# have (and click-to-dial's "exactly one of flow, skill_group and agent"), and integers written
-# with a fraction (`40.0`), which JSON Schema counts as integers and the API does not take.
-# They are left out of the default run for that reason.
+# have, and click-to-dial's "exactly one of flow, skill_group and agent". They are left out of
+# the default run for that reason.
 #
 # Extra arguments go to `schemathesis run` (e.g. `--seed 1`, `--include-path-regex flows`,
 # `--report junit --report-dir /abs/path`: it runs in the temporary folder, so give absolute

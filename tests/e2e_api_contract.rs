@@ -173,6 +173,24 @@ async fn the_document_states_what_the_handlers_refuse() {
         assert_eq!(got.1["error"]["details"]["field"], field, "{body}");
     }
 
+    // JSON has one number type: a whole number written with a point is the integer.
+    let got = api
+        .post(
+            "/api/v1/calls/none/dtmf",
+            admin,
+            r#"{"digits": "1", "duration_ms": 160.0}"#,
+        )
+        .await;
+    Api::assert_error(&got, 404, "not_found");
+    let got = api
+        .post(
+            "/api/v1/calls/none/dtmf",
+            admin,
+            r#"{"digits": "1", "duration_ms": 160.5}"#,
+        )
+        .await;
+    Api::assert_error(&got, 422, "validation_failed");
+
     let customer = property(&doc, "ClickRequest", "customer");
     assert!(customer["pattern"].is_string(), "{customer}");
     let variables = property(&doc, "ClickRequest", "variables");

@@ -101,7 +101,10 @@ pub struct SendDtmf {
     #[serde(default)]
     pub to: Party,
     /// How long each digit sounds: 40–2000 ms, default 160.
-    #[serde(default = "default_duration_ms")]
+    #[serde(
+        default = "default_duration_ms",
+        deserialize_with = "crate::error::whole_number"
+    )]
     #[schema(minimum = 40, maximum = 2000, default = 160)]
     pub duration_ms: u64,
 }

@@ -76,7 +76,11 @@ pub struct ClickRequest {
     #[schema(schema_with = variables_schema)]
     pub variables: BTreeMap<String, String>,
     /// How long the first party may ring, 5–300 s (default: the server's ring timeout).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::error::optional_whole_number"
+    )]
     #[schema(minimum = 5, maximum = 300)]
     pub ring_timeout_s: Option<u32>,
 }

@@ -253,6 +253,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A whole number in a JSON body, written `40` or `40.0`: JSON has one number type, and the
+/// document's `integer` (JSON Schema) is any number without a fraction, so a client that writes
+/// every number with a point (as some JSON libraries do) is not refused. For body fields, with
+/// `#[serde(deserialize_with = "crate::error::whole_number")]`.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::{Deserialize, Error, Unexpected};
+    /// Up to here every whole number is exact as a float.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let n = serde_json::Number::deserialize(deserializer)?;
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
+            .map(|f| f as u64)
+    });
+    let unexpected = match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(u), _, _) => Unexpected::Unsigned(u),
+        (_, Some(i), _) => Unexpected::Signed(i),
+        (_, _, f) => Unexpected::Float(f.unwrap_or(f64::NAN)),
+    };
+    let expected = "a whole number in range";
+    let whole = whole.ok_or_else(|| D::Error::invalid_value(unexpected, &expected))?;
+    T::try_from(whole).map_err(|_| D::Error::invalid_value(unexpected, &expected))
+}
+
+/// [`whole_number`] for an optional field (`#[serde(default, deserialize_with = …)]`).
+pub fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(serde::Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
+    let v: Option<Whole<T>> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(v.map(|Whole(t)| t))
+}
+
 /// A query string, rejected in the API's error shape (`400 bad_request`).
 ///
 /// A parameter with an empty value (`?limit=&cursor=`, or a bare `?limit`) is taken as not
@@ -337,6 +377,31 @@ mod tests {
         );
         assert_eq!(without_empty_values(""), "");
         assert_eq!(without_empty_values("q=%20"), "q=%20");
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_point() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            #[serde(deserialize_with = "whole_number")]
+            ms: u32,
+            #[serde(default, deserialize_with = "optional_whole_number")]
+            s: Option<u16>,
+        }
+        let read = |json: &str| serde_json::from_str::<Body>(json).map(|b| (b.ms, b.s));
+        assert_eq!(read(r#"{"ms": 40}"#).unwrap(), (40, None));
+        assert_eq!(read(r#"{"ms": 40.0, "s": 5.0}"#).unwrap(), (40, Some(5)));
+        assert_eq!(read(r#"{"ms": 1e3, "s": null}"#).unwrap(), (1000, None));
+        for bad in [
+            r#"{"ms": 40.5}"#,
+            r#"{"ms": -1}"#,
+            r#"{"ms": -1.0}"#,
+            r#"{"ms": 4294967296}"#,
+            r#"{"ms": "40"}"#,
+            r#"{"ms": 1, "s": 70000}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
