@@ -388,7 +388,12 @@ pub async fn publish(
             publishers.announce(&name, &version, &actor, crate::clock::unix_ms());
         }
         // Not `*.yaml`: the watcher never takes the temporary file for a flow.
-        let tmp = dir.join(format!(".{name}.publish.tmp"));
+        // Its own name per request: two publishes of one flow at once never write into
+        // each other's file.
+        let tmp = dir.join(format!(
+            ".{name}.{:016x}.publish.tmp",
+            rand::random::<u64>()
+        ));
         std::fs::write(&tmp, &body.yaml)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| {
