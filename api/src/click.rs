@@ -10,7 +10,7 @@
 //! the same key within a day gets the first answer again (marked `Idempotent-Replayed: true`),
 //! not a second call; the same key with a different request is refused. Kept answers are the
 //! call placed (`201`) and refusals of the request itself (`400`, `403`, `422`); a refusal that
-//! may clear (an agent busy, a quota, a trunk: `402`, `409`, `503`) is not kept, so a retry with
+//! may clear (an agent busy, a quota, a trunk: `402`, `409`, `429`, `503`) is not kept, so a retry with
 //! the key tries again.
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiJson, ErrorBody};
@@ -32,6 +32,9 @@ const DIALLERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Agent, Role::De
 const READERS: &[Role] = DIALLERS;
 /// Who sees the record of an ended call here (as `GET /api/v1/cdrs/{call_id}` allows).
 const RECORD_READERS: &[Role] = &[Role::Admin, Role::Supervisor, Role::Developer];
+
+/// How long a client is asked to wait when the trunk's channels are all in use.
+pub const TRUNK_BUSY_RETRY_S: u64 = 5;
 
 /// The longest `Idempotency-Key` taken.
 const MAX_KEY_LEN: usize = 255;
@@ -285,7 +288,13 @@ fn refusal(e: ClickError) -> ApiError {
             json!({ "field": "trunk", "reason": reason }),
         ),
         ClickError::OverQuota => (StatusCode::PAYMENT_REQUIRED, "over_quota", json!({})),
-        ClickError::TrunkBusy => (StatusCode::SERVICE_UNAVAILABLE, "trunk_busy", json!({})),
+        // Too many calls at once for the trunk's channels: the client's load, retried later
+        // (`Retry-After`), as a concurrency limit is.
+        ClickError::TrunkBusy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "trunk_busy",
+            json!({ "retry_after_s": TRUNK_BUSY_RETRY_S }),
+        ),
         ClickError::NotListening => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", json!({})),
     };
     refused(status, code, message, details)
@@ -339,7 +348,9 @@ fn json_response(
         (status = 403, description = "`blacklisted`: the number is on the outbound blacklist (or the role may not dial)", body = ErrorBody),
         (status = 409, description = "`agent_unreachable`, `agent_not_available`, or `idempotency_in_progress`", body = ErrorBody),
         (status = 422, description = "`invalid_number`, `unknown_flow`, `unknown_skill_group`, `unknown_agent`, `unknown_trunk`, `idempotency_key_reused`, or a malformed body", body = ErrorBody),
-        (status = 503, description = "`no_trunk` or `trunk_busy`: no trunk can carry the call now (`unavailable`: the engine is stopping)", body = ErrorBody),
+        (status = 429, description = "`trunk_busy`: every channel of the trunk is in use; retry after `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`no_trunk`: no trunk can carry calls (none configured or enabled); `unavailable`: the engine is stopping", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -511,5 +522,41 @@ pub async fn status(
             what: "call",
             id: Some(call_id),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal is a client error but "no trunk at all" and a stopping engine: the API
+    /// fuzz's "no 5xx" holds for everything a client can cause, a full trunk included.
+    #[test]
+    fn refusals_are_client_errors_and_a_full_trunk_says_when_to_retry() {
+        let all = [
+            ClickError::InvalidNumber { number: "1".into() },
+            ClickError::Blacklisted,
+            ClickError::UnknownFlow { name: "f".into() },
+            ClickError::UnknownQueue { name: "q".into() },
+            ClickError::UnknownAgent { id: "a".into() },
+            ClickError::AgentUnreachable { id: "a".into() },
+            ClickError::AgentNotAvailable { id: "a".into() },
+            ClickError::AgentFirstNeedsAgent,
+            ClickError::UnknownTrunk { name: "t".into() },
+            ClickError::OverQuota,
+            ClickError::TrunkBusy,
+        ];
+        for e in all {
+            let shown = e.to_string();
+            assert!(refusal(e).status().is_client_error(), "{shown}");
+        }
+        let busy = refusal(ClickError::TrunkBusy).into_response();
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "5");
+        let none = refusal(ClickError::NoTrunk {
+            reason: "no trunk".into(),
+        });
+        assert_eq!(none.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(none.code(), "no_trunk");
     }
 }

@@ -200,6 +200,12 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests { retry_after_s } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
+            // A refusal to retry later says when.
+            ApiError::Refused { details, .. } => {
+                if let Some(s) = details.get("retry_after_s").and_then(Value::as_u64) {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
+                }
+            }
             _ => {}
         }
         response
