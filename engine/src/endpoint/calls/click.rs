@@ -328,24 +328,17 @@ impl Endpoint {
             );
             r
         };
+        let unreachable = || ClickError::AgentUnreachable {
+            id: agent.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
+        };
         let (a, a_kind, a_peer) = match &agent_first {
             None => {
-                let target = Target {
-                    transport: Transport::Udp,
-                    addr: plan.address,
-                    conn: None,
-                    local,
-                };
-                let uri = Uri::parse(&format!("sip:{}@{}", plan.callee_wire, plan.address))
-                    .map_err(|_| ClickError::InvalidNumber {
+                let (target, uri) = outbound::trunk_destination(&plan, local).ok_or_else(|| {
+                    ClickError::InvalidNumber {
                         number: req.customer.clone(),
-                    })?;
-                let a = self.new_leg(Side::Outbound, target);
-                let invite =
-                    self.outbound_invite(a, &customer_template, uri, &plan.callee_wire, 70);
-                if let Some(l) = self.calls.legs.get_mut(&a) {
-                    l.out_invite = Some(invite);
-                }
+                    }
+                })?;
+                let a = self.first_leg(target, uri, &customer_template, &plan.callee_wire);
                 self.dress_trunk_leg(a, &plan);
                 (a, LegKind::Outbound, plan.callee_e164.clone())
             }
@@ -359,32 +352,14 @@ impl Endpoint {
                 let uri = NameAddr::parse(&b.contact)
                     .map(|n| n.uri)
                     .or_else(|_| Uri::parse(&b.contact))
-                    .map_err(|_| ClickError::AgentUnreachable {
-                        id: agent.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
-                    })?;
-                let a = self.new_leg(Side::Outbound, target);
-                let invite = self.outbound_invite(a, &template, uri, &b.aor, 70);
-                if let Some(l) = self.calls.legs.get_mut(&a) {
-                    l.out_invite = Some(invite);
-                }
+                    .map_err(|_| unreachable())?;
+                let a = self.first_leg(target, uri, &template, &b.aor);
                 (a, LegKind::Agent, b.aor.clone())
             }
             Some(AgentPhone::Mobile(mobile)) => {
-                let target = Target {
-                    transport: Transport::Udp,
-                    addr: mobile.address,
-                    conn: None,
-                    local,
-                };
-                let uri = Uri::parse(&format!("sip:{}@{}", mobile.callee_wire, mobile.address))
-                    .map_err(|_| ClickError::AgentUnreachable {
-                        id: agent.as_ref().map(|a| a.0.clone()).unwrap_or_default(),
-                    })?;
-                let a = self.new_leg(Side::Outbound, target);
-                let invite = self.outbound_invite(a, &template, uri, &mobile.callee_wire, 70);
-                if let Some(l) = self.calls.legs.get_mut(&a) {
-                    l.out_invite = Some(invite);
-                }
+                let (target, uri) =
+                    outbound::trunk_destination(mobile, local).ok_or_else(unreachable)?;
+                let a = self.first_leg(target, uri, &template, &mobile.callee_wire);
                 self.dress_trunk_leg(a, mobile);
                 (a, LegKind::Agent, mobile.callee_e164.clone())
             }
@@ -485,6 +460,17 @@ impl Endpoint {
         tracing::info!(call = key.0, %customer, target = %callee_label, order = ?req.order, "click-to-dial call started");
         metrics::counter!("calls_total", "kind" => "click_to_dial").increment(1);
         Ok(call_id)
+    }
+
+    /// The call's first leg, to `target`: its INVITE, built from `template`, leaves once its RTP
+    /// port is bound.
+    fn first_leg(&mut self, target: Target, uri: Uri, template: &Request, callee: &str) -> LegId {
+        let a = self.new_leg(Side::Outbound, target);
+        let invite = self.outbound_invite(a, template, uri, callee, 70);
+        if let Some(l) = self.calls.legs.get_mut(&a) {
+            l.out_invite = Some(invite);
+        }
+        a
     }
 
     /// The phone an agent-first call rings.

@@ -23,6 +23,19 @@ pub(super) fn refusal_answer(r: &OutboundRefusal) -> (u16, &'static str) {
     }
 }
 
+/// Where a planned trunk leg goes, leaving from `local`: the carrier's address, and the
+/// Request-URI with the callee the carrier's way.
+pub(super) fn trunk_destination(plan: &OutboundPlan, local: SocketAddr) -> Option<(Target, Uri)> {
+    let uri = Uri::parse(&format!("sip:{}@{}", plan.callee_wire, plan.address)).ok()?;
+    let target = Target {
+        transport: Transport::Udp,
+        addr: plan.address,
+        conn: None,
+        local,
+    };
+    Some((target, uri))
+}
+
 /// Whether a dialled string is meant for the public network: a number of at least seven
 /// digits (shorter ones are extensions and feature codes: unknown ones get 404, not a trunk).
 pub(super) fn looks_like_number(s: &str) -> bool {
@@ -62,13 +75,7 @@ impl Endpoint {
             let l = self.calls.legs.get(&a)?;
             (l.session, l.target.local)
         };
-        let uri = Uri::parse(&format!("sip:{}@{}", plan.callee_wire, plan.address)).ok()?;
-        let target = Target {
-            transport: Transport::Udp,
-            addr: plan.address,
-            conn: None,
-            local,
-        };
+        let (target, uri) = trunk_destination(plan, local)?;
         let leg_id =
             self.new_outbound(key, session, target, incoming, uri, &plan.callee_wire, &[])?;
         self.dress_trunk_leg(leg_id, plan);
