@@ -307,6 +307,11 @@ async fn the_agent_is_rung_first_then_the_customer() {
             422,
             "validation_failed",
         ),
+        (
+            json!({"customer": "01088881234", "skill_group": "sales", "order": "agent_first"}),
+            422,
+            "validation_failed",
+        ),
     ] {
         let (got, err, _) = api.dial(&desk, body.clone(), None).await;
         assert_eq!(got.as_u16(), status, "{body} → {err}");

@@ -189,9 +189,6 @@ fn engine_request(body: &ClickRequest) -> Result<ClickToDial, ApiError> {
         Order::CustomerFirst => ClickOrder::CustomerFirst,
         Order::AgentFirst => ClickOrder::AgentFirst,
     };
-    if order == ClickOrder::AgentFirst && !matches!(target, ClickTarget::Agent(_)) {
-        return Err(invalid("order", "agent_first needs an agent"));
-    }
     if body.variables.len() > MAX_VARIABLES {
         return Err(invalid(
             "variables",
