@@ -121,60 +121,40 @@ impl Store {
 mod tests {
     use super::*;
 
+    async fn claim(store: &Store, token: &str, key: &str, hash: &str, at_ms: i64) -> Claim {
+        store
+            .claim_idempotency(token, key, hash, at_ms)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_key_is_claimed_once_answered_replayed_and_forgotten_after_a_day() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::open(&url).await.unwrap();
         let t0 = 1_800_000_000_000;
+        assert_eq!(claim(&store, "tok", "k1", "h1", t0).await, Claim::New);
         assert_eq!(
-            store
-                .claim_idempotency("tok", "k1", "h1", t0)
-                .await
-                .unwrap(),
-            Claim::New
-        );
-        assert_eq!(
-            store
-                .claim_idempotency("tok", "k1", "h1", t0 + 5)
-                .await
-                .unwrap(),
+            claim(&store, "tok", "k1", "h1", t0 + 5).await,
             Claim::InFlight {
                 request_hash: "h1".into()
             }
         );
+        assert_eq!(claim(&store, "tok", "k2", "h1", t0).await, Claim::New);
         assert_eq!(
-            store
-                .claim_idempotency("tok", "k2", "h1", t0)
-                .await
-                .unwrap(),
-            Claim::New
-        );
-        assert_eq!(
-            store
-                .claim_idempotency("tok", "k2", "h1", t0 + IN_FLIGHT_TTL_MS + 1)
-                .await
-                .unwrap(),
+            claim(&store, "tok", "k2", "h1", t0 + IN_FLIGHT_TTL_MS + 1).await,
             Claim::New,
             "a claim never answered is taken over after a minute"
         );
         // Another token's key of the same name is its own.
-        assert_eq!(
-            store
-                .claim_idempotency("other", "k1", "h9", t0)
-                .await
-                .unwrap(),
-            Claim::New
-        );
+        assert_eq!(claim(&store, "other", "k1", "h9", t0).await, Claim::New);
         store
             .settle_idempotency("tok", "k1", 201, "{\"call_id\":\"c1\"}")
             .await
             .unwrap();
         assert_eq!(
-            store
-                .claim_idempotency("tok", "k1", "h2", t0 + 10)
-                .await
-                .unwrap(),
+            claim(&store, "tok", "k1", "h2", t0 + 10).await,
             Claim::Answered {
                 request_hash: "h1".into(),
                 status: 201,
@@ -182,18 +162,9 @@ mod tests {
             }
         );
         store.release_idempotency("other", "k1").await.unwrap();
+        assert_eq!(claim(&store, "other", "k1", "h9", t0).await, Claim::New);
         assert_eq!(
-            store
-                .claim_idempotency("other", "k1", "h9", t0)
-                .await
-                .unwrap(),
-            Claim::New
-        );
-        assert_eq!(
-            store
-                .claim_idempotency("tok", "k1", "h3", t0 + IDEMPOTENCY_TTL_MS + 11)
-                .await
-                .unwrap(),
+            claim(&store, "tok", "k1", "h3", t0 + IDEMPOTENCY_TTL_MS + 11).await,
             Claim::New,
             "a day later the key is new again"
         );
