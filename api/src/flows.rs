@@ -169,6 +169,16 @@ pub fn version(text: &str) -> String {
 /// folder.
 pub use switchboard_engine::config::is_flow_name;
 
+/// A flow's name in a path: 1 to 64 letters, digits, `-` or `_` (its file stem). The pattern is
+/// for the document; [`checked_name`] is what refuses others.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FlowName {
+    /// The flow's name (its file stem: letters, digits, `-`, `_`).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    name: String,
+}
+
 fn checked_name(name: &str) -> Result<(), ApiError> {
     if is_flow_name(name) {
         Ok(())
@@ -284,11 +294,7 @@ pub async fn list(
 /// One flow's YAML and version.
 #[utoipa::path(
     get, path = "/api/v1/flows/{name}", tag = "flows",
-    params((
-        "name" = String, Path,
-        description = "The flow's name (its file stem)",
-        pattern = "^[A-Za-z0-9_-]{1,64}$"
-    )),
+    params(FlowName),
     responses(
         (status = 200, description = "The flow's text", body = FlowText),
         (status = 404, description = "No such flow", body = ErrorBody),
@@ -298,7 +304,7 @@ pub async fn list(
 pub async fn one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    Path(FlowName { name }): Path<FlowName>,
 ) -> Result<Json<FlowText>, ApiError> {
     caller.require(READERS)?;
     let config = config(&state)?;
@@ -350,11 +356,7 @@ pub async fn check_text(
 /// it in the operation log.
 #[utoipa::path(
     put, path = "/api/v1/flows/{name}", tag = "flows",
-    params((
-        "name" = String, Path,
-        description = "The flow's name (letters, digits, `-`, `_`)",
-        pattern = "^[A-Za-z0-9_-]{1,64}$"
-    )),
+    params(FlowName),
     request_body = PublishRequest,
     responses(
         (status = 202, description = "Written; the engine publishes it", body = Accepted),
@@ -365,7 +367,7 @@ pub async fn check_text(
 pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    Path(FlowName { name }): Path<FlowName>,
     ApiJson(body): ApiJson<PublishRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     caller.require(PUBLISHERS)?;
@@ -410,11 +412,7 @@ pub async fn publish(
 /// A flow's operation log: every publish and rejection, newest first.
 #[utoipa::path(
     get, path = "/api/v1/flows/{name}/history", tag = "flows",
-    params((
-        "name" = String, Path,
-        description = "The flow's name",
-        pattern = "^[A-Za-z0-9_-]{1,64}$"
-    )),
+    params(FlowName),
     responses(
         (status = 200, description = "The operation log, newest first", body = History),
         (status = 404, description = "No such flow and no log of one", body = ErrorBody),
@@ -424,7 +422,7 @@ pub async fn publish(
 pub async fn history(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    Path(FlowName { name }): Path<FlowName>,
 ) -> Result<Json<History>, ApiError> {
     caller.require(READERS)?;
     checked_name(&name)?;
@@ -452,11 +450,7 @@ pub async fn history(
 /// The flow drawn as SVG (the picture `switchboard flow graph` draws).
 #[utoipa::path(
     get, path = "/api/v1/flows/{name}/graph.svg", tag = "flows",
-    params((
-        "name" = String, Path,
-        description = "The flow's name",
-        pattern = "^[A-Za-z0-9_-]{1,64}$"
-    )),
+    params(FlowName),
     responses(
         (status = 200, description = "The picture", content_type = "image/svg+xml", body = String),
         (status = 404, description = "No such flow", body = ErrorBody),
@@ -467,7 +461,7 @@ pub async fn history(
 pub async fn graph_svg(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    Path(FlowName { name }): Path<FlowName>,
 ) -> Result<Response, ApiError> {
     caller.require(READERS)?;
     let config = config(&state)?;
@@ -707,11 +701,7 @@ fn test_files(
 /// `details.errors`).
 #[utoipa::path(
     post, path = "/api/v1/flows/{name}/test", tag = "flows",
-    params((
-        "name" = String, Path,
-        description = "The flow's name",
-        pattern = "^[A-Za-z0-9_-]{1,64}$"
-    )),
+    params(FlowName),
     request_body(
         content = Option<TestRequest>,
         description = "Optional: a test script; without one, the folder's tests of the flow run"
@@ -731,7 +721,7 @@ fn test_files(
 pub async fn run_tests(
     State(state): State<AppState>,
     caller: Caller,
-    Path(name): Path<String>,
+    Path(FlowName { name }): Path<FlowName>,
     OptionalJson(body): OptionalJson<TestRequest>,
 ) -> Result<Json<TestRun>, ApiError> {
     caller.require(TESTERS)?;

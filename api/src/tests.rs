@@ -78,6 +78,31 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
     }
 }
 
+/// Every flow endpoint documents its `{name}` the same way: the pattern the handlers check.
+#[test]
+fn flow_names_in_paths_carry_their_pattern() {
+    let doc = serde_json::to_value(openapi::ApiDoc::openapi()).unwrap();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1/flows/{name}") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let name = op["parameters"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == "name"))
+                .unwrap_or_else(|| panic!("{method} {path}: no name parameter"));
+            assert_eq!(name["in"], "path", "{method} {path}");
+            assert_eq!(
+                name["schema"]["pattern"], "^[A-Za-z0-9_-]{1,64}$",
+                "{method} {path}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 5, "get, put, history, graph, test: {seen}");
+}
+
 #[tokio::test]
 async fn every_route_is_mounted_and_guarded() {
     let (_dir, state) = state().await;
