@@ -224,6 +224,8 @@ struct CdrDraft {
     ring_ms: Option<i64>,
     /// The call's recording: path, and duration once finished.
     recording: Option<(String, Option<i64>)>,
+    /// The control interface asked the running recording to stop: it is being finished.
+    recording_stopping: bool,
     /// The agent who served the call last, and the wrap-up they were given.
     agent: Option<String>,
     wrap_up_ms: Option<i64>,
@@ -319,8 +321,6 @@ pub(super) struct Calls {
     timers: BinaryHeap<Reverse<(Instant, CallKey, TimerKey)>>,
     next_id: u64,
     transfers: transfer::Transfers,
-    /// Recordings the control interface asked to stop, by call: the file being finished.
-    recording_stops: HashMap<CallKey, String>,
 }
 
 impl Calls {
@@ -383,6 +383,7 @@ impl Calls {
     pub(super) fn set_recording(&mut self, key: CallKey, path: String) {
         if let Some(c) = self.calls.get_mut(&key) {
             c.cdr.recording = Some((path, None));
+            c.cdr.recording_stopping = false;
         }
     }
 
@@ -780,6 +781,7 @@ impl Endpoint {
                     answered_ms: None,
                     ring_ms: None,
                     recording: None,
+                    recording_stopping: false,
                     agent: None,
                     wrap_up_ms: None,
                     queue: None,
@@ -1490,6 +1492,7 @@ impl Endpoint {
             // The duration is known when the file is finished, which may be after the record
             // is closed; the path is known now.
             c.cdr.recording = Some((path.display().to_string(), None));
+            c.cdr.recording_stopping = false;
         }
         self.events.push_back(Event::Media(Command::Record {
             id: caller_session,

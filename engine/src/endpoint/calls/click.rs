@@ -417,6 +417,7 @@ impl Endpoint {
                     answered_ms: None,
                     ring_ms: None,
                     recording: None,
+                    recording_stopping: false,
                     agent: agent.as_ref().map(|a| a.0.clone()),
                     wrap_up_ms: None,
                     queue: None,

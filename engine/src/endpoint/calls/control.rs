@@ -233,24 +233,17 @@ impl Endpoint {
     /// media worker; its length reaches the record with [`MediaEvent::Recorded`].
     pub fn stop_recording(&mut self, now: Instant, call_id: &str) -> Result<(), CallControlError> {
         let key = self.controlled_call(call_id)?;
-        // Stops asked for calls that have ended since are of no use any more.
-        let calls = &self.calls.calls;
-        self.calls
-            .recording_stops
-            .retain(|k, _| calls.contains_key(k));
         let call = &self.calls.calls[&key];
-        let running = match &call.cdr.recording {
-            Some((path, None)) => self.calls.recording_stops.get(&key) != Some(path),
-            _ => false,
-        };
+        let running = matches!(call.cdr.recording, Some((_, None))) && !call.cdr.recording_stopping;
         if !running {
             return Err(CallControlError::NotRecording {
                 call_id: call_id.to_owned(),
             });
         }
-        let path = call.cdr.recording.as_ref().map(|r| r.0.clone());
         let session = self.calls.legs.get(&call.a).map(|l| l.session);
-        self.calls.recording_stops.extend(path.map(|p| (key, p)));
+        if let Some(c) = self.calls.calls.get_mut(&key) {
+            c.cdr.recording_stopping = true;
+        }
         if let Some(id) = session {
             tracing::info!(call = key.0, "recording stopped by the control interface");
             self.events
