@@ -138,11 +138,7 @@ async fn linear_queue_skips_an_agent_who_does_not_answer_and_the_next_one_serves
         )
         .await;
     let caller = server
-        .sipp()
-        .scenario("uac_ivr_until_bye.xml")
-        .arg("-s")
-        .arg("4000")
-        .key("caller", "5550100")
+        .dial("uac_ivr_until_bye.xml", "5550100", "4000")
         .key("info", server.dir().join("caller.info").display())
         .run()
         .await;
@@ -247,13 +243,9 @@ async fn a_caller_hanging_up_in_the_queue_is_abandoned_with_its_wait() {
         )
         .await;
     let caller = server
-        .sipp()
-        .scenario("uac_ivr_hang_up_after.xml")
-        .arg("-s")
-        .arg("4000")
+        .dial("uac_ivr_hang_up_after.xml", "5550101", "4000")
         .arg("-d")
         .arg("1500")
-        .key("caller", "5550101")
         .run()
         .await;
     assert_eq!(

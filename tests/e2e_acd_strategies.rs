@@ -217,11 +217,7 @@ async fn call(
     agents: usize,
 ) -> (Cdr, Option<String>) {
     let run = server
-        .sipp()
-        .scenario("uac_ivr_until_bye.xml")
-        .arg("-s")
-        .arg(number)
-        .key("caller", caller)
+        .dial("uac_ivr_until_bye.xml", caller, number)
         .key(
             "info",
             server.dir().join(format!("caller-{caller}.info")).display(),
@@ -527,11 +523,7 @@ agents:
     let info = server.dir().join("caller.info");
     let caller = tokio::spawn(
         server
-            .sipp()
-            .scenario("uac_ivr_info_digits.xml")
-            .arg("-s")
-            .arg(SALES)
-            .key("caller", "5550161")
+            .dial("uac_ivr_info_digits.xml", "5550161", SALES)
             .key("info", info.display())
             .key("digits", "0")
             .key("keys", 1)

@@ -633,11 +633,7 @@ async fn live_calls_are_listed_moved_and_hung_up() {
         let info = server.dir().join(format!("{n}.info"));
         let run = tokio::spawn(
             server
-                .sipp()
-                .scenario("uac_ivr_until_bye.xml")
-                .arg("-s")
-                .arg("9999")
-                .key("caller", n)
+                .dial("uac_ivr_until_bye.xml", n, "9999")
                 .key("info", info.display())
                 .run(),
         );

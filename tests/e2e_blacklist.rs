@@ -100,25 +100,9 @@ fn caller(server: &Server, scenario: &str, from: &str) -> Sipp {
     let n = CALLS.fetch_add(1, Ordering::Relaxed);
     let info = server.dir().join(format!("caller-{from}-{n}.info"));
     server
-        .sipp()
-        .scenario(scenario)
-        .arg("-s")
-        .arg(SERVICE)
-        .key("caller", from)
+        .dial(scenario, from, SERVICE)
         .key("info", info.display())
         .trace_msg()
-}
-
-async fn run_ok(sipp: Sipp, server: &Server) -> SippRun {
-    let run = sipp.run().await;
-    assert!(
-        run.code == Some(0) && run.successful == 1 && run.failed == 0,
-        "the SIPp call failed\n{}\n--- messages ---\n{}\n--- server log ---\n{}",
-        run.report(),
-        run.messages,
-        server.log()
-    );
-    run
 }
 
 /// The first final answer the caller received (`403 Forbidden`).
@@ -134,7 +118,9 @@ fn final_answer(run: &SippRun) -> String {
 /// A call from `from` is refused with 403, and its record (the `nth` from that number) says
 /// `blacklisted`.
 async fn assert_refused(server: &Server, from: &str, nth: usize) {
-    let run = run_ok(caller(server, "uac_ivr_refused.xml", from), server).await;
+    let run = server
+        .run_ok(caller(server, "uac_ivr_refused.xml", from))
+        .await;
     let answer = final_answer(&run);
     assert!(
         answer.starts_with("403"),
@@ -174,7 +160,9 @@ async fn an_entry_added_refuses_the_next_call_survives_a_restart_and_deleted_let
     let admin = server.token("admin", "admin");
 
     // Before: the caller gets through.
-    run_ok(caller(&server, "uac_ivr_until_bye.xml", "5550666"), &server).await;
+    server
+        .run_ok(caller(&server, "uac_ivr_until_bye.xml", "5550666"))
+        .await;
     let cdr = server.wait_cdr(CdrBy::Caller("5550666"), 1).await;
     assert_flow_ran(&cdr);
 
@@ -214,7 +202,9 @@ async fn an_entry_added_refuses_the_next_call_survives_a_restart_and_deleted_let
     let path = format!("/api/v1/blacklist/{id}");
     let (status, _) = api.call(Method::DELETE, &path, Some(&admin), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    run_ok(caller(&server, "uac_ivr_until_bye.xml", "5550666"), &server).await;
+    server
+        .run_ok(caller(&server, "uac_ivr_until_bye.xml", "5550666"))
+        .await;
     let cdr = server.wait_cdr(CdrBy::Caller("5550666"), 4).await;
     assert_flow_ran(&cdr);
     Api::assert_error(
@@ -606,13 +596,9 @@ async fn an_outbound_entry_stops_the_next_call_out() {
 
     // Desk phone 1001 dials the number as people do.
     let run = server
-        .sipp()
-        .scenario("uac_ivr_hang_up_after.xml")
-        .arg("-s")
-        .arg("13900000000")
+        .dial("uac_ivr_hang_up_after.xml", "1001", "13900000000")
         .arg("-d")
         .arg("500")
-        .key("caller", "1001")
         .trace_msg()
         .run()
         .await;

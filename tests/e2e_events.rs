@@ -186,13 +186,9 @@ fn parse(block: &str) -> Option<Msg> {
 /// succeed.
 async fn call(server: &Server, scenario: &str, from: &str, number: &str) {
     let run = server
-        .sipp()
-        .scenario(scenario)
-        .arg("-s")
-        .arg(number)
+        .dial(scenario, from, number)
         .arg("-d")
         .arg("500")
-        .key("caller", from)
         .run()
         .await;
     assert!(

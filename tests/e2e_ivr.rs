@@ -38,26 +38,7 @@ fn trusted() -> ServerConfig {
 /// A SIPp caller: `scenario` from `caller` to `number`, with its own SIP and RTP ports and the
 /// message trace kept.
 fn caller(server: &Server, scenario: &str, caller: &str, number: &str) -> Sipp {
-    server
-        .sipp()
-        .scenario(scenario)
-        .arg("-s")
-        .arg(number)
-        .key("caller", caller)
-        .trace_msg()
-}
-
-/// Run a caller SIPp to its end and require that its one call succeeded.
-async fn run_ok(sipp: Sipp, server: &Server) -> SippRun {
-    let run = sipp.run().await;
-    assert!(
-        run.code == Some(0) && run.successful == 1 && run.failed == 0,
-        "the SIPp call failed\n{}\n--- messages ---\n{}\n--- server log ---\n{}",
-        run.report(),
-        run.messages,
-        server.log()
-    );
-    run
+    server.dial(scenario, caller, number).trace_msg()
 }
 
 /// Wait for a scenario's `-key info` file (the call is up); its first word, the Call-ID.
@@ -184,11 +165,11 @@ nodes:
 async fn digit_1_from_the_pcap_takes_the_menu_branch() {
     let server = Server::start(&trusted().flow("main", MENU_FLOW).number("4000", "main"));
     let info = server.dir().join("caller.info");
-    run_ok(
-        caller(&server, "uac_ivr_pcap_1.xml", "5550101", "4000").key("info", info.display()),
-        &server,
-    )
-    .await;
+    server
+        .run_ok(
+            caller(&server, "uac_ivr_pcap_1.xml", "5550101", "4000").key("info", info.display()),
+        )
+        .await;
 
     let cdr = server.wait_cdr(CdrBy::Service("4000"), 1).await;
     assert_eq!(
@@ -301,11 +282,11 @@ nodes:
 "#;
     let server = Server::start(&trusted().flow("main", flow).number("4000", "main"));
     let info = server.dir().join("caller.info");
-    run_ok(
-        caller(&server, "uac_ivr_until_bye.xml", "5550109", "4000").key("info", info.display()),
-        &server,
-    )
-    .await;
+    server
+        .run_ok(
+            caller(&server, "uac_ivr_until_bye.xml", "5550109", "4000").key("info", info.display()),
+        )
+        .await;
     let cdr = server.wait_cdr(CdrBy::Service("4000"), 1).await;
     assert_eq!(
         cdr.ivr_trail,
@@ -618,11 +599,12 @@ async fn hours_branch_at_a_fixed_clock() {
         ("4003", "special", "open", "open_msg"),
     ] {
         let info = server.dir().join(format!("caller-{number}.info"));
-        run_ok(
-            caller(&server, "uac_ivr_until_bye.xml", "5550104", number).key("info", info.display()),
-            &server,
-        )
-        .await;
+        server
+            .run_ok(
+                caller(&server, "uac_ivr_until_bye.xml", "5550104", number)
+                    .key("info", info.display()),
+            )
+            .await;
         let cdr = server.wait_cdr(CdrBy::Service(number), 1).await;
         assert_eq!(
             cdr.ivr_trail,
@@ -670,11 +652,9 @@ async fn blacklisted_unrouted_and_quick_hangup_reasons() {
         ("5550777", "4000", "403", "blacklisted"),
         ("5550105", "4999", "404", "inbound_route_not_matched"),
     ] {
-        let run = run_ok(
-            caller(&server, "uac_ivr_refused.xml", from, number),
-            &server,
-        )
-        .await;
+        let run = server
+            .run_ok(caller(&server, "uac_ivr_refused.xml", from, number))
+            .await;
         let got = final_answer(&run);
         assert!(
             got.starts_with(answer),
@@ -690,13 +670,13 @@ async fn blacklisted_unrouted_and_quick_hangup_reasons() {
         assert!(cdr.ivr_trail.is_empty(), "no flow ran: {cdr:#?}");
     }
 
-    run_ok(
-        caller(&server, "uac_ivr_hang_up_after.xml", "5550106", "4000")
-            .arg("-d")
-            .arg("2000"),
-        &server,
-    )
-    .await;
+    server
+        .run_ok(
+            caller(&server, "uac_ivr_hang_up_after.xml", "5550106", "4000")
+                .arg("-d")
+                .arg("2000"),
+        )
+        .await;
     let cdr = server.wait_cdr(CdrBy::Caller("5550106"), 1).await;
     assert_eq!(
         (cdr.result.as_deref(), cdr.missed_reason.as_deref()),
@@ -761,11 +741,9 @@ async fn blacklist_ignores_plus_and_spaces() {
             .blacklist("021 5555 0000"),
     );
     for from in ["8613800000001", "+13900000002", "02155550000"] {
-        let run = run_ok(
-            caller(&server, "uac_ivr_refused.xml", from, "4000"),
-            &server,
-        )
-        .await;
+        let run = server
+            .run_ok(caller(&server, "uac_ivr_refused.xml", from, "4000"))
+            .await;
         assert!(
             final_answer(&run).starts_with("403"),
             "{from}: {}",
@@ -790,11 +768,9 @@ async fn disabled_number_is_refused_as_trunk_number_disabled() {
             .flow("main", MENU_FLOW)
             .disabled_number("4000", "main"),
     );
-    let run = run_ok(
-        caller(&server, "uac_ivr_refused.xml", "5550111", "4000"),
-        &server,
-    )
-    .await;
+    let run = server
+        .run_ok(caller(&server, "uac_ivr_refused.xml", "5550111", "4000"))
+        .await;
     let cdr = server.wait_cdr(CdrBy::Caller("5550111"), 1).await;
     assert_eq!(
         (cdr.result.as_deref(), cdr.missed_reason.as_deref()),
@@ -947,12 +923,12 @@ async fn busy_third_party_takes_the_failed_exit() {
         .await
         .unwrap();
     assert!(bound, "the bot SIPp never bound port {bot_port}");
-    run_ok(
-        caller(&server, "uac_ivr_until_bye.xml", "5550112", "4000")
-            .key("info", server.dir().join("caller.info").display()),
-        &server,
-    )
-    .await;
+    server
+        .run_ok(
+            caller(&server, "uac_ivr_until_bye.xml", "5550112", "4000")
+                .key("info", server.dir().join("caller.info").display()),
+        )
+        .await;
     let bot = bot.await.unwrap();
     assert!(
         bot.code == Some(0) && bot.successful == 1,
@@ -1007,12 +983,12 @@ nodes:
         .await
         .unwrap();
     assert!(bound, "the desk SIPp never bound port {desk_port}");
-    run_ok(
-        caller(&server, "uac_ivr_until_bye.xml", "5550113", "4000")
-            .key("info", server.dir().join("caller.info").display()),
-        &server,
-    )
-    .await;
+    server
+        .run_ok(
+            caller(&server, "uac_ivr_until_bye.xml", "5550113", "4000")
+                .key("info", server.dir().join("caller.info").display()),
+        )
+        .await;
     let desk = desk.await.unwrap();
     assert!(
         desk.code == Some(0) && desk.successful == 1,

@@ -77,11 +77,7 @@ async fn an_agent_transfers_a_queued_caller_blind_to_an_extension() {
         )
         .await;
     let caller = server
-        .sipp()
-        .scenario("uac_ivr_until_bye.xml")
-        .arg("-s")
-        .arg("4000")
-        .key("caller", "5550100")
+        .dial("uac_ivr_until_bye.xml", "5550100", "4000")
         .key("info", server.dir().join("caller.info").display())
         .run()
         .await;

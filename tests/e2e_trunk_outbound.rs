@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, Account, CdrBy, Server, ServerConfig, Sipp, SippRun};
+use common::{free_port, Account, CdrBy, Server, ServerConfig, Sipp};
 use sqlx::Row;
 
 /// call type, customer number, trunk number, display number, result.
@@ -56,24 +56,9 @@ regions:
 /// Desk phone 1001 (trusted on loopback) dials `number` and hangs up after half a second.
 fn desk_call(server: &Server, number: &str) -> Sipp {
     server
-        .sipp()
-        .scenario("uac_ivr_hang_up_after.xml")
-        .arg("-s")
-        .arg(number)
+        .dial("uac_ivr_hang_up_after.xml", "1001", number)
         .arg("-d")
         .arg("500")
-        .key("caller", "1001")
-}
-
-async fn run_ok(sipp: Sipp, server: &Server) -> SippRun {
-    let run = sipp.run().await;
-    assert!(
-        run.code == Some(0) && run.successful == 1,
-        "the call failed\n{}\n--- server log ---\n{}",
-        run.report(),
-        server.log()
-    );
-    run
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +89,7 @@ async fn calls_out_show_the_display_number_of_the_callee_region() {
     // Beijing (national format as dialled), Guangzhou (E.164), Dongguan (no number there: the
     // capital of Guangdong, Guangzhou).
     for number in ["01088881234", "+862088881234", "076922223333"] {
-        run_ok(desk_call(&server, number), &server).await;
+        server.run_ok(desk_call(&server, number)).await;
     }
     let carrier = carrier.await.unwrap();
     carrier.assert_all_successful(3);
@@ -191,7 +176,7 @@ async fn a_trunk_over_its_quota_stays_refused_after_a_restart() {
     .await
     .unwrap();
     assert!(bound, "the carrier SIPp never listened");
-    run_ok(desk_call(&server, "01088881234"), &server).await;
+    server.run_ok(desk_call(&server, "01088881234")).await;
     carrier.await.unwrap().assert_all_successful(1);
     server.wait_cdr(CdrBy::Caller("+861088881234"), 1).await;
 

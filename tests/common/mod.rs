@@ -818,6 +818,29 @@ impl Server {
         Sipp::new(self.dir(), self.udp, self.tcp)
     }
 
+    /// A SIPp caller: `scenario` from `from` (the `caller` key) dialling `number`. Callers add
+    /// their own keys and arguments.
+    pub fn dial(&self, scenario: &str, from: &str, number: &str) -> Sipp {
+        self.sipp()
+            .scenario(scenario)
+            .arg("-s")
+            .arg(number)
+            .key("caller", from)
+    }
+
+    /// Run a caller SIPp to its end and require that its one call succeeded.
+    pub async fn run_ok(&self, sipp: Sipp) -> SippRun {
+        let run = sipp.run().await;
+        assert!(
+            run.code == Some(0) && run.successful == 1 && run.failed == 0,
+            "the SIPp call failed\n{}\n--- messages ---\n{}\n--- server log ---\n{}",
+            run.report(),
+            run.messages,
+            self.log()
+        );
+        run
+    }
+
     /// An API token of `role` made with `switchboard token create` (the CLI), as printed.
     pub fn token(&self, role: &str, name: &str) -> String {
         let run = self.cli(&["token", "create", "--role", role, "--name", name]);
