@@ -118,11 +118,7 @@ async fn two_hundred_callers_on_twenty_agents_leave_nothing_stuck() {
     assert!(bound, "the phones' SIPp never bound port {phones}");
 
     let callers = server
-        .sipp()
-        .scenario("uac_ivr_until_bye.xml")
-        .arg("-s")
-        .arg("4000")
-        .key("caller", "5550100")
+        .dial("uac_ivr_until_bye.xml", "5550100", "4000")
         .key("info", server.dir().join("caller.info").display())
         .calls(CALLERS)
         .rate(50)
@@ -297,11 +293,7 @@ async fn two_hundred_callers_hanging_up_at_any_moment_leave_nothing_stuck() {
 
     let callers = |caller: &str, talk_ms: u32| {
         server
-            .sipp()
-            .scenario("uac_ivr_hang_up_after.xml")
-            .arg("-s")
-            .arg("4000")
-            .key("caller", caller)
+            .dial("uac_ivr_hang_up_after.xml", caller, "4000")
             .arg("-d")
             .arg(talk_ms.to_string())
             .calls(CALLERS / 2)
