@@ -399,19 +399,6 @@ pub fn effective_blacklist(
     }
 }
 
-fn status_name(s: &crate::acd::AgentStatus) -> &'static str {
-    use crate::acd::AgentStatus;
-    match s {
-        AgentStatus::LoggedOut => "logged_out",
-        AgentStatus::Idle => "idle",
-        AgentStatus::Busy => "busy",
-        AgentStatus::Break(_) => "break",
-        AgentStatus::Ringing => "ringing",
-        AgentStatus::Talking => "talking",
-        AgentStatus::WrapUp => "wrap_up",
-    }
-}
-
 /// Agents and queues as the engine's ACD has them now.
 fn acd_snapshot(endpoint: &Endpoint, at: Instant) -> AcdSnapshot {
     let acd = endpoint.acd();
@@ -421,7 +408,7 @@ fn acd_snapshot(endpoint: &Endpoint, at: Instant) -> AcdSnapshot {
             let status = a.state().status();
             AgentView {
                 id: a.id().0.clone(),
-                state: status_name(&status),
+                state: status.code(),
                 break_name: match &status {
                     crate::acd::AgentStatus::Break(n) => Some(n.clone()),
                     _ => None,
@@ -446,9 +433,7 @@ fn acd_snapshot(endpoint: &Endpoint, at: Instant) -> AcdSnapshot {
                 .agents()
                 .filter(|a| a.config().skill_groups.contains_key(id))
             {
-                *by_state
-                    .entry(status_name(&a.state().status()))
-                    .or_insert(0) += 1;
+                *by_state.entry(a.state().status().code()).or_insert(0) += 1;
             }
             let stats = q.stats();
             QueueView {

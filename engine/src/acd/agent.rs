@@ -176,6 +176,38 @@ pub enum AgentStatus {
     WrapUp,
 }
 
+impl AgentStatus {
+    /// Every state's name, in this order.
+    pub const CODES: [&'static str; 7] = [
+        "logged_out",
+        "idle",
+        "busy",
+        "break",
+        "ringing",
+        "talking",
+        "wrap_up",
+    ];
+
+    /// The state's stable name (`break` for every break; the admin's name is beside it), as
+    /// the API, the events, the agent-state log and the `agents{state}` gauge show it.
+    pub fn code(&self) -> &'static str {
+        Self::CODES[self.index()]
+    }
+
+    /// The state's place in [`AgentStatus::CODES`].
+    pub fn index(&self) -> usize {
+        match self {
+            AgentStatus::LoggedOut => 0,
+            AgentStatus::Idle => 1,
+            AgentStatus::Busy => 2,
+            AgentStatus::Break(_) => 3,
+            AgentStatus::Ringing => 4,
+            AgentStatus::Talking => 5,
+            AgentStatus::WrapUp => 6,
+        }
+    }
+}
+
 /// One agent transition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateChange {

@@ -416,15 +416,7 @@ pub(super) struct Known<'a> {
 // ---- validation --------------------------------------------------------------------------
 
 /// Names an agent state already has; a break state must not be mistaken for one in reports.
-const STATE_NAMES: [&str; 7] = [
-    "logged_out",
-    "idle",
-    "busy",
-    "ringing",
-    "talking",
-    "wrap_up",
-    "break",
-];
+const STATE_NAMES: [&str; 7] = crate::acd::AgentStatus::CODES;
 
 pub(super) fn validate(
     raw: RawSections,

@@ -665,18 +665,13 @@ impl Endpoint {
             if self.acd.raised_agents.get(a.id()) == Some(&status) {
                 continue;
             }
-            let (state, break_name) = match &status {
-                AgentStatus::LoggedOut => ("logged_out", None),
-                AgentStatus::Idle => ("idle", None),
-                AgentStatus::Busy => ("busy", None),
-                AgentStatus::Break(name) => ("break", Some(name.clone())),
-                AgentStatus::Ringing => ("ringing", None),
-                AgentStatus::Talking => ("talking", None),
-                AgentStatus::WrapUp => ("wrap_up", None),
+            let break_name = match &status {
+                AgentStatus::Break(name) => Some(name.clone()),
+                _ => None,
             };
             changes.push(Change::AgentState {
                 agent: a.id().0.clone(),
-                state,
+                state: status.code(),
                 break_name,
                 at_ms,
             });
@@ -698,29 +693,11 @@ impl Endpoint {
             self.acd.raised_queues.insert(id.clone(), waiting);
         }
         self.events.extend(changes.into_iter().map(Event::Acd));
-        let mut counts = [0u32; 7];
+        let mut counts = [0u32; AgentStatus::CODES.len()];
         for a in self.acd.acd.agents() {
-            let i = match a.state().status() {
-                AgentStatus::LoggedOut => 0,
-                AgentStatus::Idle => 1,
-                AgentStatus::Busy => 2,
-                AgentStatus::Break(_) => 3,
-                AgentStatus::Ringing => 4,
-                AgentStatus::Talking => 5,
-                AgentStatus::WrapUp => 6,
-            };
-            counts[i] += 1;
+            counts[a.state().status().index()] += 1;
         }
-        const STATES: [&str; 7] = [
-            "logged_out",
-            "idle",
-            "busy",
-            "break",
-            "ringing",
-            "talking",
-            "wrap_up",
-        ];
-        for (state, n) in STATES.iter().zip(counts) {
+        for (state, n) in AgentStatus::CODES.iter().zip(counts) {
             metrics::gauge!("agents", "state" => *state).set(f64::from(n));
         }
         for q in self.acd.acd.queues() {
