@@ -193,9 +193,10 @@ async fn the_customer_is_called_then_queued_to_an_agent() {
         .get(&format!("/api/v1/calls/{call_id}"), Some(&website))
         .await;
     assert_eq!(status, StatusCode::OK);
-    if live["status"] == "in_progress" {
-        assert_eq!(live["live"]["kind"], "click_to_dial");
-    }
+    // The greeting and the agent's second of talk are still ahead: the call is up.
+    assert_eq!(live["status"], "in_progress", "{live}");
+    assert_eq!(live["live"]["kind"], "click_to_dial", "{live}");
+    assert_eq!(live["live"]["caller"], "+861088881234", "{live}");
 
     let served = agent.await.unwrap();
     assert_eq!(
